@@ -1,0 +1,1014 @@
+//! The store handle: datasets, flush (the durability boundary), spill, compact, and reads across
+//! datasets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use array_format::{ArrayElement, ArrayStats};
+use ndarray::{ArcArray, Array, ArrayD, IxDyn};
+use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem, path::Path};
+
+use crate::catalog::{self, ArrayEntry, Catalog, SegmentEntry};
+use crate::config::StoreConfig;
+use crate::dataset::DatasetView;
+use crate::error::{Error, Result};
+use crate::pending::{self, Patch};
+use crate::schema::{ArraySchema, StatsRepr, stats_to_repr, validate_name};
+use crate::segment::{self, SegmentCache};
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the state is only
+/// mutated in short sections that leave it consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counters of what a handle has written, for tests, benches and progress reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteStats {
+    /// Times pending data spilled to uncommitted segments because it passed the budget.
+    pub spills: u64,
+    /// Segment files written (by flushes, spills and compactions).
+    pub segments_written: u64,
+    /// Bytes of segment files written.
+    pub segment_bytes_written: u64,
+    /// Commits made.
+    pub commits: u64,
+    /// Pending array bytes held in memory now.
+    pub pending_bytes: usize,
+    /// Most pending array bytes held in memory at once.
+    pub peak_pending_bytes: usize,
+}
+
+/// What `compact` or `vacuum` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// Variables rewritten into one segment.
+    pub variables_rewritten: Vec<String>,
+    /// Segment files removed.
+    pub segments_removed: usize,
+    /// Unreferenced segments kept because they are younger than the retention period.
+    pub orphans_kept: usize,
+    /// Bytes of segment files removed.
+    pub bytes_removed: u64,
+}
+
+/// A segment of the current catalog, as `info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// Key, `<variable>/<file>`.
+    pub key: String,
+    /// Variable it holds.
+    pub variable: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+pub(crate) struct State {
+    /// The last generation this handle committed or loaded.
+    pub committed: Arc<Catalog>,
+    /// The state a flush will commit: `committed` plus this handle's changes. Segment references
+    /// may point at uncommitted spill segments.
+    pub working: Catalog,
+    /// Writes not yet in any segment, by (dataset, array).
+    pub pending: HashMap<(String, String), Vec<Arc<dyn Patch>>>,
+    /// Bumped by every change, so a flush knows whether changes arrived while it ran.
+    pub changes: u64,
+    /// `changes` as of the last commit.
+    pub committed_changes: u64,
+    /// Spill segments this handle wrote and has not committed.
+    pub own_spills: HashSet<String>,
+    pub budget: usize,
+    pub retention: Duration,
+    pub stats: WriteStats,
+}
+
+impl State {
+    pub(crate) fn touch(&mut self) {
+        self.changes += 1;
+    }
+
+    pub(crate) fn drop_pending(&mut self, key: &(String, String)) {
+        if let Some(patches) = self.pending.remove(key) {
+            let bytes: usize = patches.iter().map(|p| p.nbytes()).sum();
+            self.stats.pending_bytes -= bytes;
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    pub state: Mutex<State>,
+    /// Serialises data writes with spill, flush and compact (held across their I/O).
+    pub gate: tokio::sync::Mutex<()>,
+    pub segments: SegmentCache,
+}
+
+/// A handle on an ATLAS store.
+///
+/// Changes (datasets, arrays, writes, attributes, deletions) are visible to this handle at once
+/// and reach the store at [`Atlas::flush`], the single durability boundary. Another handle sees
+/// them when it opens the store after that flush.
+pub struct Atlas {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Atlas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = lock(&self.inner.state);
+        f.debug_struct("Atlas")
+            .field("prefix", &self.inner.prefix)
+            .field("generation", &st.committed.generation)
+            .field("datasets", &st.working.datasets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Atlas {
+    /// Creates a new, empty store at `prefix` of `store`. Fails with [`Error::StoreExists`] if a
+    /// store is already there: creating never wipes data.
+    pub async fn create(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        config: StoreConfig,
+    ) -> Result<Atlas> {
+        if catalog::find_root(&*store, &prefix).await?.is_some() {
+            return Err(Error::StoreExists {
+                location: catalog::display_location(&prefix),
+            });
+        }
+        let cat = Catalog::empty(config.codec, config.meta_format, config.meta_compression);
+        match catalog::commit(&*store, &prefix, &cat).await {
+            Err(Error::Conflict { .. }) => {
+                return Err(Error::StoreExists {
+                    location: catalog::display_location(&prefix),
+                });
+            }
+            other => other?,
+        }
+        Ok(Self::from_catalog(store, prefix, cat, &config))
+    }
+
+    /// Opens the store at `prefix` of `store`. The codecs and catalog format are read from the
+    /// store; budgets take their defaults (see [`Atlas::set_pending_budget`]).
+    pub async fn open(store: Arc<dyn ObjectStore>, prefix: Path) -> Result<Atlas> {
+        let cat = catalog::load_latest(&*store, &prefix).await?;
+        Ok(Self::from_catalog(
+            store,
+            prefix,
+            cat,
+            &StoreConfig::default(),
+        ))
+    }
+
+    /// Creates a new store in the local directory `path`, making missing directories.
+    pub async fn create_path(
+        path: impl AsRef<std::path::Path>,
+        config: StoreConfig,
+    ) -> Result<Atlas> {
+        let path = path.as_ref();
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let store = local_store(path)?;
+        Self::create(store, Path::default(), config).await
+    }
+
+    /// Opens the store in the local directory `path`.
+    pub async fn open_path(path: impl AsRef<std::path::Path>) -> Result<Atlas> {
+        let path = path.as_ref();
+        if !path.is_dir() {
+            return Err(Error::StoreNotFound {
+                location: path.display().to_string(),
+            });
+        }
+        let store = local_store(path)?;
+        Self::open(store, Path::default())
+            .await
+            .map_err(|e| match e {
+                Error::StoreNotFound { .. } => Error::StoreNotFound {
+                    location: path.display().to_string(),
+                },
+                other => other,
+            })
+    }
+
+    fn from_catalog(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        cat: Catalog,
+        config: &StoreConfig,
+    ) -> Atlas {
+        let state = State {
+            committed: Arc::new(cat.clone()),
+            working: cat,
+            pending: HashMap::new(),
+            changes: 0,
+            committed_changes: 0,
+            own_spills: HashSet::new(),
+            budget: config.pending_budget,
+            retention: config.orphan_retention,
+            stats: WriteStats::default(),
+        };
+        Atlas {
+            inner: Arc::new(Inner {
+                segments: SegmentCache::new(Arc::clone(&store), prefix.clone()),
+                store,
+                prefix,
+                state: Mutex::new(state),
+                gate: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Sets the pending-bytes budget: past it, written data spills to uncommitted segments.
+    pub fn set_pending_budget(&self, bytes: usize) {
+        lock(&self.inner.state).budget = bytes;
+    }
+
+    /// Sets how old an unreferenced segment must be before `compact`/`vacuum` removes it.
+    pub fn set_orphan_retention(&self, retention: Duration) {
+        lock(&self.inner.state).retention = retention;
+    }
+
+    /// The generation of the catalog this handle last committed or loaded.
+    pub fn generation(&self) -> u64 {
+        lock(&self.inner.state).committed.generation
+    }
+
+    /// What this handle has written so far.
+    pub fn write_stats(&self) -> WriteStats {
+        lock(&self.inner.state).stats
+    }
+
+    /// Creates a dataset. Visible to this handle at once, stored at the next flush.
+    pub async fn create_dataset(&mut self, name: &str) -> Result<DatasetView> {
+        validate_name("dataset", name)?;
+        let mut st = lock(&self.inner.state);
+        if st.working.datasets.contains_key(name) {
+            return Err(Error::DatasetExists {
+                name: name.to_string(),
+            });
+        }
+        st.working
+            .datasets
+            .insert(name.to_string(), Default::default());
+        st.touch();
+        Ok(DatasetView::new(Arc::clone(&self.inner), name.to_string()))
+    }
+
+    /// Opens an existing dataset.
+    pub async fn open_dataset(&self, name: &str) -> Result<DatasetView> {
+        if !self.dataset_exists(name) {
+            return Err(Error::DatasetNotFound {
+                name: name.to_string(),
+            });
+        }
+        Ok(DatasetView::new(Arc::clone(&self.inner), name.to_string()))
+    }
+
+    /// Deletes a dataset and all its arrays; the store drops them at the next flush.
+    pub async fn delete_dataset(&mut self, name: &str) -> Result<()> {
+        let mut st = lock(&self.inner.state);
+        let Some(ds) = st.working.datasets.shift_remove(name) else {
+            return Err(Error::DatasetNotFound {
+                name: name.to_string(),
+            });
+        };
+        for array in ds.arrays.keys() {
+            st.drop_pending(&(name.to_string(), array.clone()));
+        }
+        st.touch();
+        Ok(())
+    }
+
+    /// Dataset names in insertion order.
+    pub fn list_datasets(&self) -> Vec<String> {
+        lock(&self.inner.state)
+            .working
+            .datasets
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a dataset of that name exists.
+    pub fn dataset_exists(&self, name: &str) -> bool {
+        lock(&self.inner.state).working.datasets.contains_key(name)
+    }
+
+    /// Distinct array (variable) names across all datasets, sorted.
+    pub fn list_arrays(&self) -> Vec<String> {
+        let st = lock(&self.inner.state);
+        let names: BTreeSet<&String> = st
+            .working
+            .datasets
+            .values()
+            .flat_map(|d| d.arrays.keys())
+            .collect();
+        names.into_iter().cloned().collect()
+    }
+
+    /// Segments of the current catalog.
+    pub fn list_segments(&self) -> Vec<SegmentInfo> {
+        lock(&self.inner.state)
+            .committed
+            .segments
+            .iter()
+            .map(|(key, e)| SegmentInfo {
+                key: key.clone(),
+                variable: e.variable.clone(),
+                size: e.size,
+            })
+            .collect()
+    }
+
+    /// Makes every change since the last flush durable in one atomic commit: one new segment per
+    /// touched variable (plus any spill segments the pending budget forced), then the catalog.
+    ///
+    /// On error nothing is committed and the pending changes stay, so the flush can be retried;
+    /// on [`Error::Conflict`] another writer committed first.
+    pub async fn flush(&mut self) -> Result<()> {
+        let _gate = self.inner.gate.lock().await;
+        self.inner.flush_locked().await
+    }
+
+    /// Flushes, then rewrites every variable whose live data spans several segments (or shares
+    /// them with deleted data) into one segment, and removes the segments no longer needed:
+    /// those this store retired, and unreferenced ones older than the retention period.
+    pub async fn compact(&mut self) -> Result<CompactReport> {
+        let _gate = self.inner.gate.lock().await;
+        self.inner.flush_locked().await?;
+        self.inner.cleanup(true).await
+    }
+
+    /// Flushes, then removes retired segments and unreferenced segments (orphans of crashed
+    /// writers) older than the retention period, without rewriting anything.
+    pub async fn vacuum(&mut self) -> Result<CompactReport> {
+        let _gate = self.inner.gate.lock().await;
+        self.inner.flush_locked().await?;
+        self.inner.cleanup(false).await
+    }
+
+    /// Reads every segment of the current catalog in full and checks its size and CRC-32.
+    /// Returns the number of segments checked.
+    pub async fn verify(&self) -> Result<usize> {
+        let segments = lock(&self.inner.state).committed.segments.clone();
+        for (key, entry) in &segments {
+            let path = segment::object_path(&self.inner.prefix, key);
+            let (size, crc) = segment::checksum(&*self.inner.store, &path).await?;
+            if size != entry.size || crc != entry.crc32 {
+                return Err(Error::CorruptSegment {
+                    path: path.to_string(),
+                    reason: format!(
+                        "{size} bytes with CRC-32 {crc:08x}, but the catalog records {} bytes \
+                         with {:08x}",
+                        entry.size, entry.crc32
+                    ),
+                    source: None,
+                });
+            }
+        }
+        Ok(segments.len())
+    }
+
+    /// Reads the same region of `array` from each of `datasets`, in parallel (at most one read
+    /// per CPU at a time). An entry is `None` where that dataset has no such array.
+    pub async fn read_array_across<T: ArrayElement>(
+        &self,
+        array: &str,
+        datasets: &[String],
+        start: Vec<usize>,
+        shape: Vec<usize>,
+    ) -> Result<Vec<Option<ArcArray<T, IxDyn>>>> {
+        for name in datasets {
+            if !self.dataset_exists(name) {
+                return Err(Error::DatasetNotFound { name: name.clone() });
+            }
+        }
+        let limit = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let sem = Arc::new(tokio::sync::Semaphore::new(limit));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, name) in datasets.iter().enumerate() {
+            let inner = Arc::clone(&self.inner);
+            let sem = Arc::clone(&sem);
+            let (name, array) = (name.clone(), array.to_string());
+            let (start, shape) = (start.clone(), shape.clone());
+            tasks.spawn(async move {
+                let _permit = sem
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let out = inner.read_region::<T>(&name, &array, start, shape).await?;
+                Ok::<_, Error>((i, out))
+            });
+        }
+        let mut out: Vec<Option<ArcArray<T, IxDyn>>> = vec![None; datasets.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, arr) =
+                joined.map_err(|e| Error::Internal(format!("read task failed: {e}")))??;
+            out[i] = arr;
+        }
+        Ok(out)
+    }
+
+    /// Like [`Atlas::read_array_across`], stacked into one array of shape
+    /// `[datasets.len(), region...]`. Every dataset must have the array and the region must fit
+    /// each of them.
+    pub async fn read_array_across_stacked<T: ArrayElement>(
+        &self,
+        array: &str,
+        datasets: &[String],
+        start: Vec<usize>,
+        shape: Vec<usize>,
+    ) -> Result<Array<T, IxDyn>> {
+        let parts = self
+            .read_array_across::<T>(array, datasets, start, shape)
+            .await?;
+        let mut region: Option<Vec<usize>> = None;
+        for (name, part) in datasets.iter().zip(&parts) {
+            let Some(part) = part else {
+                let known = DatasetView::new(Arc::clone(&self.inner), name.clone()).list_arrays();
+                return Err(Error::ArrayNotFound {
+                    dataset: name.clone(),
+                    array: array.to_string(),
+                    known: known.join(", "),
+                });
+            };
+            match &region {
+                None => region = Some(part.shape().to_vec()),
+                Some(r) if r.as_slice() != part.shape() => {
+                    return Err(Error::invalid(
+                        name,
+                        array,
+                        format!(
+                            "region has shape {:?} here but {r:?} in {}; stacking needs one shape",
+                            part.shape(),
+                            datasets[0]
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let region = region.unwrap_or_default();
+        let mut dims = vec![datasets.len()];
+        dims.extend_from_slice(&region);
+        let mut out = ArrayD::<T>::from_elem(IxDyn(&dims), T::fill_element(None));
+        for (i, part) in parts.into_iter().flatten().enumerate() {
+            out.index_axis_mut(ndarray::Axis(0), i).assign(&part);
+        }
+        Ok(out)
+    }
+}
+
+fn local_store(path: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
+    let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| Error::store(path.display(), e))?;
+    Ok(Arc::new(fs))
+}
+
+/// One (dataset, array) a flush or spill writes.
+struct Item {
+    dataset: String,
+    schema: ArraySchema,
+    base: Option<String>,
+    patches: Vec<Arc<dyn Patch>>,
+}
+
+impl Inner {
+    /// Reads a region of one array, this handle's pending writes applied.
+    pub(crate) async fn read_region<T: ArrayElement>(
+        &self,
+        dataset: &str,
+        array: &str,
+        start: Vec<usize>,
+        shape: Vec<usize>,
+    ) -> Result<Option<ArcArray<T, IxDyn>>> {
+        let (schema, base, base_entry, patches) = {
+            let st = lock(&self.state);
+            let ds = st
+                .working
+                .datasets
+                .get(dataset)
+                .ok_or_else(|| Error::DatasetNotFound {
+                    name: dataset.to_string(),
+                })?;
+            let Some(entry) = ds.arrays.get(array) else {
+                return Ok(None);
+            };
+            let key = (dataset.to_string(), array.to_string());
+            let base_entry = entry
+                .segment
+                .as_ref()
+                .and_then(|s| st.working.segments.get(s).cloned());
+            (
+                entry.schema.clone(),
+                entry.segment.clone(),
+                base_entry,
+                st.pending.get(&key).cloned().unwrap_or_default(),
+            )
+        };
+        check_dtype::<T>(dataset, array, &schema)?;
+        let (start, shape) = resolve_region(dataset, array, &schema, start, shape)?;
+        // Writes after the last full overwrite are all that matter.
+        let from = patches
+            .iter()
+            .rposition(|p| pending::covers_all(&**p, &schema.shape));
+        let patches = &patches[from.unwrap_or(0)..];
+        let base = if from.is_some() { None } else { base };
+        let mut out: ArrayD<T> = match base {
+            Some(key) => {
+                let file = self.segments.open(&key, base_entry.as_ref()).await?;
+                let read = file
+                    .read_array::<T>(dataset, start.clone(), shape.clone())
+                    .await;
+                let arr = match read {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let ctx = format!("reading {dataset}/{array}");
+                        return Err(self.segments.read_error(&key, ctx, e).await);
+                    }
+                };
+                if patches.is_empty() {
+                    return Ok(Some(arr));
+                }
+                arr.into_owned()
+            }
+            None => ArrayD::from_elem(IxDyn(&shape), T::fill_element(schema.fill_value.as_ref())),
+        };
+        for p in patches {
+            if !pending::apply(&mut out, &start, &**p) {
+                return Err(Error::Internal(format!(
+                    "pending write to {dataset}/{array} has another element type"
+                )));
+            }
+        }
+        Ok(Some(out.into_shared()))
+    }
+
+    /// Adds a write; spills everything pending when the budget is passed. Caller holds the gate.
+    pub(crate) async fn add_patch(
+        &self,
+        dataset: &str,
+        array: &str,
+        patch: Arc<dyn Patch>,
+    ) -> Result<()> {
+        let over = {
+            let mut st = lock(&self.state);
+            if !st
+                .working
+                .datasets
+                .get(dataset)
+                .is_some_and(|d| d.arrays.contains_key(array))
+            {
+                return Err(Error::DatasetNotFound {
+                    name: dataset.to_string(),
+                });
+            }
+            st.stats.pending_bytes += patch.nbytes();
+            st.stats.peak_pending_bytes = st.stats.peak_pending_bytes.max(st.stats.pending_bytes);
+            st.pending
+                .entry((dataset.to_string(), array.to_string()))
+                .or_default()
+                .push(patch);
+            st.touch();
+            st.stats.pending_bytes > st.budget
+        };
+        if over {
+            self.spill_locked().await?;
+        }
+        Ok(())
+    }
+
+    /// Groups pending writes by variable.
+    fn pending_items(st: &State) -> BTreeMap<String, Vec<Item>> {
+        let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+        for ((dataset, array), patches) in &st.pending {
+            let Some(entry) = st
+                .working
+                .datasets
+                .get(dataset)
+                .and_then(|d| d.arrays.get(array))
+            else {
+                continue;
+            };
+            groups.entry(array.clone()).or_default().push(Item {
+                dataset: dataset.clone(),
+                schema: entry.schema.clone(),
+                base: entry.segment.clone(),
+                patches: patches.clone(),
+            });
+        }
+        for items in groups.values_mut() {
+            items.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+        }
+        groups
+    }
+
+    /// Writes one segment of `variable` holding `items`; returns its key, entry, and the stats
+    /// of each dataset's array in it.
+    async fn write_segment(
+        &self,
+        generation: u64,
+        variable: &str,
+        items: &[Item],
+    ) -> Result<(String, SegmentEntry, Vec<(String, StatsRepr)>)> {
+        let codec = lock(&self.state).working.codec;
+        let mut writer = segment::new_writer(codec);
+        for item in items {
+            let ctx = || format!("writing {}/{variable}", item.dataset);
+            let from = item
+                .patches
+                .iter()
+                .rposition(|p| pending::covers_all(&**p, &item.schema.shape));
+            let patches = &item.patches[from.unwrap_or(0)..];
+            match (&item.base, from) {
+                (Some(base), None) => {
+                    let entry = lock(&self.state).working.segments.get(base).cloned();
+                    let file = self.segments.open(base, entry.as_ref()).await?;
+                    if let Err(e) = writer.copy_array(&file, &item.dataset).await {
+                        return Err(self.segments.read_error(base, ctx(), e).await);
+                    }
+                }
+                _ => match patches.first() {
+                    Some(p) => p
+                        .define_in(&mut writer, &item.dataset, &item.schema)
+                        .map_err(|e| Error::format(ctx(), e))?,
+                    None => continue,
+                },
+            }
+            for p in patches {
+                p.write_to(&mut writer, &item.dataset)
+                    .map_err(|e| Error::format(ctx(), e))?;
+            }
+        }
+        let key = segment::new_key(variable, generation);
+        let path = segment::object_path(&self.prefix, &key);
+        let file = writer
+            .finish(Arc::clone(&self.store), path.clone())
+            .await
+            .map_err(|e| Error::format(format!("writing segment {path}"), e))?;
+        let stats = items
+            .iter()
+            .filter_map(|i| {
+                file.array_stats(&i.dataset)
+                    .map(|s| (i.dataset.clone(), stats_to_repr(s)))
+            })
+            .collect();
+        drop(file);
+        let (size, crc32) = segment::checksum(&*self.store, &path).await?;
+        let mut st = lock(&self.state);
+        st.stats.segments_written += 1;
+        st.stats.segment_bytes_written += size;
+        let entry = SegmentEntry {
+            variable: variable.to_string(),
+            size,
+            crc32,
+        };
+        Ok((key, entry, stats))
+    }
+
+    /// Writes every pending array into segments and points the working catalog at them.
+    async fn write_pending(&self, generation: u64) -> Result<(u64, Vec<(String, String)>)> {
+        let (groups, mark) = {
+            let st = lock(&self.state);
+            (Self::pending_items(&st), st.changes)
+        };
+        let mut written = Vec::new();
+        for (variable, items) in &groups {
+            written.push((
+                variable.clone(),
+                self.write_segment(generation, variable, items).await?,
+            ));
+        }
+        let mut st = lock(&self.state);
+        let mut flushed = Vec::new();
+        for (variable, (key, entry, stats)) in written {
+            st.working.segments.insert(key.clone(), entry);
+            for (dataset, s) in stats {
+                if let Some(a) = st
+                    .working
+                    .datasets
+                    .get_mut(&dataset)
+                    .and_then(|d| d.arrays.get_mut(&variable))
+                {
+                    a.segment = Some(key.clone());
+                    a.stats = Some(s);
+                }
+                flushed.push((dataset, variable.clone()));
+            }
+            st.own_spills.insert(key);
+        }
+        for k in &flushed {
+            st.drop_pending(k);
+        }
+        Ok((mark, flushed))
+    }
+
+    /// Moves all pending writes into uncommitted segments. Caller holds the gate.
+    async fn spill_locked(&self) -> Result<()> {
+        let generation = lock(&self.state).committed.generation + 1;
+        self.write_pending(generation).await?;
+        lock(&self.state).stats.spills += 1;
+        Ok(())
+    }
+
+    /// Flush with the gate held.
+    pub(crate) async fn flush_locked(&self) -> Result<()> {
+        {
+            let st = lock(&self.state);
+            if st.pending.is_empty() && st.changes == st.committed_changes {
+                return Ok(());
+            }
+        }
+        let generation = lock(&self.state).committed.generation + 1;
+        self.write_pending(generation).await?;
+        let (cat, mark) = {
+            let st = lock(&self.state);
+            (next_catalog(&st.committed, &st.working), st.changes)
+        };
+        catalog::commit(&*self.store, &self.prefix, &cat).await?;
+        let garbage: Vec<String> = {
+            let mut st = lock(&self.state);
+            adopt(&mut st.working, &cat);
+            st.committed = Arc::new(cat);
+            st.committed_changes = mark;
+            st.stats.commits += 1;
+            let referenced = &st.committed.segments;
+            let garbage = st
+                .own_spills
+                .iter()
+                .filter(|k| !referenced.contains_key(*k))
+                .cloned()
+                .collect();
+            st.own_spills.clear();
+            garbage
+        };
+        // Spills superseded before they were ever committed are this handle's alone.
+        for key in garbage {
+            let _ = self
+                .store
+                .delete(&segment::object_path(&self.prefix, &key))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Compaction (when `rewrite`) and removal of unneeded segments. Caller holds the gate and
+    /// has just flushed, so `working` equals `committed` apart from segment placement.
+    async fn cleanup(&self, rewrite: bool) -> Result<CompactReport> {
+        let mut report = CompactReport::default();
+        let (committed, retention) = {
+            let st = lock(&self.state);
+            (Arc::clone(&st.committed), st.retention)
+        };
+        let generation = committed.generation + 1;
+        let mut next = (*committed).clone();
+        if rewrite {
+            // Live arrays of each variable, and the segments they sit in.
+            let mut by_var: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            for (ds, d) in &committed.datasets {
+                for (name, a) in &d.arrays {
+                    if let Some(seg) = &a.segment {
+                        by_var
+                            .entry(name.clone())
+                            .or_default()
+                            .push((ds.clone(), seg.clone()));
+                    }
+                }
+            }
+            for (variable, live) in by_var {
+                let segs: BTreeSet<&String> = live.iter().map(|(_, s)| s).collect();
+                let mut needs = segs.len() > 1;
+                if !needs {
+                    for s in &segs {
+                        let file = self.segments.open(s, committed.segments.get(*s)).await?;
+                        needs |= file.arrays().len() != live.len();
+                    }
+                }
+                if !needs {
+                    continue;
+                }
+                let items: Vec<Item> = live
+                    .iter()
+                    .map(|(ds, seg)| Item {
+                        dataset: ds.clone(),
+                        schema: committed.datasets[ds].arrays[&variable].schema.clone(),
+                        base: Some(seg.clone()),
+                        patches: Vec::new(),
+                    })
+                    .collect();
+                let (key, entry, stats) = self.write_segment(generation, &variable, &items).await?;
+                next.segments.insert(key.clone(), entry);
+                for (ds, s) in stats {
+                    if let Some(a) = next
+                        .datasets
+                        .get_mut(&ds)
+                        .and_then(|d| d.arrays.get_mut(&variable))
+                    {
+                        a.segment = Some(key.clone());
+                        a.stats = Some(s);
+                    }
+                }
+                report.variables_rewritten.push(variable);
+            }
+        }
+        let mut cat = next_catalog(&committed, &next);
+        // Everything retired so far is about to be removed.
+        let mut doomed: BTreeSet<String> = cat.retired.keys().cloned().collect();
+        cat.retired.clear();
+        if !report.variables_rewritten.is_empty() || !doomed.is_empty() {
+            catalog::commit(&*self.store, &self.prefix, &cat).await?;
+            let mut st = lock(&self.state);
+            adopt(&mut st.working, &cat);
+            st.committed = Arc::new(cat.clone());
+            st.stats.commits += 1;
+        }
+        // Unreferenced segments nobody retired: crashed writers' leftovers, or live spills.
+        let now = std::time::SystemTime::now();
+        let mut sizes: HashMap<String, u64> = HashMap::new();
+        for meta in catalog::list_all(&*self.store, &self.prefix).await? {
+            let Some(key) = segment::key_of(&self.prefix, &meta.location) else {
+                continue;
+            };
+            if cat.segments.contains_key(&key) {
+                continue;
+            }
+            sizes.insert(key.clone(), meta.size);
+            if doomed.contains(&key) {
+                continue;
+            }
+            let age = now
+                .duration_since(meta.last_modified.into())
+                .unwrap_or(Duration::ZERO);
+            if age >= retention {
+                doomed.insert(key);
+            } else {
+                report.orphans_kept += 1;
+            }
+        }
+        for key in doomed {
+            let path = segment::object_path(&self.prefix, &key);
+            match self.store.delete(&path).await {
+                Ok(()) => {
+                    report.segments_removed += 1;
+                    report.bytes_removed += sizes.get(&key).copied().unwrap_or(0);
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::store(&path, e)),
+            }
+        }
+        self.segments.clear();
+        Ok(report)
+    }
+}
+
+/// Brings a just-committed catalog's bookkeeping and segment placement into the working state,
+/// keeping changes made since the commit was built.
+fn adopt(working: &mut Catalog, cat: &Catalog) {
+    working.generation = cat.generation;
+    working.commit_id = cat.commit_id.clone();
+    working.retired = cat.retired.clone();
+    for (name, d) in &cat.datasets {
+        let Some(w) = working.datasets.get_mut(name) else {
+            continue;
+        };
+        for (array, a) in &d.arrays {
+            if let Some(wa) = w.arrays.get_mut(array)
+                && wa.schema == a.schema
+                && a.segment.is_some()
+            {
+                wa.segment = a.segment.clone();
+                wa.stats = a.stats.clone();
+            }
+        }
+    }
+    let referenced = working.referenced_segments();
+    let mut segments = cat.segments.clone();
+    for (k, e) in &working.segments {
+        if referenced.contains(k) {
+            segments.entry(k.clone()).or_insert_with(|| e.clone());
+        }
+    }
+    segments.retain(|k, _| referenced.contains(k));
+    working.segments = segments;
+}
+
+/// The catalog that commits `working` on top of `committed`: next generation, only referenced
+/// segments listed, the rest retired.
+fn next_catalog(committed: &Catalog, working: &Catalog) -> Catalog {
+    let mut cat = working.clone();
+    cat.generation = committed.generation + 1;
+    cat.commit_id = catalog::new_id();
+    let referenced = cat.referenced_segments();
+    cat.segments.retain(|k, _| referenced.contains(k));
+    cat.retired = committed.retired.clone();
+    for key in committed.segments.keys() {
+        if !referenced.contains(key) {
+            cat.retired.insert(key.clone(), cat.generation);
+        }
+    }
+    cat
+}
+
+pub(crate) fn check_dtype<T: ArrayElement>(
+    dataset: &str,
+    array: &str,
+    schema: &ArraySchema,
+) -> Result<()> {
+    if schema.dtype != T::DTYPE {
+        return Err(Error::DTypeMismatch {
+            dataset: dataset.to_string(),
+            array: array.to_string(),
+            expected: schema.dtype.clone(),
+            actual: T::DTYPE,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a read region; empty `start` and `shape` mean the whole array.
+pub(crate) fn resolve_region(
+    dataset: &str,
+    array: &str,
+    schema: &ArraySchema,
+    start: Vec<usize>,
+    shape: Vec<usize>,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let ndim = schema.shape.len();
+    if start.is_empty() && shape.is_empty() {
+        return Ok((vec![0; ndim], schema.shape.clone()));
+    }
+    if start.len() != ndim || shape.len() != ndim {
+        return Err(Error::invalid(
+            dataset,
+            array,
+            format!(
+                "the array has {ndim} dimensions, but start has {} and shape {}",
+                start.len(),
+                shape.len()
+            ),
+        ));
+    }
+    check_bounds(dataset, array, &schema.shape, &start, &shape, "read")?;
+    Ok((start, shape))
+}
+
+pub(crate) fn check_bounds(
+    dataset: &str,
+    array: &str,
+    full: &[usize],
+    start: &[usize],
+    shape: &[usize],
+    what: &str,
+) -> Result<()> {
+    for (axis, ((&s, &n), &len)) in start.iter().zip(shape).zip(full).enumerate() {
+        match s.checked_add(n) {
+            Some(end) if end <= len => {}
+            _ => {
+                return Err(Error::invalid(
+                    dataset,
+                    array,
+                    format!(
+                        "{what} of [{s}, {s}+{n}) is out of bounds on axis {axis} of length {len} \
+                         (shape {full:?})"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Catalog entry lookup shared by the dataset view.
+pub(crate) fn array_entry<'a>(st: &'a State, dataset: &str, array: &str) -> Result<&'a ArrayEntry> {
+    let ds = st
+        .working
+        .datasets
+        .get(dataset)
+        .ok_or_else(|| Error::DatasetNotFound {
+            name: dataset.to_string(),
+        })?;
+    ds.arrays.get(array).ok_or_else(|| Error::ArrayNotFound {
+        dataset: dataset.to_string(),
+        array: array.to_string(),
+        known: ds.arrays.keys().cloned().collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Statistics of an array as of the last commit, from the catalog.
+pub(crate) fn committed_stats(st: &State, dataset: &str, array: &str) -> Option<ArrayStats> {
+    st.committed
+        .datasets
+        .get(dataset)?
+        .arrays
+        .get(array)?
+        .stats
+        .as_ref()
+        .map(|s| s.to_stats(dataset))
+}

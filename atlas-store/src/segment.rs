@@ -1,0 +1,181 @@
+//! Segments: immutable array-format files, one per (variable, flush), holding that variable for
+//! every dataset the flush touched, keyed by dataset name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use array_format::{
+    ArrayFile, ArrayWriter, BlockCache, Lz4Codec, NoCompression, ReadConfig, WriterConfig,
+    ZstdCodec,
+};
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+
+use crate::catalog::SegmentEntry;
+use crate::config::Codec;
+use crate::error::{Error, Result};
+use crate::lock;
+
+/// Decoded-block budget shared by every segment a handle opens.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// Raw I/O budget shared by every segment a handle opens.
+const IO_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Key of a new segment: `<variable>/<generation>-<id>.af`.
+pub(crate) fn new_key(variable: &str, generation: u64) -> String {
+    format!("{variable}/{generation:06}-{}.af", crate::catalog::new_id())
+}
+
+/// Object path of a segment key under `prefix`.
+pub(crate) fn object_path(prefix: &Path, key: &str) -> Path {
+    let (variable, file) = key.rsplit_once('/').unwrap_or(("", key));
+    prefix.clone().join(variable).join(file)
+}
+
+/// The variable and file of an object path directly under a variable folder, e.g.
+/// `temperature/000001-ab.af` → its key. `None` for anything else.
+pub(crate) fn key_of(prefix: &Path, path: &Path) -> Option<String> {
+    let parts: Vec<_> = path.prefix_match(prefix)?.collect();
+    match parts.as_slice() {
+        [var, file] if !var.as_ref().starts_with('_') && file.as_ref().ends_with(".af") => {
+            Some(format!("{}/{}", var.as_ref(), file.as_ref()))
+        }
+        _ => None,
+    }
+}
+
+pub(crate) fn new_writer(codec: Codec) -> ArrayWriter {
+    match codec {
+        Codec::Zstd => ArrayWriter::new(WriterConfig::new(ZstdCodec { level: 3 })),
+        Codec::Lz4 => ArrayWriter::new(WriterConfig::new(Lz4Codec)),
+        Codec::Uncompressed => ArrayWriter::new(WriterConfig::new(NoCompression)),
+    }
+}
+
+/// Opened segments of one handle, sharing one block cache.
+pub(crate) struct SegmentCache {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    files: Mutex<HashMap<String, Arc<ArrayFile>>>,
+    blocks: Arc<BlockCache>,
+}
+
+impl std::fmt::Debug for SegmentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentCache").finish_non_exhaustive()
+    }
+}
+
+impl SegmentCache {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
+        SegmentCache {
+            store,
+            prefix,
+            files: Mutex::new(HashMap::new()),
+            blocks: Arc::new(BlockCache::new(CACHE_BYTES, IO_CACHE_BYTES)),
+        }
+    }
+
+    /// Opens segment `key`, checking its size against the catalog's record. One `head` and one
+    /// footer read per segment per handle; later calls hit the cache.
+    pub(crate) async fn open(
+        &self,
+        key: &str,
+        entry: Option<&SegmentEntry>,
+    ) -> Result<Arc<ArrayFile>> {
+        if let Some(f) = lock(&self.files).get(key) {
+            return Ok(Arc::clone(f));
+        }
+        let path = object_path(&self.prefix, key);
+        let meta = match self.store.head(&path).await {
+            Ok(m) => m,
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                return Err(Error::SegmentGone {
+                    path: path.to_string(),
+                    source: e,
+                });
+            }
+            Err(e) => return Err(Error::store(&path, e)),
+        };
+        if let Some(entry) = entry
+            && meta.size != entry.size
+        {
+            return Err(Error::CorruptSegment {
+                path: path.to_string(),
+                reason: format!(
+                    "{} bytes on disk, but the catalog records {} (truncated or overwritten)",
+                    meta.size, entry.size
+                ),
+                source: None,
+            });
+        }
+        let config = ReadConfig {
+            cache: Some(Arc::clone(&self.blocks)),
+            ..ReadConfig::default()
+        };
+        let file = ArrayFile::open(Arc::clone(&self.store), path.clone(), config)
+            .await
+            .map_err(|e| Error::CorruptSegment {
+                path: path.to_string(),
+                reason: "the footer does not decode".into(),
+                source: Some(e),
+            })?;
+        let file = Arc::new(file);
+        lock(&self.files).insert(key.to_string(), Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// Forgets opened segments (after `compact` removed some).
+    pub(crate) fn clear(&self) {
+        lock(&self.files).clear();
+    }
+
+    /// Maps an error reading array data from segment `key` to the most useful store error.
+    pub(crate) async fn read_error(
+        &self,
+        key: &str,
+        context: String,
+        e: array_format::Error,
+    ) -> Error {
+        let path = object_path(&self.prefix, key);
+        match e {
+            array_format::Error::Storage(_) | array_format::Error::Io(_) => {
+                if let Err(gone @ object_store::Error::NotFound { .. }) =
+                    self.store.head(&path).await
+                {
+                    lock(&self.files).remove(key);
+                    return Error::SegmentGone {
+                        path: path.to_string(),
+                        source: gone,
+                    };
+                }
+                Error::format(context, e)
+            }
+            array_format::Error::Codec(_)
+            | array_format::Error::BlockOutOfRange { .. }
+            | array_format::Error::InvalidFooter(_)
+            | array_format::Error::Serialization(_) => Error::CorruptSegment {
+                path: path.to_string(),
+                reason: format!("{context}: the data does not decode"),
+                source: Some(e),
+            },
+            other => Error::format(context, other),
+        }
+    }
+}
+
+/// Size and CRC-32 of an object, streamed so a large segment is never held in memory.
+pub(crate) async fn checksum(store: &dyn ObjectStore, path: &Path) -> Result<(u64, u32)> {
+    let mut stream = store
+        .get(path)
+        .await
+        .map_err(|e| Error::store(path, e))?
+        .into_stream();
+    let mut hasher = crc32fast::Hasher::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.try_next().await.map_err(|e| Error::store(path, e))? {
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((size, hasher.finalize()))
+}
