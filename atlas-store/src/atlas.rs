@@ -84,6 +84,9 @@ pub(crate) struct State {
     pub budget: usize,
     pub retention: Duration,
     pub stats: WriteStats,
+    /// A commit whose outcome is unknown (its put failed, but may have landed), with the
+    /// `changes` mark it covered. The next flush checks it before committing anew.
+    pub in_doubt: Option<(Catalog, u64)>,
 }
 
 impl State {
@@ -214,6 +217,7 @@ impl Atlas {
             budget: config.pending_budget,
             retention: config.orphan_retention,
             stats: WriteStats::default(),
+            in_doubt: None,
         };
         Atlas {
             inner: Arc::new(Inner {
@@ -720,6 +724,7 @@ impl Inner {
 
     /// Flush with the gate held.
     pub(crate) async fn flush_locked(&self) -> Result<()> {
+        self.resolve_in_doubt().await?;
         {
             let st = lock(&self.state);
             if st.pending.is_empty() && st.changes == st.committed_changes {
@@ -732,7 +737,39 @@ impl Inner {
             let st = lock(&self.state);
             (next_catalog(&st.committed, &st.working), st.changes)
         };
-        catalog::commit(&*self.store, &self.prefix, &cat).await?;
+        match catalog::commit(&*self.store, &self.prefix, &cat).await {
+            Ok(()) => {}
+            Err(e @ Error::Conflict { .. }) => return Err(e),
+            Err(e) => {
+                lock(&self.state).in_doubt = Some((cat, mark));
+                return Err(e);
+            }
+        }
+        self.committed(cat, mark).await;
+        Ok(())
+    }
+
+    /// Settles a commit whose put failed: if it landed after all, it becomes this handle's
+    /// committed state; if not, the next commit supersedes it.
+    async fn resolve_in_doubt(&self) -> Result<()> {
+        let Some((cat, mark)) = lock(&self.state).in_doubt.take() else {
+            return Ok(());
+        };
+        match catalog::read_log(&*self.store, &self.prefix, cat.generation, cat.extension()).await {
+            Ok(Some(found)) if found.commit_id == cat.commit_id => {
+                self.committed(cat, mark).await;
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                lock(&self.state).in_doubt = Some((cat, mark));
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a landed commit and removes this handle's superseded spills.
+    async fn committed(&self, cat: Catalog, mark: u64) {
         let garbage: Vec<String> = {
             let mut st = lock(&self.state);
             adopt(&mut st.working, &cat);
@@ -756,7 +793,6 @@ impl Inner {
                 .delete(&segment::object_path(&self.prefix, &key))
                 .await;
         }
-        Ok(())
     }
 
     /// Compaction (when `rewrite`) and removal of unneeded segments. Caller holds the gate and

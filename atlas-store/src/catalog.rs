@@ -241,6 +241,20 @@ async fn get_opt(store: &dyn ObjectStore, path: &Path) -> Result<Option<bytes::B
     }
 }
 
+/// Reads the log entry of `generation`, `None` when it was never committed.
+pub(crate) async fn read_log(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    generation: u64,
+    ext: &str,
+) -> Result<Option<Catalog>> {
+    let path = log_path(prefix, generation, ext);
+    match get_opt(store, &path).await? {
+        Some(bytes) => decode(&path, &bytes, ext).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Finds the root catalog file's extension, `None` when there is no store at `prefix`.
 pub(crate) async fn find_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<String>> {
     let listing = store
@@ -303,12 +317,11 @@ pub(crate) async fn commit(store: &dyn ObjectStore, prefix: &Path, cat: &Catalog
         Ok(_) => {}
         Err(object_store::Error::AlreadyExists { .. }) => {
             // An earlier attempt may have succeeded behind an error; then the entry is ours.
-            let ours = match get_opt(store, &log).await? {
-                Some(existing) => decode(&log, &existing, ext)
-                    .map(|c| c.commit_id == cat.commit_id)
-                    .unwrap_or(false),
-                None => false,
-            };
+            let ours = read_log(store, prefix, cat.generation, ext)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.commit_id == cat.commit_id);
             if !ours {
                 return Err(Error::Conflict {
                     base: cat.generation.saturating_sub(1),

@@ -42,6 +42,7 @@ mod atlas;
 mod catalog;
 mod config;
 mod dataset;
+mod element;
 mod error;
 mod pending;
 mod schema;
@@ -54,6 +55,7 @@ pub use config::{
     Codec, DEFAULT_ORPHAN_RETENTION, DEFAULT_PENDING_BUDGET, MetaFormat, StoreConfig,
 };
 pub use dataset::DatasetView;
+pub use element::Bool;
 pub use error::{Error, Result};
 pub use schema::{ArraySchema, Attr};
 /// Re-exported so callers name the same `ndarray` and `object_store` types as the store.

@@ -138,7 +138,7 @@ mod tests {
         // Read window rows 0..3, cols 2..4 of a larger array.
         let mut out = ArrayD::<i32>::zeros(IxDyn(&[3, 2]));
         assert!(apply(&mut out, &[0, 2], &patch));
-        assert_eq!(out.into_raw_vec_and_offset().0, vec![0, 0, 0, 2, 0, 4]);
+        assert_eq!(out.into_raw_vec_and_offset().0, vec![0, 0, 2, 0, 4, 0]);
     }
 
     #[test]

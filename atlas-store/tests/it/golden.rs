@@ -1,0 +1,125 @@
+//! A committed store of format version 1 guards the on-disk format: if this test fails, the
+//! format changed, and docs/format.md's version-bump checklist applies.
+
+use std::path::PathBuf;
+
+use atlas_store::ndarray::{Array, IxDyn};
+use atlas_store::{Atlas, Attr, FillValue, StatValue, StoreConfig, TimestampNs};
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+}
+
+#[tokio::test]
+async fn the_golden_version_1_store_still_reads() {
+    let atlas = Atlas::open_path(golden_dir()).await.unwrap();
+    assert_eq!(atlas.list_datasets(), vec!["profile_b", "profile_a"]);
+    assert_eq!(atlas.list_arrays(), vec!["PRES", "TEMP", "label", "time"]);
+    assert_eq!(atlas.generation(), 2);
+
+    let a = atlas.open_dataset("profile_a").await.unwrap();
+    assert_eq!(
+        a.get_attribute("platform"),
+        Some(Attr::String("5900446".into()))
+    );
+    assert_eq!(
+        a.get_attribute("levels"),
+        Some(Attr::Int64List(vec![1, 2, 3]))
+    );
+    let temp = a
+        .read_array::<f32>("TEMP", vec![], vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(temp.shape(), &[1, 6]);
+    assert_eq!(
+        temp.iter().cloned().collect::<Vec<_>>(),
+        vec![20.5, 19.0, 99999.0, 15.25, 12.0, 8.5]
+    );
+    let stats = a.array_stats("TEMP").await.unwrap();
+    assert_eq!(
+        (stats.min, stats.max, stats.null_count),
+        (Some(StatValue::Float(8.5)), Some(StatValue::Float(20.5)), 1)
+    );
+    assert_eq!(
+        a.array_attributes("TEMP").unwrap(),
+        vec![("units".to_string(), Attr::String("degree_Celsius".into()))]
+    );
+    let time = a
+        .read_array::<TimestampNs>("time", vec![], vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(time[IxDyn(&[])], TimestampNs(1_262_304_000_000_000_000));
+    let label = a
+        .read_array::<String>("label", vec![], vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(label[[0]], "good");
+
+    let b = atlas.open_dataset("profile_b").await.unwrap();
+    let pres = b
+        .read_array::<f64>("PRES", vec![0, 1], vec![1, 2])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pres.iter().cloned().collect::<Vec<_>>(), vec![10.0, 20.0]);
+    assert_eq!(b.array_meta("PRES").unwrap().chunk_shape, vec![1, 2]);
+    assert_eq!(atlas.verify().await.unwrap(), atlas.list_segments().len());
+}
+
+#[tokio::test]
+#[ignore = "rewrites the golden store; run only when the format version is bumped"]
+async fn regenerate_golden_store() {
+    let dir = golden_dir();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut atlas = Atlas::create_path(&dir, StoreConfig::default())
+        .await
+        .unwrap();
+    let b = atlas.create_dataset("profile_b").await.unwrap();
+    b.define_array::<f64>(
+        "PRES",
+        vec!["N_PROF".into(), "N_LEVELS".into()],
+        vec![1, 4],
+        Some(vec![1, 2]),
+        None,
+    )
+    .await
+    .unwrap();
+    let p = Array::from_shape_vec(IxDyn(&[1, 4]), vec![0.0, 10.0, 20.0, 30.0]).unwrap();
+    b.write_array("PRES", vec![0, 0], p.view()).await.unwrap();
+    atlas.flush().await.unwrap();
+
+    let a = atlas.create_dataset("profile_a").await.unwrap();
+    a.set_attribute("platform", Attr::String("5900446".into()))
+        .unwrap();
+    a.set_attribute("levels", Attr::Int64List(vec![1, 2, 3]))
+        .unwrap();
+    a.define_array::<f32>(
+        "TEMP",
+        vec!["N_PROF".into(), "N_LEVELS".into()],
+        vec![1, 6],
+        None,
+        Some(FillValue::Float(99999.0)),
+    )
+    .await
+    .unwrap();
+    a.set_array_attribute("TEMP", "units", Attr::String("degree_Celsius".into()))
+        .unwrap();
+    let t = Array::from_shape_vec(IxDyn(&[1, 2]), vec![20.5f32, 19.0]).unwrap();
+    a.write_array("TEMP", vec![0, 0], t.view()).await.unwrap();
+    let t = Array::from_shape_vec(IxDyn(&[1, 3]), vec![15.25f32, 12.0, 8.5]).unwrap();
+    a.write_array("TEMP", vec![0, 3], t.view()).await.unwrap();
+    a.define_array::<TimestampNs>("time", vec![], vec![], None, None)
+        .await
+        .unwrap();
+    let ts = Array::from_elem(IxDyn(&[]), TimestampNs(1_262_304_000_000_000_000));
+    a.write_array("time", vec![], ts.view()).await.unwrap();
+    a.define_array::<String>("label", vec!["N_PROF".into()], vec![1], None, None)
+        .await
+        .unwrap();
+    let l = Array::from_elem(IxDyn(&[1]), "good".to_string());
+    a.write_array("label", vec![0], l.view()).await.unwrap();
+    atlas.flush().await.unwrap();
+}

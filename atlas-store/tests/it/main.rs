@@ -1,0 +1,10 @@
+//! Integration tests of atlas-store, one module per concern.
+
+mod api;
+mod durability;
+mod golden;
+mod lifecycle;
+mod memory;
+mod metadata;
+mod support;
+mod validation;
