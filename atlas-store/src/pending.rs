@@ -104,14 +104,17 @@ pub(crate) fn apply<T: ArrayElement>(
     let ndim = out.ndim();
     let mut out_ranges = Vec::with_capacity(ndim);
     let mut src_ranges = Vec::with_capacity(ndim);
-    for ax in 0..ndim {
-        let lo = out_start[ax].max(typed.start[ax]);
-        let hi = (out_start[ax] + out.shape()[ax]).min(typed.start[ax] + typed.data.shape()[ax]);
+    let axes = out_start
+        .iter()
+        .zip(out.shape())
+        .zip(typed.start.iter().zip(typed.data.shape()));
+    for ((&o, &on), (&p, &pn)) in axes {
+        let (lo, hi) = (o.max(p), (o + on).min(p + pn));
         if lo >= hi {
             return true;
         }
-        out_ranges.push((lo - out_start[ax], hi - out_start[ax]));
-        src_ranges.push((lo - typed.start[ax], hi - typed.start[ax]));
+        out_ranges.push((lo - o, hi - o));
+        src_ranges.push((lo - p, hi - p));
     }
     let slice = |r: &[(usize, usize)], ax: usize| {
         let (lo, hi) = r[ax];
