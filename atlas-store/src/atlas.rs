@@ -570,9 +570,9 @@ impl Inner {
                 .get(dataset)
                 .is_some_and(|d| d.arrays.contains_key(array))
             {
-                return Err(Error::DatasetNotFound {
-                    name: dataset.to_string(),
-                });
+                return Err(Error::Internal(format!(
+                    "write to {dataset}/{array}, which is not defined"
+                )));
             }
             st.stats.pending_bytes += patch.nbytes();
             st.stats.peak_pending_bytes = st.stats.peak_pending_bytes.max(st.stats.pending_bytes);
@@ -678,40 +678,48 @@ impl Inner {
     }
 
     /// Writes every pending array into segments and points the working catalog at them.
-    async fn write_pending(&self, generation: u64) -> Result<(u64, Vec<(String, String)>)> {
-        let (groups, mark) = {
-            let st = lock(&self.state);
-            (Self::pending_items(&st), st.changes)
-        };
+    async fn write_pending(&self, generation: u64) -> Result<()> {
+        let groups = Self::pending_items(&lock(&self.state));
         let mut written = Vec::new();
         for (variable, items) in &groups {
             written.push((
-                variable.clone(),
+                variable,
+                items,
                 self.write_segment(generation, variable, items).await?,
             ));
         }
         let mut st = lock(&self.state);
-        let mut flushed = Vec::new();
-        for (variable, (key, entry, stats)) in written {
+        for (variable, items, (key, entry, stats)) in written {
             st.working.segments.insert(key.clone(), entry);
-            for (dataset, s) in stats {
+            st.own_spills.insert(key.clone());
+            let stats: HashMap<String, StatsRepr> = stats.into_iter().collect();
+            for item in items {
+                let k = (item.dataset.clone(), variable.clone());
+                // Only the array these writes were made to: a delete (and redefinition) while
+                // the segment was written drops them, and the segment must not stand in.
+                let same = match (
+                    st.pending.get(&k).and_then(|p| p.first()),
+                    item.patches.first(),
+                ) {
+                    (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+                    _ => false,
+                };
+                if !same {
+                    continue;
+                }
                 if let Some(a) = st
                     .working
                     .datasets
-                    .get_mut(&dataset)
-                    .and_then(|d| d.arrays.get_mut(&variable))
+                    .get_mut(&item.dataset)
+                    .and_then(|d| d.arrays.get_mut(variable))
                 {
                     a.segment = Some(key.clone());
-                    a.stats = Some(s);
+                    a.stats = stats.get(&item.dataset).cloned();
                 }
-                flushed.push((dataset, variable.clone()));
+                st.drop_pending(&k);
             }
-            st.own_spills.insert(key);
         }
-        for k in &flushed {
-            st.drop_pending(k);
-        }
-        Ok((mark, flushed))
+        Ok(())
     }
 
     /// Moves all pending writes into uncommitted segments. Caller holds the gate.
@@ -803,6 +811,14 @@ impl Inner {
             let st = lock(&self.state);
             (Arc::clone(&st.committed), st.retention)
         };
+        // A handle that missed other writers' commits would take their segments for orphans.
+        let latest = catalog::load_latest(&*self.store, &self.prefix).await?;
+        if latest.generation != committed.generation {
+            return Err(Error::Conflict {
+                base: committed.generation,
+                found: latest.generation,
+            });
+        }
         let generation = committed.generation + 1;
         let mut next = (*committed).clone();
         if rewrite {
@@ -856,7 +872,11 @@ impl Inner {
         }
         let mut cat = next_catalog(&committed, &next);
         // Everything retired so far is about to be removed.
-        let mut doomed: BTreeSet<String> = cat.retired.keys().cloned().collect();
+        let mut doomed: BTreeSet<Path> = cat
+            .retired
+            .keys()
+            .map(|k| segment::object_path(&self.prefix, k))
+            .collect();
         cat.retired.clear();
         if !report.variables_rewritten.is_empty() || !doomed.is_empty() {
             catalog::commit(&*self.store, &self.prefix, &cat).await?;
@@ -866,34 +886,36 @@ impl Inner {
             st.stats.commits += 1;
         }
         // Unreferenced segments nobody retired: crashed writers' leftovers, or live spills.
+        // Compared as object paths, since paths percent-encode some characters of names.
         let now = std::time::SystemTime::now();
-        let mut sizes: HashMap<String, u64> = HashMap::new();
+        let live: HashSet<Path> = cat
+            .segments
+            .keys()
+            .map(|k| segment::object_path(&self.prefix, k))
+            .collect();
+        let mut sizes: HashMap<Path, u64> = HashMap::new();
         for meta in catalog::list_all(&*self.store, &self.prefix).await? {
-            let Some(key) = segment::key_of(&self.prefix, &meta.location) else {
-                continue;
-            };
-            if cat.segments.contains_key(&key) {
+            if !segment::is_segment(&self.prefix, &meta.location) || live.contains(&meta.location) {
                 continue;
             }
-            sizes.insert(key.clone(), meta.size);
-            if doomed.contains(&key) {
+            sizes.insert(meta.location.clone(), meta.size);
+            if doomed.contains(&meta.location) {
                 continue;
             }
             let age = now
                 .duration_since(meta.last_modified.into())
                 .unwrap_or(Duration::ZERO);
             if age >= retention {
-                doomed.insert(key);
+                doomed.insert(meta.location);
             } else {
                 report.orphans_kept += 1;
             }
         }
-        for key in doomed {
-            let path = segment::object_path(&self.prefix, &key);
+        for path in doomed {
             match self.store.delete(&path).await {
                 Ok(()) => {
                     report.segments_removed += 1;
-                    report.bytes_removed += sizes.get(&key).copied().unwrap_or(0);
+                    report.bytes_removed += sizes.get(&path).copied().unwrap_or(0);
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(Error::store(&path, e)),
@@ -939,6 +961,7 @@ fn adopt(working: &mut Catalog, cat: &Catalog) {
 /// segments listed, the rest retired.
 fn next_catalog(committed: &Catalog, working: &Catalog) -> Catalog {
     let mut cat = working.clone();
+    cat.format_version = catalog::FORMAT_VERSION;
     cat.generation = committed.generation + 1;
     cat.commit_id = catalog::new_id();
     let referenced = cat.referenced_segments();
@@ -1046,5 +1069,5 @@ pub(crate) fn committed_stats(st: &State, dataset: &str, array: &str) -> Option<
         .get(array)?
         .stats
         .as_ref()
-        .map(|s| s.to_stats(dataset))
+        .map(|s| s.to_stats(array))
 }

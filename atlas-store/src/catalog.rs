@@ -280,24 +280,45 @@ pub(crate) async fn find_root(store: &dyn ObjectStore, prefix: &Path) -> Result<
     }
 }
 
-/// Loads the newest committed catalog: the root copy, then any newer log entries.
+/// Loads the newest committed catalog: the root copy, then any newer log entries. A store whose
+/// root copy was never written (a crash during `create`) is read from its log.
 pub(crate) async fn load_latest(store: &dyn ObjectStore, prefix: &Path) -> Result<Catalog> {
-    let ext = find_root(store, prefix)
-        .await?
-        .ok_or_else(|| Error::StoreNotFound {
-            location: display_location(prefix),
-        })?;
-    let root = root_path(prefix, &ext);
-    let bytes = get_opt(store, &root)
-        .await?
-        .ok_or_else(|| Error::StoreNotFound {
-            location: display_location(prefix),
-        })?;
-    let mut cat = decode(&root, &bytes, &ext)?;
+    let not_found = || Error::StoreNotFound {
+        location: display_location(prefix),
+    };
+    let mut cat = match find_root(store, prefix).await? {
+        Some(ext) => {
+            let root = root_path(prefix, &ext);
+            let bytes = get_opt(store, &root).await?.ok_or_else(not_found)?;
+            decode(&root, &bytes, &ext)?
+        }
+        None => {
+            let log_dir = prefix.clone().join(LOG_DIR);
+            let entries: Vec<object_store::ObjectMeta> = store
+                .list(Some(&log_dir))
+                .try_collect()
+                .await
+                .map_err(|e| Error::store(&log_dir, e))?;
+            let newest = entries
+                .iter()
+                .filter_map(|m| {
+                    let name = m.location.filename()?;
+                    let (generation, ext) = name.split_once('.')?;
+                    MetaFormat::from_extension(ext)?;
+                    Some((generation.parse::<u64>().ok()?, ext.to_string()))
+                })
+                .max();
+            let (generation, ext) = newest.ok_or_else(not_found)?;
+            read_log(store, prefix, generation, &ext)
+                .await?
+                .ok_or_else(not_found)?
+        }
+    };
+    let ext = cat.extension();
     loop {
-        let next = log_path(prefix, cat.generation + 1, &ext);
+        let next = log_path(prefix, cat.generation + 1, ext);
         match get_opt(store, &next).await? {
-            Some(bytes) => cat = decode(&next, &bytes, &ext)?,
+            Some(bytes) => cat = decode(&next, &bytes, ext)?,
             None => return Ok(cat),
         }
     }

@@ -25,6 +25,7 @@ pub enum MetaFormat {
     #[default]
     Json,
     /// MessagePack: smaller and faster for stores with many datasets.
+    #[serde(rename = "msgpack")]
     MsgPack,
 }
 

@@ -184,6 +184,8 @@ impl DatasetView {
         start: Vec<usize>,
         data: ArrayView<'_, T, IxDyn>,
     ) -> Result<()> {
+        // Checked under the gate, so no spill or flush runs between the check and the write.
+        let _gate = self.inner.gate.lock().await;
         let schema = {
             let st = lock(&self.inner.state);
             array_entry(&st, &self.name, name)?.schema.clone()
@@ -213,7 +215,6 @@ impl DatasetView {
             return Ok(());
         }
         let patch = Arc::new(TypedPatch::new(start, data));
-        let _gate = self.inner.gate.lock().await;
         self.inner.add_patch(&self.name, name, patch).await
     }
 

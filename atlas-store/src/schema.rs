@@ -85,6 +85,7 @@ impl StatsRepr {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum StatRepr {
     Int(i64),
+    #[serde(rename = "uint")]
     UInt(u64),
     Float(#[serde(with = "lossless_f64")] f64),
     Bytes(Vec<u8>),
@@ -176,6 +177,7 @@ mod dtype_serde {
 enum FillRepr {
     Bool(bool),
     Int(i64),
+    #[serde(rename = "uint")]
     UInt(u64),
     Float(#[serde(with = "lossless_f64")] f64),
     String(String),

@@ -32,16 +32,14 @@ pub(crate) fn object_path(prefix: &Path, key: &str) -> Path {
     prefix.clone().join(variable).join(file)
 }
 
-/// The variable and file of an object path directly under a variable folder, e.g.
-/// `temperature/000001-ab.af` → its key. `None` for anything else.
-pub(crate) fn key_of(prefix: &Path, path: &Path) -> Option<String> {
-    let parts: Vec<_> = path.prefix_match(prefix)?.collect();
-    match parts.as_slice() {
-        [var, file] if !var.as_ref().starts_with('_') && file.as_ref().ends_with(".af") => {
-            Some(format!("{}/{}", var.as_ref(), file.as_ref()))
-        }
-        _ => None,
-    }
+/// Whether an object path is a segment file: `<variable>/<file>.af` directly under `prefix`.
+pub(crate) fn is_segment(prefix: &Path, path: &Path) -> bool {
+    let Some(parts) = path.prefix_match(prefix) else {
+        return false;
+    };
+    let parts: Vec<_> = parts.collect();
+    matches!(parts.as_slice(), [var, file]
+        if !var.as_ref().starts_with('_') && file.as_ref().ends_with(".af"))
 }
 
 pub(crate) fn new_writer(codec: Codec) -> ArrayWriter {

@@ -267,3 +267,56 @@ async fn two_processes_never_lose_a_commit() {
     assert_eq!(names.len(), 16, "lost commits: {names:?}");
     assert_eq!(atlas.generation(), 16, "one generation per commit");
 }
+
+#[tokio::test]
+async fn a_crash_before_the_root_catalog_of_a_new_store_is_written_still_opens() {
+    let mem = Arc::new(InMemory::new());
+    let faulty = TestStore::new(mem.clone());
+    // Op 0 lists the prefix, op 1 creates the first log entry, op 2 writes the root copy.
+    faulty.fail_in(2, false);
+    Atlas::create(faulty.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    assert!(faulty.fired());
+    let mut atlas = Atlas::open(mem.clone(), prefix()).await.unwrap();
+    assert_eq!(atlas.generation(), 0);
+    atlas.create_dataset("after").await.unwrap();
+    atlas.flush().await.unwrap();
+    assert!(
+        Atlas::open(mem.clone(), prefix())
+            .await
+            .unwrap()
+            .dataset_exists("after")
+    );
+    let e = Atlas::create(mem, prefix(), StoreConfig::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::StoreExists { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_stale_handle_refuses_to_vacuum_other_writers_segments() {
+    let mem = base_store().await;
+    let mut stale = Atlas::open(mem.clone(), prefix()).await.unwrap();
+    stale.set_orphan_retention(Duration::ZERO);
+    let mut other = Atlas::open(mem.clone(), prefix()).await.unwrap();
+    let ds = other.create_dataset("newer").await.unwrap();
+    ds.define_array::<f32>("temp", vec!["z".into()], vec![4], None, None)
+        .await
+        .unwrap();
+    ds.write_array("temp", vec![0], ramp(4, 0.0).view())
+        .await
+        .unwrap();
+    other.flush().await.unwrap();
+    let e = stale.vacuum().await.unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e}");
+    let seen = Atlas::open(mem, prefix()).await.unwrap();
+    let v = seen
+        .open_dataset("newer")
+        .await
+        .unwrap()
+        .read_array::<f32>("temp", vec![], vec![])
+        .await
+        .unwrap();
+    assert!(v.is_some());
+}

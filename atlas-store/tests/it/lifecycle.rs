@@ -211,3 +211,42 @@ async fn a_reader_whose_segment_was_compacted_away_gets_a_retriable_error() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn variables_with_non_ascii_names_compact_and_vacuum_cleanly() {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), Path::from("s"), StoreConfig::default())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let ds = atlas.create_dataset(&format!("d{i}")).await.unwrap();
+        ds.define_array::<f32>("température [°C]", vec!["x".into()], vec![8], None, None)
+            .await
+            .unwrap();
+        ds.write_array("température [°C]", vec![0], ramp(8, i as f32).view())
+            .await
+            .unwrap();
+        atlas.flush().await.unwrap();
+    }
+    assert_eq!(af_files(&mem).await.0, 3);
+    atlas.set_orphan_retention(std::time::Duration::ZERO);
+    let report = atlas.compact().await.unwrap();
+    assert_eq!(report.variables_rewritten, vec!["température [°C]"]);
+    assert_eq!((report.segments_removed, report.orphans_kept), (3, 0));
+    assert_eq!(af_files(&mem).await.0, 1);
+    let report = atlas.vacuum().await.unwrap();
+    assert_eq!(
+        report.segments_removed, 0,
+        "the live segment is not an orphan"
+    );
+    let reopened = Atlas::open(mem, Path::from("s")).await.unwrap();
+    let v = reopened
+        .open_dataset("d2")
+        .await
+        .unwrap()
+        .read_array::<f32>("température [°C]", vec![7], vec![1])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v[[0]], 9.0);
+}
