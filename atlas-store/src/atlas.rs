@@ -519,12 +519,8 @@ impl Inner {
         };
         check_dtype::<T>(dataset, array, &schema)?;
         let (start, shape) = resolve_region(dataset, array, &schema, start, shape)?;
-        // Writes after the last full overwrite are all that matter.
-        let from = patches
-            .iter()
-            .rposition(|p| pending::covers_all(&**p, &schema.shape));
-        let patches = &patches[from.unwrap_or(0)..];
-        let base = if from.is_some() { None } else { base };
+        let (patches, needs_base) = pending::live(&patches, &schema.shape);
+        let base = base.filter(|_| needs_base);
         let mut out: ArrayD<T> = match base {
             Some(key) => {
                 let file = self.segments.open(&key, base_entry.as_ref()).await?;
@@ -626,20 +622,16 @@ impl Inner {
         let mut writer = segment::new_writer(codec);
         for item in items {
             let ctx = || format!("writing {}/{variable}", item.dataset);
-            let from = item
-                .patches
-                .iter()
-                .rposition(|p| pending::covers_all(&**p, &item.schema.shape));
-            let patches = &item.patches[from.unwrap_or(0)..];
-            match (&item.base, from) {
-                (Some(base), None) => {
+            let (patches, needs_base) = pending::live(&item.patches, &item.schema.shape);
+            match item.base.as_ref().filter(|_| needs_base) {
+                Some(base) => {
                     let entry = lock(&self.state).working.segments.get(base).cloned();
                     let file = self.segments.open(base, entry.as_ref()).await?;
                     if let Err(e) = writer.copy_array(&file, &item.dataset).await {
                         return Err(self.segments.read_error(base, ctx(), e).await);
                     }
                 }
-                _ => match patches.first() {
+                None => match patches.first() {
                     Some(p) => p
                         .define_in(&mut writer, &item.dataset, &item.schema)
                         .map_err(|e| Error::format(ctx(), e))?,
@@ -653,8 +645,10 @@ impl Inner {
         }
         let key = segment::new_key(variable, generation);
         let path = segment::object_path(&self.prefix, &key);
+        // The checksum is taken from the bytes as they are written, not by reading them back.
+        let hashing = Arc::new(segment::HashingStore::new(Arc::clone(&self.store)));
         let file = writer
-            .finish(Arc::clone(&self.store), path.clone())
+            .finish(Arc::clone(&hashing) as Arc<dyn ObjectStore>, path.clone())
             .await
             .map_err(|e| Error::format(format!("writing segment {path}"), e))?;
         let stats = items
@@ -665,7 +659,7 @@ impl Inner {
             })
             .collect();
         drop(file);
-        let (size, crc32) = segment::checksum(&*self.store, &path).await?;
+        let (size, crc32) = hashing.digest();
         let mut st = lock(&self.state);
         st.stats.segments_written += 1;
         st.stats.segment_bytes_written += size;

@@ -2,6 +2,7 @@
 //! current bytes (a segment, or nothing), so reads see them before `flush`.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use array_format::{ArrayElement, ArrayWriter};
 use ndarray::{ArrayD, ArrayViewD, Slice};
@@ -89,6 +90,18 @@ impl<T: ArrayElement> Patch for TypedPatch<T> {
 /// Whether `patch` overwrites every cell of an array of `shape`.
 pub(crate) fn covers_all(patch: &dyn Patch, shape: &[usize]) -> bool {
     patch.start().iter().all(|&s| s == 0) && patch.shape() == shape
+}
+
+/// The writes that still matter for an array of `shape`: those from the last whole-array
+/// overwrite on, and whether the bytes under them (the base segment) still matter.
+pub(crate) fn live<'a>(
+    patches: &'a [Arc<dyn Patch>],
+    shape: &[usize],
+) -> (&'a [Arc<dyn Patch>], bool) {
+    match patches.iter().rposition(|p| covers_all(&**p, shape)) {
+        Some(from) => (&patches[from..], false),
+        None => (patches, true),
+    }
 }
 
 /// Copies the part of `patch` that overlaps `out` (whose origin is `out_start`) into `out`.

@@ -9,7 +9,11 @@ use array_format::{
     ZstdCodec,
 };
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use futures::stream::BoxStream;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart, path::Path,
+};
 
 use crate::catalog::SegmentEntry;
 use crate::config::Codec;
@@ -176,4 +180,141 @@ pub(crate) async fn checksum(store: &dyn ObjectStore, path: &Path) -> Result<(u6
         hasher.update(&chunk);
     }
     Ok((size, hasher.finalize()))
+}
+
+/// Size and CRC-32 of everything written through a [`HashingStore`].
+#[derive(Default)]
+struct Digest {
+    size: u64,
+    hasher: crc32fast::Hasher,
+}
+
+/// Passes writes through to a store while computing the size and CRC-32 of the bytes, so a
+/// segment's checksum costs no read-back. Meant for writing one object.
+pub(crate) struct HashingStore {
+    inner: Arc<dyn ObjectStore>,
+    digest: Arc<Mutex<Digest>>,
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Digest")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HashingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HashingStore({:?})", self.inner)
+    }
+}
+
+impl std::fmt::Display for HashingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HashingStore({})", self.inner)
+    }
+}
+
+impl HashingStore {
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        HashingStore {
+            inner,
+            digest: Arc::default(),
+        }
+    }
+
+    /// Size and CRC-32 of the bytes written so far.
+    pub(crate) fn digest(&self) -> (u64, u32) {
+        let d = lock(&self.digest);
+        (d.size, d.hasher.clone().finalize())
+    }
+}
+
+fn absorb(digest: &Mutex<Digest>, payload: &PutPayload) {
+    let mut d = lock(digest);
+    for chunk in payload {
+        d.size += chunk.len() as u64;
+        d.hasher.update(chunk);
+    }
+}
+
+/// A multipart upload whose parts are hashed in the order they are handed over.
+#[derive(Debug)]
+struct HashingUpload {
+    inner: Box<dyn MultipartUpload>,
+    digest: Arc<Mutex<Digest>>,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for HashingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        absorb(&self.digest, &data);
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for HashingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        absorb(&self.digest, &payload);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(HashingUpload {
+            inner,
+            digest: Arc::clone(&self.digest),
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
 }
