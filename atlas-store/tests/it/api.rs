@@ -8,7 +8,7 @@ use atlas_store::{
     Atlas, Attr, Bool, Codec, DType, FillValue, MetaFormat, StatValue, StoreConfig, TimestampNs,
 };
 
-use crate::support::ramp;
+use crate::support::{ramp, ramp_dataset};
 
 #[tokio::test]
 async fn every_dtype_round_trips_through_flush_and_reopen() {
@@ -312,13 +312,7 @@ async fn reads_across_datasets_stack_in_request_order() {
     let mut names = Vec::new();
     for i in 0..5 {
         let name = format!("d{i}");
-        let ds = atlas.create_dataset(&name).await.unwrap();
-        ds.define_array::<f32>("v", vec!["x".into()], vec![4], None, None)
-            .await
-            .unwrap();
-        ds.write_array("v", vec![0], ramp(4, 10.0 * i as f32).view())
-            .await
-            .unwrap();
+        ramp_dataset(&mut atlas, &name, "v", 4, 10.0 * i as f32).await;
         names.push(name);
     }
     atlas.create_dataset("other").await.unwrap();

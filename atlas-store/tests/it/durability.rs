@@ -7,7 +7,7 @@ use atlas_store::object_store::{ObjectStore, memory::InMemory, path::Path};
 use atlas_store::{Atlas, Attr, Error, StoreConfig};
 use futures::TryStreamExt;
 
-use crate::support::{TestStore, ramp, snapshot, tag};
+use crate::support::{TestStore, ramp, ramp_dataset, snapshot, tag};
 
 fn prefix() -> Path {
     Path::from("store")
@@ -210,13 +210,7 @@ async fn child_writer() {
     for i in 0..8 {
         loop {
             let mut atlas = Atlas::open_path(&path).await.unwrap();
-            let ds = atlas.create_dataset(&format!("w{id}_{i}")).await.unwrap();
-            ds.define_array::<f32>("v", vec!["x".into()], vec![256], None, None)
-                .await
-                .unwrap();
-            ds.write_array("v", vec![0], ramp(256, i as f32).view())
-                .await
-                .unwrap();
+            ramp_dataset(&mut atlas, &format!("w{id}_{i}"), "v", 256, i as f32).await;
             match atlas.flush().await {
                 Ok(()) => break,
                 Err(Error::Conflict { .. }) => conflicts += 1,

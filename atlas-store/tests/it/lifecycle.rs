@@ -6,7 +6,7 @@ use atlas_store::object_store::{ObjectStore, memory::InMemory, path::Path};
 use atlas_store::{Atlas, StoreConfig};
 use futures::TryStreamExt;
 
-use crate::support::ramp;
+use crate::support::{ramp, ramp_dataset};
 
 async fn af_files(mem: &InMemory) -> (usize, u64) {
     let metas: Vec<_> = mem.list(None).try_collect().await.unwrap();
@@ -178,13 +178,7 @@ async fn a_reader_whose_segment_was_compacted_away_gets_a_retriable_error() {
         .await
         .unwrap();
     for i in 0..2 {
-        let ds = writer.create_dataset(&format!("d{i}")).await.unwrap();
-        ds.define_array::<f32>("v", vec!["x".into()], vec![8], None, None)
-            .await
-            .unwrap();
-        ds.write_array("v", vec![0], ramp(8, 0.0).view())
-            .await
-            .unwrap();
+        ramp_dataset(&mut writer, &format!("d{i}"), "v", 8, 0.0).await;
         writer.flush().await.unwrap();
     }
     let reader = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
@@ -219,13 +213,14 @@ async fn variables_with_non_ascii_names_compact_and_vacuum_cleanly() {
         .await
         .unwrap();
     for i in 0..3 {
-        let ds = atlas.create_dataset(&format!("d{i}")).await.unwrap();
-        ds.define_array::<f32>("température [°C]", vec!["x".into()], vec![8], None, None)
-            .await
-            .unwrap();
-        ds.write_array("température [°C]", vec![0], ramp(8, i as f32).view())
-            .await
-            .unwrap();
+        ramp_dataset(
+            &mut atlas,
+            &format!("d{i}"),
+            "température [°C]",
+            8,
+            i as f32,
+        )
+        .await;
         atlas.flush().await.unwrap();
     }
     assert_eq!(af_files(&mem).await.0, 3);

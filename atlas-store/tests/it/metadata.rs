@@ -6,7 +6,7 @@ use std::time::Duration;
 use atlas_store::object_store::{memory::InMemory, path::Path};
 use atlas_store::{Atlas, FillValue, StatValue, StoreConfig};
 
-use crate::support::{TestStore, ramp};
+use crate::support::{TestStore, ramp, ramp_dataset};
 
 #[tokio::test]
 async fn shapes_dims_fills_and_stats_of_every_array_need_no_io_after_open() {
@@ -66,13 +66,7 @@ async fn reads_across_datasets_run_in_parallel_up_to_the_cpu_count() {
     let mut names = Vec::new();
     for i in 0..8 {
         let name = format!("d{i}");
-        let ds = atlas.create_dataset(&name).await.unwrap();
-        ds.define_array::<f32>("v", vec!["x".into()], vec![16], None, None)
-            .await
-            .unwrap();
-        ds.write_array("v", vec![0], ramp(16, i as f32).view())
-            .await
-            .unwrap();
+        ramp_dataset(&mut atlas, &name, "v", 16, i as f32).await;
         atlas.flush().await.unwrap(); // one segment each, so each read is its own I/O
         names.push(name);
     }

@@ -253,3 +253,22 @@ pub fn tag(ds: &DatasetView, key: &str, value: &str) {
     ds.set_attribute(key, Attr::String(value.into()))
         .expect("attribute set");
 }
+
+/// Creates dataset `name` with one `[n]` f32 array `array` on dim `x`, written with
+/// [`ramp`]`(n, offset)`.
+pub async fn ramp_dataset(
+    atlas: &mut Atlas,
+    name: &str,
+    array: &str,
+    n: usize,
+    offset: f32,
+) -> DatasetView {
+    let ds = atlas.create_dataset(name).await.expect("dataset created");
+    ds.define_array::<f32>(array, vec!["x".into()], vec![n], None, None)
+        .await
+        .expect("array defined");
+    ds.write_array(array, vec![0], ramp(n, offset).view())
+        .await
+        .expect("array written");
+    ds
+}
