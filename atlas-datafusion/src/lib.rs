@@ -1,12 +1,51 @@
 //! # atlas-datafusion
 //!
-//! The DataFusion extension for ATLAS stores: one SQL table per variable, with dataset, index,
-//! coordinate and statistics pushdown.
+//! A DataFusion extension that makes every variable of an ATLAS store a SQL table, and pushes
+//! filters on dataset names, dimension positions, coordinates and values into the scan so only
+//! the chunks a query needs are read.
 //!
-//! **Status:** not built yet. This crate is a placeholder member of the workspace so the layout
-//! in `docs/architecture.md` is visible; it exposes nothing until the SQL mapping lands. Use
-//! [`atlas_store`] directly in the meantime.
+//! ```no_run
+//! # async fn demo() -> datafusion::error::Result<()> {
+//! use datafusion::prelude::SessionContext;
+//!
+//! let ctx = SessionContext::new();
+//! atlas_datafusion::register_atlas(&ctx);
+//! atlas_datafusion::register_store(&ctx, "ocean", "/data/ocean.atlas").await?;
+//! ctx.sql("SELECT dataset, max(temperature) FROM ocean.temperature GROUP BY dataset")
+//!     .await?
+//!     .show()
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `docs/sql.md` documents the mapping, the metadata tables and each pushdown.
 
 #![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
+mod convert;
+mod error;
+mod layout;
+mod meta;
+mod provider;
+mod source;
+mod store;
+mod table;
+
+pub use error::{Error, Result};
+pub use layout::{arrow_type, dataset_type, widen};
+pub use meta::METADATA_TABLES;
+pub use provider::{
+    AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory,
+    register_atlas, register_opened, register_store, store_table,
+};
+pub use source::AtlasSource;
+pub use store::AtlasStore;
+pub use table::AtlasTable;
+
+/// Re-exported so callers name the same store types.
 pub use atlas_store;

@@ -117,7 +117,7 @@ pub(crate) struct Inner {
 /// and reach the store at [`Atlas::flush`], the single durability boundary. Another handle sees
 /// them when it opens the store after that flush.
 pub struct Atlas {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Atlas {
@@ -219,6 +219,7 @@ impl Atlas {
             stats: WriteStats::default(),
             in_doubt: None,
         };
+        let store = crate::io::CountingStore::wrap(store);
         Atlas {
             inner: Arc::new(Inner {
                 segments: SegmentCache::new(Arc::clone(&store), prefix.clone()),

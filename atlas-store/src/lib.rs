@@ -42,8 +42,10 @@ mod atlas;
 mod catalog;
 mod config;
 mod dataset;
+mod describe;
 mod element;
 mod error;
+mod io;
 mod pending;
 mod schema;
 mod segment;
@@ -55,6 +57,8 @@ pub use config::{
     Codec, DEFAULT_ORPHAN_RETENTION, DEFAULT_PENDING_BUDGET, MetaFormat, StoreConfig,
 };
 pub use dataset::DatasetView;
+pub use describe::{ArrayInfo, DatasetInfo};
+pub use io::{ReadCounter, count_reads};
 pub use element::Bool;
 pub use error::{Error, Result};
 pub use schema::{ArraySchema, Attr};

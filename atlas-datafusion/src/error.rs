@@ -1,0 +1,111 @@
+//! The one error type of the SQL layer.
+
+use datafusion::error::DataFusionError;
+
+/// Everything that can go wrong while exposing a store to SQL.
+///
+/// Messages name the store location, variable, dataset or column involved. Inside DataFusion the
+/// error travels as [`DataFusionError::External`], so the source chain is kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store could not be opened or read.
+    #[error("ATLAS store {location}: {source}")]
+    Store {
+        /// Where the store was looked for.
+        location: String,
+        /// What the store reported.
+        #[source]
+        source: atlas_store::Error,
+    },
+    /// A store location that is neither a path nor a URL the session knows.
+    #[error("invalid ATLAS store location {location:?}: {reason}")]
+    Location {
+        /// The location as given.
+        location: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// No dataset of the store has the variable.
+    #[error("no variable {variable:?} in ATLAS store {location} (variables: {known})")]
+    UnknownVariable {
+        /// The variable asked for.
+        variable: String,
+        /// The store.
+        location: String,
+        /// The variables the store does have, comma-separated.
+        known: String,
+    },
+    /// A variable's dtype differs across datasets in a way no SQL type holds.
+    #[error(
+        "variable {variable:?} is {first_type} in dataset {first_dataset:?} but {other_type} in \
+         dataset {other_dataset:?}; no SQL type holds both"
+    )]
+    IncompatibleTypes {
+        /// The variable (or coordinate) name.
+        variable: String,
+        /// Dataset that fixed the type so far.
+        first_dataset: String,
+        /// The type so far.
+        first_type: String,
+        /// Dataset whose type does not fit.
+        other_dataset: String,
+        /// Its type.
+        other_type: String,
+    },
+    /// A dtype with no SQL mapping (lists).
+    #[error("variable {variable:?} of dataset {dataset:?} has dtype {dtype}, which SQL cannot show")]
+    UnsupportedType {
+        /// The variable.
+        variable: String,
+        /// The dataset holding it.
+        dataset: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// Two columns of a variable's table would have the same name.
+    #[error(
+        "table {variable:?} would have two columns named {column:?} ({first} and {second}); \
+         rename the dimension or variable in the store"
+    )]
+    NameCollision {
+        /// The variable whose table it is.
+        variable: String,
+        /// The clashing column name.
+        column: String,
+        /// What the first column is.
+        first: String,
+        /// What the second column is.
+        second: String,
+    },
+    /// Bad arguments to a table function or `CREATE EXTERNAL TABLE`.
+    #[error("{0}")]
+    Usage(String),
+    /// An error from DataFusion itself.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// An error from Arrow.
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for DataFusionError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::DataFusion(e) => e,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn store(location: &str, source: atlas_store::Error) -> Self {
+        Error::Store {
+            location: location.to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Entry points: a schema per store, `CREATE EXTERNAL TABLE … STORED AS ATLAS`, table functions,
+//! and one-line registration helpers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::catalog::{
+    Session, SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider,
+    TableProviderFactory,
+};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::{CreateExternalTable, Expr};
+
+use crate::error::Error;
+use crate::layout::Layout;
+use crate::meta::{METADATA_TABLES, arrays_table, attributes_table, datasets_table};
+use crate::store::AtlasStore;
+use crate::table::AtlasTable;
+
+/// The table `name` of `store`: a variable, or one of the metadata tables.
+pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableProvider>> {
+    Ok(match name {
+        "_datasets" => Arc::new(datasets_table(store)?),
+        "_arrays" => Arc::new(arrays_table(store)?),
+        "_attributes" => Arc::new(attributes_table(store)?),
+        variable => {
+            let layout = Layout::build(&store.location, variable, &store.datasets)?;
+            Arc::new(AtlasTable::new(Arc::clone(store), layout))
+        }
+    })
+}
+
+/// A schema holding one table per variable of a store, plus `_datasets`, `_arrays` and
+/// `_attributes`.
+#[derive(Debug)]
+pub struct AtlasSchemaProvider {
+    store: Arc<AtlasStore>,
+    tables: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl AtlasSchemaProvider {
+    /// A schema over an opened store.
+    pub fn new(store: Arc<AtlasStore>) -> Self {
+        AtlasSchemaProvider {
+            store,
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store behind the schema.
+    pub fn store(&self) -> &Arc<AtlasStore> {
+        &self.store
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for AtlasSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.store.variables();
+        names.extend(METADATA_TABLES.iter().map(|s| s.to_string()));
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if !self.table_exist(name) {
+            return Ok(None);
+        }
+        if let Some(t) = self
+            .tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(Some(Arc::clone(t)));
+        }
+        let t = store_table(&self.store, name)?;
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::clone(&t));
+        Ok(Some(t))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        METADATA_TABLES.contains(&name)
+            || self
+                .store
+                .datasets
+                .iter()
+                .any(|d| d.arrays.iter().any(|a| a.name == name))
+    }
+}
+
+/// Opens the store at `location` (a path or a URL the session knows) and registers it as schema
+/// `schema` of the session's default catalog: `SELECT * FROM <schema>.temperature`.
+pub async fn register_store(
+    ctx: &SessionContext,
+    schema: &str,
+    location: &str,
+) -> Result<Arc<AtlasSchemaProvider>> {
+    let store = AtlasStore::open(location, &ctx.runtime_env()).await?;
+    register_opened(ctx, schema, store)
+}
+
+/// Registers an already opened store as schema `schema` of the session's default catalog.
+pub fn register_opened(
+    ctx: &SessionContext,
+    schema: &str,
+    store: Arc<AtlasStore>,
+) -> Result<Arc<AtlasSchemaProvider>> {
+    let catalog_name = ctx.state().config().options().catalog.default_catalog.clone();
+    let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
+        DataFusionError::Plan(format!("the session has no catalog {catalog_name:?}"))
+    })?;
+    let provider = Arc::new(AtlasSchemaProvider::new(store));
+    catalog.register_schema(schema, Arc::clone(&provider) as Arc<dyn SchemaProvider>)?;
+    Ok(provider)
+}
+
+/// Teaches a session the ATLAS SQL surface: `CREATE EXTERNAL TABLE … STORED AS ATLAS` and the
+/// table functions `atlas_scan(store, variable)` and `atlas_datasets(store)`.
+pub fn register_atlas(ctx: &SessionContext) {
+    ctx.state_ref()
+        .write()
+        .table_factories_mut()
+        .insert("ATLAS".to_string(), Arc::new(AtlasTableFactory));
+    ctx.register_udtf("atlas_scan", Arc::new(AtlasScanFunction));
+    ctx.register_udtf("atlas_datasets", Arc::new(AtlasDatasetsFunction));
+}
+
+/// `CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION '<store>' OPTIONS ('variable' '<name>')`.
+#[derive(Debug, Default)]
+pub struct AtlasTableFactory;
+
+#[async_trait]
+impl TableProviderFactory for AtlasTableFactory {
+    async fn create(
+        &self,
+        state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let location = match cmd.locations.as_slice() {
+            [one] => one.as_str(),
+            other => {
+                return Err(Error::Usage(format!(
+                    "STORED AS ATLAS takes one LOCATION (the store), got {}",
+                    other.len()
+                ))
+                .into());
+            }
+        };
+        let store = AtlasStore::open(location, state.runtime_env()).await?;
+        let variable = cmd
+            .options
+            .get("variable")
+            .or_else(|| cmd.options.get("format.variable"))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "CREATE EXTERNAL TABLE {} STORED AS ATLAS needs OPTIONS ('variable' '<name>'); \
+                     {} has: {}",
+                    cmd.name,
+                    location,
+                    store.variables().join(", ")
+                ))
+            })?;
+        store_table(&store, variable)
+    }
+}
+
+fn string_arg(args: &[Expr], i: usize, function: &str, what: &str) -> Result<String> {
+    match args.get(i) {
+        Some(Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            _,
+        )) => Ok(s.clone()),
+        _ => Err(Error::Usage(format!(
+            "{function} expects a string literal {what} as argument {}",
+            i + 1
+        ))
+        .into()),
+    }
+}
+
+/// Opens a store from synchronous code (table functions are planned synchronously) on a thread
+/// of its own, so it works under any runtime.
+fn open_blocking(location: &str, runtime: &Arc<RuntimeEnv>) -> Result<Arc<AtlasStore>> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            rt.block_on(AtlasStore::open(location, runtime))
+                .map_err(DataFusionError::from)
+        })
+        .join()
+        .map_err(|_| DataFusionError::Internal(format!("opening {location} panicked")))?
+    })
+}
+
+/// `atlas_scan('<store>', '<variable>')`: the table of one variable.
+#[derive(Debug, Default)]
+pub struct AtlasScanFunction;
+
+impl TableFunctionImpl for AtlasScanFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 2 {
+            return Err(Error::Usage(format!(
+                "atlas_scan takes 2 arguments (store, variable), got {}",
+                exprs.len()
+            ))
+            .into());
+        }
+        let location = string_arg(exprs, 0, "atlas_scan", "store location")?;
+        let variable = string_arg(exprs, 1, "atlas_scan", "variable name")?;
+        let store = open_blocking(&location, args.session().runtime_env())?;
+        store_table(&store, &variable)
+    }
+}
+
+/// `atlas_datasets('<store>')`: the `_datasets` table of a store.
+#[derive(Debug, Default)]
+pub struct AtlasDatasetsFunction;
+
+impl TableFunctionImpl for AtlasDatasetsFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 1 {
+            return Err(Error::Usage(format!(
+                "atlas_datasets takes 1 argument (store), got {}",
+                exprs.len()
+            ))
+            .into());
+        }
+        let location = string_arg(exprs, 0, "atlas_datasets", "store location")?;
+        let store = open_blocking(&location, args.session().runtime_env())?;
+        store_table(&store, "_datasets")
+    }
+}

@@ -1,0 +1,651 @@
+//! The scan: a DataFusion `DataSource` that streams a variable's rows, reading only what the
+//! pushed-down predicates leave.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use atlas_store::{ReadCounter, count_reads};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, UInt32Array, UInt64Array, new_null_array,
+};
+use datafusion::arrow::compute::{and_kleene, cast, take};
+use datafusion::arrow::datatypes::{Schema, SchemaRef, UInt32Type};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, Statistics};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::source::DataSource;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::projection::ProjectionExprs;
+use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::DisplayFormatType;
+use datafusion::physical_plan::filter_pushdown::{FilterPushdownPropagation, PushedDown};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricType,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+use crate::convert::{ReadError, element_bytes, read_region};
+use crate::error::Error;
+use crate::layout::{ColumnKind, Layout};
+use crate::store::AtlasStore;
+
+/// A piece of one dataset's array: the work one partition does in one step.
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    /// Index into `Layout::entries`.
+    pub entry: usize,
+    /// Region per array axis.
+    pub region: Vec<Range<usize>>,
+    /// Whether this is the dataset's first unit (dataset counters count it once).
+    pub first: bool,
+}
+
+impl Unit {
+    pub(crate) fn elements(&self) -> u64 {
+        self.region.iter().map(|r| r.len() as u64).product()
+    }
+}
+
+/// Chunks of a chunk grid that `region` overlaps.
+pub(crate) fn chunks_in(region: &[Range<usize>], chunk_shape: &[usize]) -> u64 {
+    region
+        .iter()
+        .zip(chunk_shape)
+        .map(|(r, &c)| {
+            let c = c.max(1);
+            if r.end <= r.start {
+                0
+            } else {
+                ((r.end - 1) / c - r.start / c + 1) as u64
+            }
+        })
+        .product()
+}
+
+/// A predicate on one index or coordinate column, evaluated on that dimension's positions or
+/// coordinates to narrow the range of a dimension that is read.
+#[derive(Debug, Clone)]
+pub(crate) struct DimFilter {
+    /// Which column it reads (an index or a coordinate column).
+    pub kind: ColumnKind,
+    /// The predicate, over a one-column schema.
+    pub expr: Arc<dyn PhysicalExpr>,
+    /// That schema.
+    pub schema: SchemaRef,
+}
+
+/// What a scan needs to know, shared by every partition.
+#[derive(Debug)]
+pub(crate) struct ScanSpec {
+    pub store: Arc<AtlasStore>,
+    pub layout: Arc<Layout>,
+    /// Full-schema indexes of the output columns.
+    pub projection: Vec<usize>,
+    /// Output schema.
+    pub schema: SchemaRef,
+    /// Per table dimension, the predicates that narrow it.
+    pub dim_filters: Vec<Vec<DimFilter>>,
+    pub batch_size: usize,
+    pub statistics: Arc<Statistics>,
+    /// Pushed filters as text, for EXPLAIN.
+    pub filter_text: Vec<String>,
+    /// Datasets left after planning.
+    pub datasets: usize,
+}
+
+/// The scan of one variable's table.
+#[derive(Debug, Clone)]
+pub struct AtlasSource {
+    pub(crate) spec: Arc<ScanSpec>,
+    pub(crate) partitions: Arc<Vec<Vec<Unit>>>,
+    pub(crate) fetch: Option<usize>,
+    /// Filters DataFusion pushed at run time (join dynamic filters) that read only `dataset`.
+    pub(crate) runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
+    pub(crate) metrics: ExecutionPlanMetricsSet,
+}
+
+fn summary_counter(metrics: &ExecutionPlanMetricsSet, name: &'static str) -> Count {
+    MetricBuilder::new(metrics)
+        .with_type(MetricType::Summary)
+        .global_counter(name)
+}
+
+/// Counters the scan reports in `EXPLAIN ANALYZE`.
+#[derive(Debug, Clone)]
+pub(crate) struct ScanMetrics {
+    pub bytes_read: Count,
+    pub chunks_read: Count,
+    pub chunks_pruned: Count,
+    pub datasets_scanned: Count,
+    pub datasets_pruned: Count,
+    pub datasets_pruned_by_stats: Count,
+    pub datasets_pruned_by_range: Count,
+    pub datasets_pruned_by_dynamic_filter: Count,
+}
+
+impl ScanMetrics {
+    pub(crate) fn new(metrics: &ExecutionPlanMetricsSet) -> Self {
+        ScanMetrics {
+            bytes_read: summary_counter(metrics, "bytes_read"),
+            chunks_read: summary_counter(metrics, "chunks_read"),
+            chunks_pruned: summary_counter(metrics, "chunks_pruned"),
+            datasets_scanned: summary_counter(metrics, "datasets_scanned"),
+            datasets_pruned: summary_counter(metrics, "datasets_pruned"),
+            datasets_pruned_by_stats: summary_counter(metrics, "datasets_pruned_by_stats"),
+            datasets_pruned_by_range: summary_counter(metrics, "datasets_pruned_by_range"),
+            datasets_pruned_by_dynamic_filter: summary_counter(
+                metrics,
+                "datasets_pruned_by_dynamic_filter",
+            ),
+        }
+    }
+}
+
+impl AtlasSource {
+    fn only_reads_dataset(&self, expr: &Arc<dyn PhysicalExpr>) -> bool {
+        let cols = collect_columns(expr);
+        !cols.is_empty()
+            && cols.iter().all(|c| {
+                self.spec
+                    .projection
+                    .get(c.index())
+                    .is_some_and(|&i| i == 0)
+            })
+    }
+}
+
+impl DataSource for AtlasSource {
+    fn open(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let units: VecDeque<Unit> = self
+            .partitions
+            .get(partition)
+            .cloned()
+            .unwrap_or_default()
+            .into();
+        let reservation = MemoryConsumer::new(format!("AtlasScan[{partition}]"))
+            .register(context.memory_pool());
+        let state = PartitionState {
+            spec: Arc::clone(&self.spec),
+            units,
+            runtime_filters: self.runtime_filters.clone(),
+            remaining: self.fetch,
+            pending: VecDeque::new(),
+            counter: ReadCounter::new(),
+            metrics: ScanMetrics::new(&self.metrics),
+            baseline: BaselineMetrics::new(&self.metrics, partition),
+            reservation,
+            coord_cache: HashMap::new(),
+        };
+        let stream = futures::stream::try_unfold(state, |mut st| async move {
+            loop {
+                if st.remaining == Some(0) {
+                    return Ok(None);
+                }
+                if let Some(mut batch) = st.pending.pop_front() {
+                    if let Some(rem) = st.remaining.as_mut() {
+                        if batch.num_rows() > *rem {
+                            batch = batch.slice(0, *rem);
+                        }
+                        *rem -= batch.num_rows();
+                    }
+                    st.baseline.record_output(batch.num_rows());
+                    return Ok(Some((batch, st)));
+                }
+                let Some(unit) = st.units.pop_front() else {
+                    st.reservation.free();
+                    return Ok(None);
+                };
+                let timer = st.baseline.elapsed_compute().clone();
+                let _t = timer.timer();
+                st.process(unit).await?;
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.spec.schema),
+            stream,
+        )))
+    }
+
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let layout = &self.spec.layout;
+        let units: usize = self.partitions.iter().map(Vec::len).sum();
+        let cols: Vec<&str> = self
+            .spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        write!(
+            f,
+            "AtlasScan: variable={}, datasets={}/{}, units={units}, projection=[{}]",
+            layout.variable,
+            self.spec.datasets,
+            layout.entries.len(),
+            cols.join(", ")
+        )?;
+        if !self.spec.filter_text.is_empty() {
+            write!(f, ", filters=[{}]", self.spec.filter_text.join(", "))?;
+        }
+        if let Some(n) = self.fetch {
+            write!(f, ", fetch={n}")?;
+        }
+        if !self.runtime_filters.is_empty() && !matches!(t, DisplayFormatType::TreeRender) {
+            let text: Vec<String> = self.runtime_filters.iter().map(|e| e.to_string()).collect();
+            write!(f, ", runtime_filters=[{}]", text.join(", "))?;
+        }
+        Ok(())
+    }
+
+    fn output_partitioning(&self) -> Partitioning {
+        Partitioning::UnknownPartitioning(self.partitions.len().max(1))
+    }
+
+    fn eq_properties(&self) -> EquivalenceProperties {
+        EquivalenceProperties::new(Arc::clone(&self.spec.schema))
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        match partition {
+            None if self.fetch.is_none() => Ok(Arc::clone(&self.spec.statistics)),
+            None => Ok(Arc::new(
+                self.spec
+                    .statistics
+                    .as_ref()
+                    .clone()
+                    .with_fetch(self.fetch, 0, 1)?,
+            )),
+            Some(_) => Ok(Arc::new(Statistics::new_unknown(&self.spec.schema))),
+        }
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn DataSource>> {
+        let mut s = self.clone();
+        s.fetch = limit;
+        Some(Arc::new(s))
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.fetch
+    }
+
+    fn metrics(&self) -> ExecutionPlanMetricsSet {
+        self.metrics.clone()
+    }
+
+    fn try_swapping_with_projection(
+        &self,
+        _projection: &ProjectionExprs,
+    ) -> Result<Option<Arc<dyn DataSource>>> {
+        Ok(None)
+    }
+
+    fn try_pushdown_filters(
+        &self,
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn DataSource>>> {
+        let mut kept = self.runtime_filters.clone();
+        for f in &filters {
+            if self.only_reads_dataset(f) {
+                kept.push(Arc::clone(f));
+            }
+        }
+        let result = vec![PushedDown::No; filters.len()];
+        if kept.len() == self.runtime_filters.len() {
+            return Ok(FilterPushdownPropagation::with_parent_pushdown_result(
+                result,
+            ));
+        }
+        let mut s = self.clone();
+        s.runtime_filters = kept;
+        Ok(
+            FilterPushdownPropagation::with_parent_pushdown_result(result)
+                .with_updated_node(Arc::new(s) as Arc<dyn DataSource>),
+        )
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for e in &self.runtime_filters {
+            if f(e)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+}
+
+struct PartitionState {
+    spec: Arc<ScanSpec>,
+    units: VecDeque<Unit>,
+    runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
+    remaining: Option<usize>,
+    pending: VecDeque<RecordBatch>,
+    counter: ReadCounter,
+    metrics: ScanMetrics,
+    baseline: BaselineMetrics,
+    reservation: MemoryReservation,
+    /// Coordinates of the dataset being read, by coordinate column (whole 1-D arrays).
+    coord_cache: HashMap<(usize, usize), ArrayRef>,
+}
+
+fn read_error(spec: &ScanSpec, dataset: &str, array: &str, e: ReadError) -> DataFusionError {
+    match e {
+        ReadError::Store(source) => Error::Store {
+            location: format!("{} (dataset {dataset:?}, array {array:?})", spec.store.location),
+            source,
+        }
+        .into(),
+        ReadError::Sql(e) => e.into(),
+    }
+}
+
+impl PartitionState {
+    /// Whether the run-time filters let dataset `entry` through.
+    fn passes_runtime_filters(&self, entry: usize) -> Result<bool> {
+        if self.runtime_filters.is_empty() {
+            return Ok(true);
+        }
+        let layout = &self.spec.layout;
+        let columns: Vec<ArrayRef> = self
+            .spec
+            .schema
+            .fields()
+            .iter()
+            .zip(&self.spec.projection)
+            .map(|(f, &col)| {
+                if col == 0 {
+                    dataset_column(layout, &self.spec.store, entry, 1)
+                } else {
+                    Ok(new_null_array(f.data_type(), 1))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let batch = RecordBatch::try_new_with_options(
+            Arc::clone(&self.spec.schema),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        for f in &self.runtime_filters {
+            let v = f.evaluate(&batch)?.into_array(1)?;
+            let keep = v
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .is_some_and(|b| b.is_valid(0) && b.value(0));
+            if !keep {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The whole coordinate array `c` of dataset `entry`, cast to the column type (NULLs where
+    /// the dataset has none).
+    async fn coordinate(&mut self, entry: usize, c: usize, len: usize) -> Result<ArrayRef> {
+        if let Some(a) = self.coord_cache.get(&(entry, c)) {
+            return Ok(Arc::clone(a));
+        }
+        let layout = Arc::clone(&self.spec.layout);
+        let e = &layout.entries[entry];
+        let ty = &layout.coord_types[c];
+        let array = match &e.coords[c] {
+            None => new_null_array(ty, len),
+            Some(src) => {
+                let dim = &layout.dims[layout.coord_dims[c]];
+                let view = self.view(&e.dataset).await?;
+                let fut = read_region(
+                    &view,
+                    dim,
+                    &src.dtype,
+                    vec![0],
+                    vec![len],
+                    src.schema.fill_value.as_ref(),
+                    ty,
+                );
+                let before = self.counter.bytes();
+                let r = count_reads(&self.counter, fut).await;
+                self.metrics
+                    .bytes_read
+                    .add((self.counter.bytes() - before) as usize);
+                r.map_err(|err| read_error(&self.spec, &e.dataset, dim, err))?
+            }
+        };
+        self.coord_cache.clear();
+        self.coord_cache.insert((entry, c), Arc::clone(&array));
+        Ok(array)
+    }
+
+    async fn view(&self, dataset: &str) -> Result<atlas_store::DatasetView> {
+        self.spec
+            .store
+            .atlas
+            .open_dataset(dataset)
+            .await
+            .map_err(|e| Error::store(&self.spec.store.location, e).into())
+    }
+
+    /// Narrows `region` by the dimension predicates. `None`: no row can match.
+    async fn narrow(&mut self, entry: usize, mut region: Vec<Range<usize>>) -> Result<Option<Vec<Range<usize>>>> {
+        let layout = Arc::clone(&self.spec.layout);
+        let spec = Arc::clone(&self.spec);
+        for (d, filters) in spec.dim_filters.iter().enumerate() {
+            if filters.is_empty() {
+                continue;
+            }
+            let e = &layout.entries[entry];
+            let axis = e.axis_of_dim[d];
+            let len = axis.map_or(1, |a| e.schema.shape[a]);
+            let mut mask: Option<BooleanArray> = None;
+            for f in filters {
+                let column: ArrayRef = match (f.kind, axis) {
+                    (ColumnKind::Index(_), Some(_)) => {
+                        Arc::new(UInt64Array::from_iter_values(0..len as u64))
+                    }
+                    (ColumnKind::Coord(c), Some(_)) => self.coordinate(entry, c, len).await?,
+                    (_, _) => new_null_array(f.schema.field(0).data_type(), len),
+                };
+                let column = if column.data_type() == f.schema.field(0).data_type() {
+                    column
+                } else {
+                    cast(&column, f.schema.field(0).data_type())?
+                };
+                let batch = RecordBatch::try_new(Arc::clone(&f.schema), vec![column])?;
+                let v = f.expr.evaluate(&batch)?.into_array(len)?;
+                let b = v
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| {
+                        DataFusionError::Internal("dimension predicate is not boolean".into())
+                    })?
+                    .clone();
+                mask = Some(match mask {
+                    None => b,
+                    Some(m) => and_kleene(&m, &b)?,
+                });
+            }
+            let Some(mask) = mask else { continue };
+            let hits = |i: &usize| mask.is_valid(*i) && mask.value(*i);
+            let first = (0..mask.len()).find(hits);
+            let last = (0..mask.len()).rev().find(hits);
+            let (Some(first), Some(last)) = (first, last) else {
+                return Ok(None);
+            };
+            if let Some(a) = axis {
+                let r = &mut region[a];
+                r.start = r.start.max(first);
+                r.end = r.end.min(last + 1);
+                if r.start >= r.end {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(region))
+    }
+
+    async fn process(&mut self, unit: Unit) -> Result<()> {
+        let spec = Arc::clone(&self.spec);
+        let layout = Arc::clone(&spec.layout);
+        let e = &layout.entries[unit.entry];
+        let chunk_shape = &e.schema.chunk_shape;
+        let unit_chunks = chunks_in(&unit.region, chunk_shape);
+        if !self.passes_runtime_filters(unit.entry)? {
+            if unit.first {
+                self.metrics.datasets_pruned_by_dynamic_filter.add(1);
+            }
+            self.metrics.chunks_pruned.add(unit_chunks as usize);
+            return Ok(());
+        }
+        let Some(region) = self.narrow(unit.entry, unit.region.clone()).await? else {
+            if unit.first {
+                self.metrics.datasets_pruned_by_range.add(1);
+            }
+            self.metrics.chunks_pruned.add(unit_chunks as usize);
+            return Ok(());
+        };
+        if unit.first {
+            self.metrics.datasets_scanned.add(1);
+        }
+        let rows = region.iter().map(|r| r.len()).product::<usize>();
+        let value_col = layout.value_col();
+        let wants_value = spec.projection.contains(&value_col);
+        let read_chunks = if wants_value {
+            chunks_in(&region, chunk_shape)
+        } else {
+            0
+        };
+        self.metrics.chunks_read.add(read_chunks as usize);
+        self.metrics
+            .chunks_pruned
+            .add((unit_chunks - read_chunks) as usize);
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut bytes = rows * 8 * spec.projection.len();
+        if wants_value {
+            bytes += rows * element_bytes(&e.schema.dtype);
+        }
+        self.reservation.try_resize(bytes)?;
+
+        let values = if wants_value {
+            let view = self.view(&e.dataset).await?;
+            let start = region.iter().map(|r| r.start).collect();
+            let shape = region.iter().map(|r| r.len()).collect();
+            let fut = read_region(
+                &view,
+                &layout.variable,
+                &e.schema.dtype,
+                start,
+                shape,
+                e.schema.fill_value.as_ref(),
+                &layout.value_type,
+            );
+            let before = self.counter.bytes();
+            let r = count_reads(&self.counter, fut).await;
+            self.metrics
+                .bytes_read
+                .add((self.counter.bytes() - before) as usize);
+            Some(r.map_err(|err| read_error(&spec, &e.dataset, &layout.variable, err))?)
+        } else {
+            None
+        };
+        let mut coords: HashMap<usize, ArrayRef> = HashMap::new();
+        for &col in &spec.projection {
+            if let ColumnKind::Coord(c) = layout.column_kind(col) {
+                let d = layout.coord_dims[c];
+                let len = e.dim_len(d).unwrap_or(0);
+                if e.axis_of_dim[d].is_some() {
+                    let a = self.coordinate(unit.entry, c, len).await?;
+                    coords.insert(c, a);
+                }
+            }
+        }
+
+        // Row-major strides of the region.
+        let mut strides = vec![1usize; region.len()];
+        for a in (0..region.len().saturating_sub(1)).rev() {
+            strides[a] = strides[a + 1] * region[a + 1].len();
+        }
+        let batch_size = spec.batch_size.max(1);
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = batch_size.min(rows - r0);
+            let mut columns = Vec::with_capacity(spec.projection.len());
+            for (field, &col) in spec.schema.fields().iter().zip(&spec.projection) {
+                let array: ArrayRef = match layout.column_kind(col) {
+                    ColumnKind::Dataset => dataset_column(&layout, &spec.store, unit.entry, n)?,
+                    ColumnKind::Index(d) => match e.axis_of_dim[d] {
+                        Some(a) => Arc::new(axis_positions(&region, &strides, a, r0, n)),
+                        None => new_null_array(field.data_type(), n),
+                    },
+                    ColumnKind::Coord(c) => {
+                        let d = layout.coord_dims[c];
+                        match (e.axis_of_dim[d], coords.get(&c)) {
+                            (Some(a), Some(coord)) => {
+                                let pos = axis_positions(&region, &strides, a, r0, n);
+                                let idx = UInt32Array::from_iter_values(
+                                    pos.values().iter().map(|&p| p as u32),
+                                );
+                                take(coord.as_ref(), &idx, None)?
+                            }
+                            _ => new_null_array(field.data_type(), n),
+                        }
+                    }
+                    ColumnKind::Value => match &values {
+                        Some(v) => v.slice(r0, n),
+                        None => new_null_array(field.data_type(), n),
+                    },
+                };
+                columns.push(array);
+            }
+            let batch = RecordBatch::try_new_with_options(
+                Arc::clone(&spec.schema),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(n)),
+            )?;
+            self.pending.push_back(batch);
+            r0 += n;
+        }
+        Ok(())
+    }
+}
+
+/// Positions along array axis `a` of rows `r0..r0+n` of `region`.
+fn axis_positions(
+    region: &[Range<usize>],
+    strides: &[usize],
+    a: usize,
+    r0: usize,
+    n: usize,
+) -> UInt64Array {
+    let len = region[a].len().max(1);
+    let start = region[a].start as u64;
+    let stride = strides[a];
+    UInt64Array::from_iter_values((r0..r0 + n).map(|r| start + ((r / stride) % len) as u64))
+}
+
+/// `n` copies of dataset `entry`'s name, dictionary-encoded against every dataset name.
+fn dataset_column(layout: &Layout, store: &AtlasStore, entry: usize, n: usize) -> Result<ArrayRef> {
+    let key = layout.ordinals[entry];
+    let keys = UInt32Array::from_value(key, n);
+    Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
+        keys,
+        Arc::clone(&store.dictionary),
+    )?))
+}
+
+/// Output schema of a projection.
+pub(crate) fn project_schema(schema: &Schema, projection: &[usize]) -> Result<SchemaRef> {
+    Ok(Arc::new(schema.project(projection)?))
+}

@@ -1,0 +1,111 @@
+//! An opened store as the SQL layer sees it: a read handle plus a catalog snapshot.
+
+use std::sync::Arc;
+
+use atlas_store::object_store::path::Path;
+use atlas_store::{Atlas, DatasetInfo};
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// An ATLAS store opened for SQL: the handle reads go through and a snapshot of its catalog
+/// taken when it was opened (tables describe the store as of that moment).
+#[derive(Debug)]
+pub struct AtlasStore {
+    pub(crate) atlas: Atlas,
+    pub(crate) location: String,
+    pub(crate) datasets: Vec<DatasetInfo>,
+    /// Every dataset name, the dictionary behind every `dataset` column.
+    pub(crate) dictionary: ArrayRef,
+}
+
+/// Splits a store location into a URL: `scheme://…` as is, anything else as a local path.
+pub(crate) fn location_url(location: &str) -> Result<Url> {
+    let bad = |reason: String| Error::Location {
+        location: location.to_string(),
+        reason,
+    };
+    if let Some((scheme, _)) = location.split_once("://")
+        && scheme.len() > 1
+    {
+        return Url::parse(location).map_err(|e| bad(e.to_string()));
+    }
+    let path = std::path::absolute(location).map_err(|e| bad(e.to_string()))?;
+    if !path.is_dir() {
+        return Err(Error::store(
+            location,
+            atlas_store::Error::StoreNotFound {
+                location: location.to_string(),
+            },
+        ));
+    }
+    Url::from_directory_path(&path).map_err(|()| bad("not an absolute path".into()))
+}
+
+impl AtlasStore {
+    /// Opens the store at `location` — a local path, or a URL whose object store is registered
+    /// with `runtime` (`file://`, `memory://`, `s3://`…).
+    pub async fn open(location: &str, runtime: &RuntimeEnv) -> Result<Arc<AtlasStore>> {
+        let url = location_url(location)?;
+        let store = runtime
+            .object_store(datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath]).map_err(|e| Error::Location {
+                location: location.to_string(),
+                reason: e.to_string(),
+            })?)
+            .map_err(|e| Error::Location {
+            location: location.to_string(),
+            reason: e.to_string(),
+        })?;
+        let prefix = Path::from_url_path(url.path()).map_err(|e| Error::Location {
+            location: location.to_string(),
+            reason: e.to_string(),
+        })?;
+        let atlas = Atlas::open(store, prefix)
+            .await
+            .map_err(|e| Error::store(location, e))?;
+        Ok(Self::from_atlas(atlas, location))
+    }
+
+    /// Wraps a handle the caller already holds. Its unflushed changes are visible to SQL.
+    pub fn from_atlas(atlas: Atlas, location: &str) -> Arc<AtlasStore> {
+        let datasets = atlas.describe();
+        let dictionary: ArrayRef = Arc::new(StringArray::from_iter_values(
+            datasets.iter().map(|d| d.name.as_str()),
+        ));
+        Arc::new(AtlasStore {
+            atlas,
+            location: location.to_string(),
+            datasets,
+            dictionary,
+        })
+    }
+
+    /// Where the store is.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Distinct variable names, sorted.
+    pub fn variables(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .datasets
+            .iter()
+            .flat_map(|d| d.arrays.iter().map(|a| a.name.clone()))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The catalog snapshot.
+    pub fn datasets(&self) -> &[DatasetInfo] {
+        &self.datasets
+    }
+
+    /// The store handle.
+    pub fn atlas(&self) -> &Atlas {
+        &self.atlas
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the SQL layer, through SQL and the scan's metrics.
+
+mod differential;
+mod entry_points;
+mod mapping;
+mod pushdown;
+mod support;

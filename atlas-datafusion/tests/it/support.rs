@@ -1,0 +1,157 @@
+//! Helpers: stores built in memory or on disk, queries with the scan's metrics, result text.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use atlas_datafusion::atlas_store::object_store::memory::InMemory;
+use atlas_datafusion::atlas_store::object_store::path::Path;
+use atlas_datafusion::atlas_store::object_store::ObjectStore;
+use atlas_datafusion::atlas_store::{Atlas, StoreConfig};
+use atlas_datafusion::{AtlasSource, AtlasStore, register_atlas, register_opened};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ndarray::{Array, IxDyn};
+use url::Url;
+
+/// A fresh in-memory object store registered with a new session as `memory://`.
+pub fn memory_session(partitions: usize) -> (SessionContext, Arc<dyn ObjectStore>) {
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_batch_size(1024);
+    let ctx = SessionContext::new_with_config(config);
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let url = Url::parse("memory://").expect("url");
+    ctx.register_object_store(&url, Arc::clone(&store));
+    register_atlas(&ctx);
+    (ctx, store)
+}
+
+/// A `sensors`-like store: `n` datasets `s0000…`, each with `temperature(time)` f64 of `len`
+/// values `i * 1000 + t` (so dataset `i` spans `[1000 i, 1000 i + len)`), a `time` coordinate
+/// (seconds as f64), chunked by `chunk`.
+pub async fn sensors(store: Arc<dyn ObjectStore>, prefix: &str, n: usize, len: usize, chunk: usize) -> Atlas {
+    let mut atlas = Atlas::create(store, Path::from(prefix), StoreConfig::default())
+        .await
+        .expect("create");
+    for i in 0..n {
+        let ds = atlas.create_dataset(&format!("s{i:04}")).await.expect("dataset");
+        ds.set_attribute("platform", atlas_datafusion::atlas_store::Attr::String(
+            if i % 4 == 0 { "glider".into() } else { "mooring".into() },
+        ))
+        .expect("attr");
+        ds.set_attribute("index", atlas_datafusion::atlas_store::Attr::Int64(i as i64))
+            .expect("attr");
+        ds.define_array::<f64>("temperature", vec!["time".into()], vec![len], Some(vec![chunk]), None)
+            .await
+            .expect("define");
+        let v = Array::from_shape_fn(IxDyn(&[len]), |ix| (i * 1000 + ix[0]) as f64);
+        ds.write_array("temperature", vec![0], v.view()).await.expect("write");
+        ds.define_array::<f64>("time", vec!["time".into()], vec![len], Some(vec![chunk]), None)
+            .await
+            .expect("define");
+        let t = Array::from_shape_fn(IxDyn(&[len]), |ix| ix[0] as f64 * 60.0);
+        ds.write_array("time", vec![0], t.view()).await.expect("write");
+    }
+    atlas.flush().await.expect("flush");
+    atlas
+}
+
+/// Registers a store handle as schema `s` of `ctx`, through a freshly opened handle.
+pub async fn register(ctx: &SessionContext, location: &str) -> Arc<AtlasStore> {
+    let store = AtlasStore::open(location, &ctx.runtime_env()).await.expect("open");
+    register_opened(ctx, "s", Arc::clone(&store)).expect("register");
+    store
+}
+
+/// What a query returned and what its ATLAS scans reported.
+#[derive(Debug)]
+pub struct Run {
+    pub rows: Vec<String>,
+    pub metrics: BTreeMap<String, usize>,
+    pub scans: usize,
+    pub scan_partitions: Vec<usize>,
+    pub plan: Arc<dyn ExecutionPlan>,
+}
+
+impl Run {
+    pub fn metric(&self, name: &str) -> usize {
+        self.metrics.get(name).copied().unwrap_or(0)
+    }
+}
+
+fn find_scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) {
+    if let Some(exec) = plan.downcast_ref::<DataSourceExec>()
+        && exec.data_source().downcast_ref::<AtlasSource>().is_some()
+    {
+        out.push(Arc::clone(plan));
+    }
+    for child in plan.children() {
+        find_scans(child, out);
+    }
+}
+
+/// Rows as text, one line each, cells joined by `|`.
+pub fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for b in batches {
+        let fmts: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formatter"))
+            .collect();
+        for r in 0..b.num_rows() {
+            rows.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    rows
+}
+
+/// Runs `sql`, returning its rows and the summed metrics of every ATLAS scan in the plan.
+pub async fn run(ctx: &SessionContext, sql: &str) -> Run {
+    let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let plan = df.create_physical_plan().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches = collect(Arc::clone(&plan), ctx.task_ctx())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut scans = Vec::new();
+    find_scans(&plan, &mut scans);
+    let mut metrics = BTreeMap::new();
+    for s in &scans {
+        if let Some(m) = s.metrics() {
+            for metric in m.aggregate_by_name().iter() {
+                *metrics.entry(metric.value().name().to_string()).or_insert(0) +=
+                    metric.value().as_usize();
+            }
+        }
+    }
+    Run {
+        rows: rows_text(&batches),
+        metrics,
+        scans: scans.len(),
+        scan_partitions: scans
+            .iter()
+            .map(|s| s.properties().output_partitioning().partition_count())
+            .collect(),
+        plan,
+    }
+}
+
+/// An error message of a query that must fail.
+pub async fn error_of(ctx: &SessionContext, sql: &str) -> String {
+    match ctx.sql(sql).await {
+        Err(e) => e.to_string(),
+        Ok(df) => match df.collect().await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{sql} succeeded"),
+        },
+    }
+}

@@ -1,0 +1,152 @@
+//! Counting the bytes a piece of work reads from the object store.
+//!
+//! A query engine wants to say how many bytes *this* scan read, while other scans share the same
+//! store handle. [`count_reads`] runs a future with a [`ReadCounter`] in scope; every read the
+//! store makes while polling that future adds to it. Reads served from the block cache add
+//! nothing: the counter measures storage traffic, not decoded data.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, path::Path,
+};
+
+/// Bytes and requests read from the object store, shared by clones.
+#[derive(Debug, Clone, Default)]
+pub struct ReadCounter {
+    inner: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    bytes: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl ReadCounter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Read requests (`get`, range and multi-range reads) so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, bytes: u64) {
+        self.inner.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+tokio::task_local! {
+    static COUNTER: ReadCounter;
+}
+
+/// Runs `fut`, adding to `counter` every object-store read the store makes while polling it.
+pub async fn count_reads<F: Future>(counter: &ReadCounter, fut: F) -> F::Output {
+    COUNTER.scope(counter.clone(), fut).await
+}
+
+fn record(bytes: u64) {
+    let _ = COUNTER.try_with(|c| c.add(bytes));
+}
+
+/// Wraps the store every handle reads through, attributing reads to the counter in scope.
+#[derive(Debug)]
+pub(crate) struct CountingStore {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl CountingStore {
+    pub(crate) fn wrap(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        Arc::new(CountingStore { inner })
+    }
+}
+
+impl std::fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CountingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let head = options.head;
+        let result = self.inner.get_opts(location, options).await?;
+        record(if head {
+            0
+        } else {
+            result.range.end - result.range.start
+        });
+        Ok(result)
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        let out = self.inner.get_ranges(location, ranges).await?;
+        record(out.iter().map(|b| b.len() as u64).sum());
+        Ok(out)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
