@@ -499,7 +499,7 @@ impl PartitionState {
         let layout = Arc::clone(&spec.layout);
         let e = &layout.entries[unit.entry];
         let chunk_shape = &e.schema.chunk_shape;
-        let unit_chunks = chunks_in(&unit.region, chunk_shape);
+        let mut unit_chunks = chunks_in(&unit.region, chunk_shape);
         if !self.passes_runtime_filters(unit.entry)? {
             if unit.first {
                 self.metrics.datasets_pruned_by_dynamic_filter.add(1);
@@ -514,6 +514,27 @@ impl PartitionState {
             self.metrics.chunks_pruned.add(unit_chunks as usize);
             return Ok(());
         };
+        let mut region = region;
+        // Under a LIMIT, read only the leading chunks the remaining rows need; the rest of the
+        // unit goes back to the queue and is dropped if the limit is met first.
+        if let Some(rem) = self.remaining
+            && !region.is_empty()
+        {
+            let per_row = region[1..].iter().map(|r| r.len()).product::<usize>().max(1);
+            let c0 = chunk_shape.first().copied().unwrap_or(1).max(1);
+            let end = (region[0].start + rem.div_ceil(per_row)).div_ceil(c0) * c0;
+            if end < region[0].end {
+                let mut tail = region.clone();
+                tail[0] = end..region[0].end;
+                region[0].end = end;
+                unit_chunks -= chunks_in(&tail, chunk_shape);
+                self.units.push_front(Unit {
+                    entry: unit.entry,
+                    region: tail,
+                    first: false,
+                });
+            }
+        }
         if unit.first {
             self.metrics.datasets_scanned.add(1);
         }

@@ -83,6 +83,7 @@ impl Atlas {
 fn unwritten_stats(name: &str, schema: &ArraySchema) -> ArrayStats {
     let n = schema.element_count();
     let zero = match (&schema.fill_value, &schema.dtype) {
+        _ if n == 0 => None,
         (Some(_), _) => None,
         (None, DType::Int8 | DType::Int16 | DType::Int32 | DType::Int64) => Some(StatValue::Int(0)),
         (None, DType::UInt8 | DType::UInt16 | DType::UInt32 | DType::UInt64 | DType::Bool) => {
