@@ -16,7 +16,7 @@ pub enum Error {
         location: String,
         /// What the store reported.
         #[source]
-        source: atlas_store::Error,
+        source: Box<atlas_store::Error>,
     },
     /// A store location that is neither a path nor a URL the session knows.
     #[error("invalid ATLAS store location {location:?}: {reason}")]
@@ -54,7 +54,9 @@ pub enum Error {
         other_type: String,
     },
     /// A dtype with no SQL mapping (lists).
-    #[error("variable {variable:?} of dataset {dataset:?} has dtype {dtype}, which SQL cannot show")]
+    #[error(
+        "variable {variable:?} of dataset {dataset:?} has dtype {dtype}, which SQL cannot show"
+    )]
     UnsupportedType {
         /// The variable.
         variable: String,
@@ -83,10 +85,10 @@ pub enum Error {
     Usage(String),
     /// An error from DataFusion itself.
     #[error(transparent)]
-    DataFusion(#[from] DataFusionError),
+    DataFusion(Box<DataFusionError>),
     /// An error from Arrow.
     #[error(transparent)]
-    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    Arrow(Box<datafusion::arrow::error::ArrowError>),
 }
 
 /// Result with this crate's [`Error`].
@@ -95,7 +97,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
         match e {
-            Error::DataFusion(e) => e,
+            Error::DataFusion(e) => *e,
             other => DataFusionError::External(Box::new(other)),
         }
     }
@@ -105,7 +107,19 @@ impl Error {
     pub(crate) fn store(location: &str, source: atlas_store::Error) -> Self {
         Error::Store {
             location: location.to_string(),
-            source,
+            source: Box::new(source),
         }
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        Error::DataFusion(Box::new(e))
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::Arrow(Box::new(e))
     }
 }

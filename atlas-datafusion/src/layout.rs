@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use atlas_store::{ArrayStats, ArraySchema, DType, DatasetInfo};
+use atlas_store::{ArraySchema, ArrayStats, DType, DatasetInfo};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Error, Result};
@@ -178,11 +178,7 @@ impl Layout {
     }
 
     /// Builds the table of `variable` from a catalog snapshot.
-    pub fn build(
-        location: &str,
-        variable: &str,
-        datasets: &[DatasetInfo],
-    ) -> Result<Layout> {
+    pub fn build(location: &str, variable: &str, datasets: &[DatasetInfo]) -> Result<Layout> {
         let mut dims: Vec<String> = Vec::new();
         let mut value_type: Option<(DataType, String)> = None;
         let mut found = Vec::new();
@@ -245,11 +241,9 @@ impl Layout {
             }
             let mut ty: Option<(DataType, String)> = None;
             for (_, ds, _) in &found {
-                let Some(c) = ds
-                    .arrays
-                    .iter()
-                    .find(|a| &a.name == dim && a.schema.dims.len() == 1 && &a.schema.dims[0] == dim)
-                else {
+                let Some(c) = ds.arrays.iter().find(|a| {
+                    &a.name == dim && a.schema.dims.len() == 1 && &a.schema.dims[0] == dim
+                }) else {
                     continue;
                 };
                 let Some(t) = arrow_type(&c.schema.dtype) else {

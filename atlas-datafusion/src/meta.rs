@@ -129,7 +129,7 @@ fn attr_type(a: &Attr) -> DataType {
 }
 
 fn attr_scalar(a: &Attr, ty: &DataType) -> ScalarValue {
-    let s = match (a, ty) {
+    match (a, ty) {
         (Attr::Bool(b), DataType::Boolean) => ScalarValue::Boolean(Some(*b)),
         (Attr::Int64(i), DataType::Int64) => ScalarValue::Int64(Some(*i)),
         (Attr::Int64(i), DataType::Float64) => ScalarValue::Float64(Some(*i as f64)),
@@ -137,25 +137,32 @@ fn attr_scalar(a: &Attr, ty: &DataType) -> ScalarValue {
         (Attr::TimestampNanoseconds(t), DataType::Timestamp(..)) => {
             ScalarValue::TimestampNanosecond(Some(*t), None)
         }
-        (Attr::Int64List(v), DataType::List(_)) => ScalarValue::List(ScalarValue::new_list_nullable(
-            &v.iter().map(|x| ScalarValue::Int64(Some(*x))).collect::<Vec<_>>(),
-            &DataType::Int64,
-        )),
+        (Attr::Int64List(v), DataType::List(_)) => {
+            ScalarValue::List(ScalarValue::new_list_nullable(
+                &v.iter()
+                    .map(|x| ScalarValue::Int64(Some(*x)))
+                    .collect::<Vec<_>>(),
+                &DataType::Int64,
+            ))
+        }
         (Attr::Float64List(v), DataType::List(_)) => {
             ScalarValue::List(ScalarValue::new_list_nullable(
-                &v.iter().map(|x| ScalarValue::Float64(Some(*x))).collect::<Vec<_>>(),
+                &v.iter()
+                    .map(|x| ScalarValue::Float64(Some(*x)))
+                    .collect::<Vec<_>>(),
                 &DataType::Float64,
             ))
         }
         (Attr::StringList(v), DataType::List(_)) => {
             ScalarValue::List(ScalarValue::new_list_nullable(
-                &v.iter().map(|x| ScalarValue::Utf8(Some(x.clone()))).collect::<Vec<_>>(),
+                &v.iter()
+                    .map(|x| ScalarValue::Utf8(Some(x.clone())))
+                    .collect::<Vec<_>>(),
                 &DataType::Utf8,
             ))
         }
         (a, _) => ScalarValue::Utf8(Some(attr_text(a))),
-    };
-    s
+    }
 }
 
 /// `_datasets`: one row per dataset, one typed column per dataset attribute key.
@@ -169,9 +176,8 @@ pub fn datasets_table(store: &AtlasStore) -> Result<MemTable> {
                 Some((_, cur)) if *cur == t => {}
                 Some((_, cur)) => {
                     *cur = match (&*cur, &t) {
-                        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
-                            DataType::Float64
-                        }
+                        (DataType::Int64, DataType::Float64)
+                        | (DataType::Float64, DataType::Int64) => DataType::Float64,
                         _ => DataType::Utf8,
                     }
                 }
@@ -179,9 +185,16 @@ pub fn datasets_table(store: &AtlasStore) -> Result<MemTable> {
         }
     }
     let mut fields = vec![Field::new("dataset", dataset_type(), false)];
-    let mut columns = vec![dataset_keys(store, (0..store.datasets.len() as u32).collect())?];
+    let mut columns = vec![dataset_keys(
+        store,
+        (0..store.datasets.len() as u32).collect(),
+    )?];
     for (key, ty) in &keys {
-        let name = if key == "dataset" { "dataset_attribute" } else { key };
+        let name = if key == "dataset" {
+            "dataset_attribute"
+        } else {
+            key
+        };
         fields.push(Field::new(name, ty.clone(), true));
         let values = store.datasets.iter().map(|ds| {
             ds.attributes

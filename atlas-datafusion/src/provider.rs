@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::catalog::{
-    Session, SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider,
+    SchemaProvider, Session, TableFunctionArgs, TableFunctionImpl, TableProvider,
     TableProviderFactory,
 };
 use datafusion::common::{DataFusionError, Result, ScalarValue};
@@ -111,7 +111,13 @@ pub fn register_opened(
     schema: &str,
     store: Arc<AtlasStore>,
 ) -> Result<Arc<AtlasSchemaProvider>> {
-    let catalog_name = ctx.state().config().options().catalog.default_catalog.clone();
+    let catalog_name = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
     let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
         DataFusionError::Plan(format!("the session has no catalog {catalog_name:?}"))
     })?;
@@ -173,7 +179,9 @@ impl TableProviderFactory for AtlasTableFactory {
 fn string_arg(args: &[Expr], i: usize, function: &str, what: &str) -> Result<String> {
     match args.get(i) {
         Some(Expr::Literal(
-            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
             _,
         )) => Ok(s.clone()),
         _ => Err(Error::Usage(format!(

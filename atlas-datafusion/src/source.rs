@@ -150,12 +150,9 @@ impl AtlasSource {
     fn only_reads_dataset(&self, expr: &Arc<dyn PhysicalExpr>) -> bool {
         let cols = collect_columns(expr);
         !cols.is_empty()
-            && cols.iter().all(|c| {
-                self.spec
-                    .projection
-                    .get(c.index())
-                    .is_some_and(|&i| i == 0)
-            })
+            && cols
+                .iter()
+                .all(|c| self.spec.projection.get(c.index()).is_some_and(|&i| i == 0))
     }
 }
 
@@ -171,8 +168,8 @@ impl DataSource for AtlasSource {
             .cloned()
             .unwrap_or_default()
             .into();
-        let reservation = MemoryConsumer::new(format!("AtlasScan[{partition}]"))
-            .register(context.memory_pool());
+        let reservation =
+            MemoryConsumer::new(format!("AtlasScan[{partition}]")).register(context.memory_pool());
         let state = PartitionState {
             spec: Arc::clone(&self.spec),
             units,
@@ -344,8 +341,11 @@ struct PartitionState {
 fn read_error(spec: &ScanSpec, dataset: &str, array: &str, e: ReadError) -> DataFusionError {
     match e {
         ReadError::Store(source) => Error::Store {
-            location: format!("{} (dataset {dataset:?}, array {array:?})", spec.store.location),
-            source,
+            location: format!(
+                "{} (dataset {dataset:?}, array {array:?})",
+                spec.store.location
+            ),
+            source: Box::new(source),
         }
         .into(),
         ReadError::Sql(e) => e.into(),
@@ -437,7 +437,11 @@ impl PartitionState {
     }
 
     /// Narrows `region` by the dimension predicates. `None`: no row can match.
-    async fn narrow(&mut self, entry: usize, mut region: Vec<Range<usize>>) -> Result<Option<Vec<Range<usize>>>> {
+    async fn narrow(
+        &mut self,
+        entry: usize,
+        mut region: Vec<Range<usize>>,
+    ) -> Result<Option<Vec<Range<usize>>>> {
         let layout = Arc::clone(&self.spec.layout);
         let spec = Arc::clone(&self.spec);
         for (d, filters) in spec.dim_filters.iter().enumerate() {
@@ -520,7 +524,11 @@ impl PartitionState {
         if let Some(rem) = self.remaining
             && !region.is_empty()
         {
-            let per_row = region[1..].iter().map(|r| r.len()).product::<usize>().max(1);
+            let per_row = region[1..]
+                .iter()
+                .map(|r| r.len())
+                .product::<usize>()
+                .max(1);
             let c0 = chunk_shape.first().copied().unwrap_or(1).max(1);
             let end = (region[0].start + rem.div_ceil(per_row)).div_ceil(c0) * c0;
             if end < region[0].end {

@@ -50,14 +50,19 @@ impl AtlasStore {
     pub async fn open(location: &str, runtime: &RuntimeEnv) -> Result<Arc<AtlasStore>> {
         let url = location_url(location)?;
         let store = runtime
-            .object_store(datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath]).map_err(|e| Error::Location {
+            .object_store(
+                datafusion::execution::object_store::ObjectStoreUrl::parse(
+                    &url[..url::Position::BeforePath],
+                )
+                .map_err(|e| Error::Location {
+                    location: location.to_string(),
+                    reason: e.to_string(),
+                })?,
+            )
+            .map_err(|e| Error::Location {
                 location: location.to_string(),
                 reason: e.to_string(),
-            })?)
-            .map_err(|e| Error::Location {
-            location: location.to_string(),
-            reason: e.to_string(),
-        })?;
+            })?;
         let prefix = Path::from_url_path(url.path()).map_err(|e| Error::Location {
             location: location.to_string(),
             reason: e.to_string(),

@@ -27,7 +27,9 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 
 use crate::convert::stat_scalar;
 use crate::layout::{ColumnKind, Layout, dataset_type};
-use crate::source::{AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, chunks_in, project_schema};
+use crate::source::{
+    AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, chunks_in, project_schema,
+};
 use crate::store::AtlasStore;
 
 /// Most elements one unit of work reads at once (a slab of whole chunks along the first axis;
@@ -189,9 +191,18 @@ impl AtlasTable {
         let Some(pred) = conjunction(filters.iter().map(|e| (*e).clone())) else {
             return Ok(vec![true; n]);
         };
-        let schema = Arc::new(Schema::new(vec![Field::new("dataset", dataset_type(), false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "dataset",
+            dataset_type(),
+            false,
+        )]));
         let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
-        let phys = create_physical_expr(&pred, &df_schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?;
+        let phys = create_physical_expr(
+            &pred,
+            &df_schema,
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )?;
         let keys = UInt32Array::from(self.layout.ordinals.clone());
         let names: ArrayRef = Arc::new(DictionaryArray::<UInt32Type>::try_new(
             keys,
@@ -199,16 +210,20 @@ impl AtlasTable {
         )?);
         let batch = RecordBatch::try_new(schema, vec![names])?;
         let v = phys.evaluate(&batch)?.into_array(n)?;
-        let b = v
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| datafusion::error::DataFusionError::Plan("dataset predicate is not boolean".into()))?;
+        let b = v.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan("dataset predicate is not boolean".into())
+        })?;
         Ok((0..n).map(|i| b.is_valid(i) && b.value(i)).collect())
     }
 
     fn physical(&self, e: &Expr, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
         let df_schema = DFSchema::try_from(Arc::clone(schema))?;
-        create_physical_expr(e, &df_schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())
+        create_physical_expr(
+            e,
+            &df_schema,
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )
     }
 
     fn statistics_for(
@@ -247,7 +262,10 @@ impl AtlasTable {
                 let replace = match slot.as_ref() {
                     None => true,
                     Some(cur) => match v.partial_cmp(cur) {
-                        Some(o) => (o == std::cmp::Ordering::Less) == want_less && o != std::cmp::Ordering::Equal,
+                        Some(o) => {
+                            (o == std::cmp::Ordering::Less) == want_less
+                                && o != std::cmp::Ordering::Equal
+                        }
                         None => {
                             exact = false;
                             false
@@ -313,7 +331,9 @@ impl EntryStats<'_> {
     fn bound(&self, column: &Column, want_min: bool) -> Option<ArrayRef> {
         let layout = self.layout;
         let kind = self.column(column)?;
-        let field = layout.schema.field(layout.schema.index_of(&column.name).ok()?);
+        let field = layout
+            .schema
+            .field(layout.schema.index_of(&column.name).ok()?);
         let scalars: Vec<ScalarValue> = layout
             .entries
             .iter()
@@ -321,12 +341,20 @@ impl EntryStats<'_> {
             .map(|(i, e)| {
                 let stat = match kind {
                     ColumnKind::Value => e.stats.as_ref().and_then(|s| {
-                        let v = if want_min { s.min.as_ref() } else { s.max.as_ref() }?;
+                        let v = if want_min {
+                            s.min.as_ref()
+                        } else {
+                            s.max.as_ref()
+                        }?;
                         stat_scalar(v, &e.schema.dtype, field.data_type())
                     }),
                     ColumnKind::Coord(c) => e.coords[c].as_ref().and_then(|src| {
                         let s = src.stats.as_ref()?;
-                        let v = if want_min { s.min.as_ref() } else { s.max.as_ref() }?;
+                        let v = if want_min {
+                            s.min.as_ref()
+                        } else {
+                            s.max.as_ref()
+                        }?;
                         stat_scalar(v, &src.dtype, field.data_type())
                     }),
                     ColumnKind::Index(d) => e.axis_of_dim[d].and_then(|a| {
@@ -341,7 +369,9 @@ impl EntryStats<'_> {
                     }),
                     ColumnKind::Dataset => None,
                 };
-                stat.unwrap_or(ScalarValue::try_from(field.data_type()).unwrap_or(ScalarValue::Null))
+                stat.unwrap_or(
+                    ScalarValue::try_from(field.data_type()).unwrap_or(ScalarValue::Null),
+                )
             })
             .collect();
         ScalarValue::iter_to_array(scalars).ok()
@@ -369,14 +399,21 @@ impl PruningStatistics for EntryStats<'_> {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let rows = self.regions[i].iter().map(|r| r.len() as u64).product::<u64>();
+                let rows = self.regions[i]
+                    .iter()
+                    .map(|r| r.len() as u64)
+                    .product::<u64>();
                 match kind {
                     ColumnKind::Value => {
                         let full = self.regions[i]
                             .iter()
                             .zip(&e.schema.shape)
                             .all(|(r, &n)| r.start == 0 && r.end == n);
-                        if full { e.stats.as_ref().map(|s| s.null_count) } else { None }
+                        if full {
+                            e.stats.as_ref().map(|s| s.null_count)
+                        } else {
+                            None
+                        }
                     }
                     ColumnKind::Index(d) => Some(if e.axis_of_dim[d].is_some() { 0 } else { rows }),
                     ColumnKind::Coord(c) => {
@@ -401,11 +438,7 @@ impl PruningStatistics for EntryStats<'_> {
         )))
     }
 
-    fn contained(
-        &self,
-        _column: &Column,
-        _values: &HashSet<ScalarValue>,
-    ) -> Option<BooleanArray> {
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
         None
     }
 }
@@ -481,14 +514,14 @@ impl TableProvider for AtlasTable {
                 };
             }
         }
-        let constrained: Vec<bool> = uses
-            .iter()
-            .fold(vec![false; layout.dims.len()], |mut acc, u| {
-                if let FilterUse::IndexRange(d, ..) = u {
-                    acc[*d] = true;
-                }
-                acc
-            });
+        let constrained: Vec<bool> =
+            uses.iter()
+                .fold(vec![false; layout.dims.len()], |mut acc, u| {
+                    if let FilterUse::IndexRange(d, ..) = u {
+                        acc[*d] = true;
+                    }
+                    acc
+                });
         let regions: Vec<Vec<Range<usize>>> = layout
             .entries
             .iter()
@@ -497,8 +530,8 @@ impl TableProvider for AtlasTable {
                     .shape
                     .iter()
                     .enumerate()
-                    .map(|(axis, &n)| {
-                        match e.axis_of_dim.iter().position(|a| *a == Some(axis)) {
+                    .map(
+                        |(axis, &n)| match e.axis_of_dim.iter().position(|a| *a == Some(axis)) {
                             Some(d) => {
                                 let (lo, hi) = dim_range[d];
                                 let lo = (lo as usize).min(n);
@@ -506,8 +539,8 @@ impl TableProvider for AtlasTable {
                                 lo..hi
                             }
                             None => 0..n,
-                        }
-                    })
+                        },
+                    )
                     .collect()
             })
             .collect();
@@ -609,7 +642,11 @@ impl TableProvider for AtlasTable {
                 });
                 continue;
             }
-            let per_row: usize = region[1..].iter().map(|r| r.len()).product::<usize>().max(1);
+            let per_row: usize = region[1..]
+                .iter()
+                .map(|r| r.len())
+                .product::<usize>()
+                .max(1);
             let c0 = e.schema.chunk_shape[0].max(1);
             let rows_per_unit = ((UNIT_ELEMENTS / per_row) / c0).max(1) * c0;
             let mut start = region[0].start;

@@ -53,7 +53,9 @@ impl Reference {
                 .collect();
             let batch = RecordBatch::try_new(Arc::clone(&schema_ref), columns).unwrap();
             let table = MemTable::try_new(schema_ref, vec![vec![batch]]).unwrap();
-            schema.register_table(name.clone(), Arc::new(table)).unwrap();
+            schema
+                .register_table(name.clone(), Arc::new(table))
+                .unwrap();
         }
         ctx.catalog("datafusion")
             .unwrap()
@@ -123,7 +125,10 @@ async fn build(atlas: &mut Atlas) -> Reference {
     );
     let scalar = r.table(
         "scalar",
-        vec![dataset_field(), Field::new("scalar", DataType::Float64, true)],
+        vec![
+            dataset_field(),
+            Field::new("scalar", DataType::Float64, true),
+        ],
     );
     let depth_t = r.table(
         "depth",
@@ -164,32 +169,49 @@ async fn build(atlas: &mut Atlas) -> Reference {
             let a = Array::from_shape_vec(IxDyn(&[nd]), depths.clone()).unwrap();
             ds.write_array("depth", vec![0], a.view()).await.unwrap();
             for (d, v) in depths.iter().enumerate() {
-                r.row(depth_t, vec![s(&name), u(d), ScalarValue::Float64(Some(*v))]);
+                r.row(
+                    depth_t,
+                    vec![s(&name), u(d), ScalarValue::Float64(Some(*v))],
+                );
             }
         }
-        let times: Vec<i64> = (0..nt).map(|t| T0 + (i as i64 * 24 + t as i64) * HOUR).collect();
+        let times: Vec<i64> = (0..nt)
+            .map(|t| T0 + (i as i64 * 24 + t as i64) * HOUR)
+            .collect();
         let has_time = i != 5;
         if has_time {
             ds.define_array::<TimestampNs>("time", vec!["time".into()], vec![nt], None, None)
                 .await
                 .unwrap();
-            let a = Array::from_shape_vec(IxDyn(&[nt]), times.iter().map(|t| TimestampNs(*t)).collect())
-                .unwrap();
+            let a = Array::from_shape_vec(
+                IxDyn(&[nt]),
+                times.iter().map(|t| TimestampNs(*t)).collect(),
+            )
+            .unwrap();
             ds.write_array("time", vec![0], a.view()).await.unwrap();
             for (t, v) in times.iter().enumerate() {
-                r.row(time_t, vec![s(&name), u(t), ScalarValue::TimestampNanosecond(Some(*v), None)]);
+                r.row(
+                    time_t,
+                    vec![
+                        s(&name),
+                        u(t),
+                        ScalarValue::TimestampNanosecond(Some(*v), None),
+                    ],
+                );
             }
         }
-        let time_at = |t: usize| {
-            ScalarValue::TimestampNanosecond(has_time.then(|| times[t]), None)
-        };
+        let time_at = |t: usize| ScalarValue::TimestampNanosecond(has_time.then(|| times[t]), None);
         let depth_at = |d: usize| ScalarValue::Float64(has_depth.then(|| depths[d]));
 
         // temp(time, depth): f32 on every third dataset, else f64; fill -999 on even datasets.
         let fill = (i % 2 == 0).then_some(-999.0);
-        let chunk = if i % 2 == 0 { vec![2, 3] } else { vec![nt.max(1), nd] };
+        let chunk = if i % 2 == 0 {
+            vec![2, 3]
+        } else {
+            vec![nt.max(1), nd]
+        };
         let value = |t: usize, d: usize| -> f64 {
-            if fill.is_some() && (t + d + i) % 5 == 0 {
+            if fill.is_some() && (t + d + i).is_multiple_of(5) {
                 -999.0
             } else if i == 4 && t == 1 && d == 1 {
                 f64::NAN
@@ -228,40 +250,89 @@ async fn build(atlas: &mut Atlas) -> Reference {
                 let v = if fill == Some(v) { None } else { Some(v) };
                 r.row(
                     temp,
-                    vec![s(&name), u(t), u(d), time_at(t), depth_at(d), ScalarValue::Float64(v)],
+                    vec![
+                        s(&name),
+                        u(t),
+                        u(d),
+                        time_at(t),
+                        depth_at(d),
+                        ScalarValue::Float64(v),
+                    ],
                 );
             }
         }
 
         // count(time): i32 with fill -1 on even datasets, u16 without fill on odd ones.
         if i % 2 == 0 {
-            ds.define_array::<i32>("count", vec!["time".into()], vec![nt], None, Some(FillValue::Int(-1)))
-                .await
-                .unwrap();
-            let vals: Vec<i32> = (0..nt).map(|t| if t % 3 == 2 { -1 } else { (i * 7 + t) as i32 }).collect();
-            ds.write_array("count", vec![0], Array::from_shape_vec(IxDyn(&[nt]), vals.clone()).unwrap().view())
-                .await
-                .unwrap();
+            ds.define_array::<i32>(
+                "count",
+                vec!["time".into()],
+                vec![nt],
+                None,
+                Some(FillValue::Int(-1)),
+            )
+            .await
+            .unwrap();
+            let vals: Vec<i32> = (0..nt)
+                .map(|t| if t % 3 == 2 { -1 } else { (i * 7 + t) as i32 })
+                .collect();
+            ds.write_array(
+                "count",
+                vec![0],
+                Array::from_shape_vec(IxDyn(&[nt]), vals.clone())
+                    .unwrap()
+                    .view(),
+            )
+            .await
+            .unwrap();
             for (t, v) in vals.iter().enumerate() {
-                r.row(count, vec![s(&name), u(t), time_at(t), ScalarValue::Int32((*v != -1).then_some(*v))]);
+                r.row(
+                    count,
+                    vec![
+                        s(&name),
+                        u(t),
+                        time_at(t),
+                        ScalarValue::Int32((*v != -1).then_some(*v)),
+                    ],
+                );
             }
         } else {
             ds.define_array::<u16>("count", vec!["time".into()], vec![nt], None, None)
                 .await
                 .unwrap();
             let vals: Vec<u16> = (0..nt).map(|t| (i * 7 + t) as u16).collect();
-            ds.write_array("count", vec![0], Array::from_shape_vec(IxDyn(&[nt]), vals.clone()).unwrap().view())
-                .await
-                .unwrap();
+            ds.write_array(
+                "count",
+                vec![0],
+                Array::from_shape_vec(IxDyn(&[nt]), vals.clone())
+                    .unwrap()
+                    .view(),
+            )
+            .await
+            .unwrap();
             for (t, v) in vals.iter().enumerate() {
-                r.row(count, vec![s(&name), u(t), time_at(t), ScalarValue::Int32(Some(i32::from(*v)))]);
+                r.row(
+                    count,
+                    vec![
+                        s(&name),
+                        u(t),
+                        time_at(t),
+                        ScalarValue::Int32(Some(i32::from(*v))),
+                    ],
+                );
             }
         }
 
         // label(station): strings, "" is the fill value.
         if i % 3 != 2 {
             let labels: Vec<String> = (0..2)
-                .map(|k| if (i + k) % 4 == 0 { String::new() } else { format!("st-{i}-{k}") })
+                .map(|k| {
+                    if (i + k) % 4 == 0 {
+                        String::new()
+                    } else {
+                        format!("st-{i}-{k}")
+                    }
+                })
                 .collect();
             ds.define_array::<String>(
                 "label",
@@ -272,11 +343,24 @@ async fn build(atlas: &mut Atlas) -> Reference {
             )
             .await
             .unwrap();
-            ds.write_array("label", vec![0], Array::from_shape_vec(IxDyn(&[2]), labels.clone()).unwrap().view())
-                .await
-                .unwrap();
+            ds.write_array(
+                "label",
+                vec![0],
+                Array::from_shape_vec(IxDyn(&[2]), labels.clone())
+                    .unwrap()
+                    .view(),
+            )
+            .await
+            .unwrap();
             for (k, l) in labels.iter().enumerate() {
-                r.row(label, vec![s(&name), u(k), ScalarValue::Utf8((!l.is_empty()).then(|| l.clone()))]);
+                r.row(
+                    label,
+                    vec![
+                        s(&name),
+                        u(k),
+                        ScalarValue::Utf8((!l.is_empty()).then(|| l.clone())),
+                    ],
+                );
             }
         }
 
@@ -285,19 +369,33 @@ async fn build(atlas: &mut Atlas) -> Reference {
             .await
             .unwrap();
         let flags: Vec<Bool> = (0..nt).map(|t| Bool((t + i) % 2 == 0)).collect();
-        ds.write_array("flag", vec![0], Array::from_shape_vec(IxDyn(&[nt]), flags.clone()).unwrap().view())
-            .await
-            .unwrap();
+        ds.write_array(
+            "flag",
+            vec![0],
+            Array::from_shape_vec(IxDyn(&[nt]), flags.clone())
+                .unwrap()
+                .view(),
+        )
+        .await
+        .unwrap();
         for (t, f) in flags.iter().enumerate() {
-            r.row(flag, vec![s(&name), u(t), time_at(t), ScalarValue::Boolean(Some(f.0))]);
+            r.row(
+                flag,
+                vec![s(&name), u(t), time_at(t), ScalarValue::Boolean(Some(f.0))],
+            );
         }
 
         // scalar: a 0-d value on every other dataset.
         if i % 2 == 1 {
-            ds.define_array::<f64>("scalar", vec![], vec![], None, None).await.unwrap();
+            ds.define_array::<f64>("scalar", vec![], vec![], None, None)
+                .await
+                .unwrap();
             let a = Array::from_shape_vec(IxDyn(&[]), vec![i as f64 / 4.0]).unwrap();
             ds.write_array("scalar", vec![], a.view()).await.unwrap();
-            r.row(scalar, vec![s(&name), ScalarValue::Float64(Some(i as f64 / 4.0))]);
+            r.row(
+                scalar,
+                vec![s(&name), ScalarValue::Float64(Some(i as f64 / 4.0))],
+            );
         }
     }
     atlas.flush().await.unwrap();

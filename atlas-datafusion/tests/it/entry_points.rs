@@ -11,8 +11,10 @@ async fn a_store_on_local_disk_registers_as_a_schema_in_one_line() {
     let path = dir.path().join("store");
     let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
         std::sync::Arc::new(
-            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(dir.path())
-                .unwrap(),
+            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
+                dir.path(),
+            )
+            .unwrap(),
         );
     sensors(store, "store", 3, 10, 5).await;
 
@@ -23,11 +25,21 @@ async fn a_store_on_local_disk_registers_as_a_schema_in_one_line() {
     atlas_datafusion::register_store(&ctx, "ocean", path.to_str().unwrap())
         .await
         .unwrap();
-    let r = run(&ctx, "SELECT count(*), max(temperature) FROM ocean.temperature").await;
+    let r = run(
+        &ctx,
+        "SELECT count(*), max(temperature) FROM ocean.temperature",
+    )
+    .await;
     assert_eq!(r.rows, vec!["30|2009.0"]);
     let r = run(&ctx, "SHOW TABLES").await;
     for t in ["temperature", "time", "_datasets", "_arrays", "_attributes"] {
-        assert!(r.rows.iter().any(|row| row.contains(&format!("ocean|{t}|"))), "{t}: {:?}", r.rows);
+        assert!(
+            r.rows
+                .iter()
+                .any(|row| row.contains(&format!("ocean|{t}|"))),
+            "{t}: {:?}",
+            r.rows
+        );
     }
 
     // CREATE EXTERNAL TABLE and the table functions reach the same data.
@@ -41,10 +53,21 @@ async fn a_store_on_local_disk_registers_as_a_schema_in_one_line() {
     assert_eq!(r.rows, vec!["10"]);
     let r = run(&ctx, &format!("SELECT max(temperature) FROM atlas_scan('{location}', 'temperature') WHERE time_index < 5")).await;
     assert_eq!(r.rows, vec!["2004.0"]);
-    let r = run(&ctx, &format!("SELECT dataset, platform FROM atlas_datasets('{location}') ORDER BY dataset")).await;
-    assert_eq!(r.rows, vec!["s0000|glider", "s0001|mooring", "s0002|mooring"]);
+    let r = run(
+        &ctx,
+        &format!("SELECT dataset, platform FROM atlas_datasets('{location}') ORDER BY dataset"),
+    )
+    .await;
+    assert_eq!(
+        r.rows,
+        vec!["s0000|glider", "s0001|mooring", "s0002|mooring"]
+    );
     let url = format!("file://{location}");
-    let r = run(&ctx, &format!("SELECT count(*) FROM atlas_scan('{url}', 'time')")).await;
+    let r = run(
+        &ctx,
+        &format!("SELECT count(*) FROM atlas_scan('{url}', 'time')"),
+    )
+    .await;
     assert_eq!(r.rows, vec!["30"]);
 }
 
@@ -52,8 +75,13 @@ async fn a_store_on_local_disk_registers_as_a_schema_in_one_line() {
 async fn memory_urls_work_for_every_entry_point() {
     let (ctx, store) = memory_session(2);
     sensors(store, "mem", 4, 8, 4).await;
-    atlas_datafusion::register_store(&ctx, "m", "memory:///mem").await.unwrap();
-    assert_eq!(run(&ctx, "SELECT count(*) FROM m.temperature").await.rows, vec!["32"]);
+    atlas_datafusion::register_store(&ctx, "m", "memory:///mem")
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&ctx, "SELECT count(*) FROM m.temperature").await.rows,
+        vec!["32"]
+    );
     ctx.sql("CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION 'memory:///mem' OPTIONS ('variable' 'time')")
         .await
         .unwrap();
@@ -67,16 +95,36 @@ async fn memory_urls_work_for_every_entry_point() {
 async fn bad_locations_and_variables_are_errors_that_name_them() {
     let (ctx, store) = memory_session(1);
     sensors(store, "mem", 2, 4, 4).await;
-    let err = atlas_datafusion::register_store(&ctx, "x", "/no/such/store").await.unwrap_err();
+    let err = atlas_datafusion::register_store(&ctx, "x", "/no/such/store")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("/no/such/store"), "{err}");
-    let err = error_of(&ctx, "SELECT * FROM atlas_scan('memory:///mem', 'salinity')").await;
-    assert!(err.contains("salinity") && err.contains("temperature, time"), "{err}");
-    let err = error_of(&ctx, "SELECT * FROM atlas_scan('memory:///nothing', 'temperature')").await;
+    let err = error_of(
+        &ctx,
+        "SELECT * FROM atlas_scan('memory:///mem', 'salinity')",
+    )
+    .await;
+    assert!(
+        err.contains("salinity") && err.contains("temperature, time"),
+        "{err}"
+    );
+    let err = error_of(
+        &ctx,
+        "SELECT * FROM atlas_scan('memory:///nothing', 'temperature')",
+    )
+    .await;
     assert!(err.contains("memory:///nothing"), "{err}");
     let err = error_of(&ctx, "SELECT * FROM atlas_scan('memory:///mem')").await;
     assert!(err.contains("2 arguments"), "{err}");
-    let err = error_of(&ctx, "CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION 'memory:///mem'").await;
-    assert!(err.contains("'variable'") && err.contains("temperature"), "{err}");
+    let err = error_of(
+        &ctx,
+        "CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION 'memory:///mem'",
+    )
+    .await;
+    assert!(
+        err.contains("'variable'") && err.contains("temperature"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -84,8 +132,10 @@ async fn a_corrupted_segment_is_an_error_naming_it_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
         std::sync::Arc::new(
-            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(dir.path())
-                .unwrap(),
+            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
+                dir.path(),
+            )
+            .unwrap(),
         );
     sensors(store, "store", 3, 10, 5).await;
     let seg_dir = dir.path().join("store").join("temperature");
@@ -99,8 +149,15 @@ async fn a_corrupted_segment_is_an_error_naming_it_not_a_panic() {
     atlas_datafusion::register_store(&ctx, "s", dir.path().join("store").to_str().unwrap())
         .await
         .unwrap();
-    let err = error_of(&ctx, "SELECT max(temperature) FROM s.temperature WHERE temperature > 0").await;
-    assert!(err.contains("temperature/") && err.contains("s000"), "{err}");
+    let err = error_of(
+        &ctx,
+        "SELECT max(temperature) FROM s.temperature WHERE temperature > 0",
+    )
+    .await;
+    assert!(
+        err.contains("temperature/") && err.contains("s000"),
+        "{err}"
+    );
     // Queries that need no array bytes still work.
     let r = run(&ctx, "SELECT count(*) FROM s.time").await;
     assert_eq!(r.rows, vec!["30"]);

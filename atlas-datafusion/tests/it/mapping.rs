@@ -30,16 +30,28 @@ async fn columns_are_dataset_positions_coordinates_then_the_widened_value() {
     let (ctx, store) = memory_session(2);
     let mut atlas = new_store(store, "m").await;
     let a = atlas.create_dataset("a").await.unwrap();
-    a.define_array::<f32>("temp", vec!["time".into(), "depth".into()], vec![2, 3], None, None)
-        .await
-        .unwrap();
+    a.define_array::<f32>(
+        "temp",
+        vec!["time".into(), "depth".into()],
+        vec![2, 3],
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     a.define_array::<f64>("depth", vec!["depth".into()], vec![3], None, None)
         .await
         .unwrap();
     let b = atlas.create_dataset("b").await.unwrap();
-    b.define_array::<f64>("temp", vec!["depth".into(), "station".into()], vec![2, 2], None, None)
-        .await
-        .unwrap();
+    b.define_array::<f64>(
+        "temp",
+        vec!["depth".into(), "station".into()],
+        vec![2, 2],
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     atlas.flush().await.unwrap();
     register(&ctx, "memory:///m").await;
     assert_eq!(
@@ -56,7 +68,11 @@ async fn columns_are_dataset_positions_coordinates_then_the_widened_value() {
     // A self-named variable is its own coordinate.
     assert_eq!(
         columns(&ctx, "s.depth").await,
-        vec!["dataset:Dictionary(UInt32, Utf8)", "depth_index:UInt64", "depth:Float64"]
+        vec![
+            "dataset:Dictionary(UInt32, Utf8)",
+            "depth_index:UInt64",
+            "depth:Float64"
+        ]
     );
     // Dims a dataset lacks, and coordinates it lacks, are NULL.
     let r = run(&ctx, "SELECT dataset, time_index, station_index, depth FROM s.temp ORDER BY dataset, depth_index, station_index, time_index").await;
@@ -70,19 +86,40 @@ async fn cells_equal_to_the_fill_value_read_as_null_and_unwritten_arrays_are_all
     let (ctx, store) = memory_session(1);
     let mut atlas = new_store(store, "f").await;
     let a = atlas.create_dataset("a").await.unwrap();
-    a.define_array::<i16>("q", vec!["x".into()], vec![4], None, Some(FillValue::Int(-9)))
-        .await
-        .unwrap();
+    a.define_array::<i16>(
+        "q",
+        vec!["x".into()],
+        vec![4],
+        None,
+        Some(FillValue::Int(-9)),
+    )
+    .await
+    .unwrap();
     let v = Array::from_shape_vec(IxDyn(&[4]), vec![1i16, -9, 3, -9]).unwrap();
     a.write_array("q", vec![0], v.view()).await.unwrap();
     let b = atlas.create_dataset("b").await.unwrap();
-    b.define_array::<i16>("q", vec!["x".into()], vec![2], None, Some(FillValue::Int(-9)))
-        .await
-        .unwrap();
+    b.define_array::<i16>(
+        "q",
+        vec!["x".into()],
+        vec![2],
+        None,
+        Some(FillValue::Int(-9)),
+    )
+    .await
+    .unwrap();
     atlas.flush().await.unwrap();
     register(&ctx, "memory:///f").await;
-    let r = run(&ctx, "SELECT dataset, x_index, q FROM s.q ORDER BY dataset, x_index").await;
-    assert_eq!(r.rows, vec!["a|0|1", "a|1|NULL", "a|2|3", "a|3|NULL", "b|0|NULL", "b|1|NULL"]);
+    let r = run(
+        &ctx,
+        "SELECT dataset, x_index, q FROM s.q ORDER BY dataset, x_index",
+    )
+    .await;
+    assert_eq!(
+        r.rows,
+        vec![
+            "a|0|1", "a|1|NULL", "a|2|3", "a|3|NULL", "b|0|NULL", "b|1|NULL"
+        ]
+    );
     let r = run(&ctx, "SELECT count(q), count(*) FROM s.q").await;
     assert_eq!(r.rows, vec!["2|6"]);
 }
@@ -92,13 +129,20 @@ async fn incompatible_types_are_an_error_naming_both_datasets() {
     let (ctx, store) = memory_session(1);
     let mut atlas = new_store(store, "bad").await;
     let a = atlas.create_dataset("first").await.unwrap();
-    a.define_array::<f64>("v", vec!["x".into()], vec![1], None, None).await.unwrap();
+    a.define_array::<f64>("v", vec!["x".into()], vec![1], None, None)
+        .await
+        .unwrap();
     let b = atlas.create_dataset("second").await.unwrap();
-    b.define_array::<String>("v", vec!["x".into()], vec![1], None, None).await.unwrap();
+    b.define_array::<String>("v", vec!["x".into()], vec![1], None, None)
+        .await
+        .unwrap();
     atlas.flush().await.unwrap();
     register(&ctx, "memory:///bad").await;
     let err = error_of(&ctx, "SELECT * FROM s.v").await;
-    assert!(err.contains("\"first\"") && err.contains("\"second\"") && err.contains("Utf8"), "{err}");
+    assert!(
+        err.contains("\"first\"") && err.contains("\"second\"") && err.contains("Utf8"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -126,17 +170,27 @@ async fn metadata_tables_describe_datasets_arrays_and_attributes() {
     let mut atlas = new_store(store, "meta").await;
     for (i, name) in ["argo_1", "argo_2"].iter().enumerate() {
         let ds = atlas.create_dataset(name).await.unwrap();
-        ds.set_attribute("platform", Attr::String(format!("float {i}"))).unwrap();
-        ds.set_attribute("cycle", Attr::Int64(i as i64 + 10)).unwrap();
-        if i == 1 {
-            ds.set_attribute("depths", Attr::Float64List(vec![1.5, 2.5])).unwrap();
-        }
-        ds.define_array::<f32>("pres", vec!["level".into()], vec![3], None, Some(FillValue::Float(99999.0)))
-            .await
+        ds.set_attribute("platform", Attr::String(format!("float {i}")))
             .unwrap();
+        ds.set_attribute("cycle", Attr::Int64(i as i64 + 10))
+            .unwrap();
+        if i == 1 {
+            ds.set_attribute("depths", Attr::Float64List(vec![1.5, 2.5]))
+                .unwrap();
+        }
+        ds.define_array::<f32>(
+            "pres",
+            vec!["level".into()],
+            vec![3],
+            None,
+            Some(FillValue::Float(99999.0)),
+        )
+        .await
+        .unwrap();
         let v = Array::from_shape_vec(IxDyn(&[3]), vec![5.0f32, 10.0 + i as f32, 99999.0]).unwrap();
         ds.write_array("pres", vec![0], v.view()).await.unwrap();
-        ds.set_array_attribute("pres", "units", Attr::String("dbar".into())).unwrap();
+        ds.set_array_attribute("pres", "units", Attr::String("dbar".into()))
+            .unwrap();
     }
     atlas.flush().await.unwrap();
     register(&ctx, "memory:///meta").await;
@@ -149,7 +203,11 @@ async fn metadata_tables_describe_datasets_arrays_and_attributes() {
             "depths:List(Float64)",
         ]
     );
-    let r = run(&ctx, "SELECT dataset, cycle, depths FROM s._datasets WHERE cycle > 10").await;
+    let r = run(
+        &ctx,
+        "SELECT dataset, cycle, depths FROM s._datasets WHERE cycle > 10",
+    )
+    .await;
     assert_eq!(r.rows, vec!["argo_2|11|[1.5, 2.5]"]);
     let r = run(
         &ctx,

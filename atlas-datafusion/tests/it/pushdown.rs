@@ -61,7 +61,10 @@ async fn dataset_predicates_prune_datasets_exactly() {
         assert_eq!(r.metric("datasets_pruned"), N - kept, "{pred}");
         assert_eq!(r.metric("chunks_read"), kept * LEN / CHUNK, "{pred}");
         let plan = plan_text(&r);
-        assert!(!plan.contains("FilterExec"), "{pred} is exact, yet:\n{plan}");
+        assert!(
+            !plan.contains("FilterExec"),
+            "{pred} is exact, yet:\n{plan}"
+        );
     }
 }
 
@@ -69,11 +72,18 @@ async fn dataset_predicates_prune_datasets_exactly() {
 async fn index_ranges_read_only_overlapping_chunks() {
     let ctx = sensor_session(2).await;
     // The first quarter: one chunk of four per dataset.
-    let r = run(&ctx, "SELECT temperature FROM s.temperature WHERE time_index < 24").await;
+    let r = run(
+        &ctx,
+        "SELECT temperature FROM s.temperature WHERE time_index < 24",
+    )
+    .await;
     assert_eq!(r.rows.len(), N * 24);
     assert_eq!(r.metric("chunks_read"), N);
     assert_eq!(r.metric("chunks_pruned"), N * 3);
-    assert!(!plan_text(&r).contains("FilterExec"), "index ranges are exact");
+    assert!(
+        !plan_text(&r).contains("FilterExec"),
+        "index ranges are exact"
+    );
     // A range straddling a chunk boundary reads the two chunks it touches.
     let r = run(
         &ctx,
@@ -82,10 +92,18 @@ async fn index_ranges_read_only_overlapping_chunks() {
     .await;
     assert_eq!(r.rows.len(), 11);
     assert_eq!(r.metric("chunks_read"), 2);
-    let r = run(&ctx, "SELECT temperature FROM s.temperature WHERE time_index = 95").await;
+    let r = run(
+        &ctx,
+        "SELECT temperature FROM s.temperature WHERE time_index = 95",
+    )
+    .await;
     assert_eq!(r.rows.len(), N);
     assert_eq!(r.metric("chunks_read"), N);
-    let r = run(&ctx, "SELECT temperature FROM s.temperature WHERE time_index > 1000").await;
+    let r = run(
+        &ctx,
+        "SELECT temperature FROM s.temperature WHERE time_index > 1000",
+    )
+    .await;
     assert!(r.rows.is_empty());
     assert_eq!(r.metric("chunks_read"), 0);
 }
@@ -114,7 +132,10 @@ async fn coordinate_ranges_read_only_overlapping_chunks() {
 
 /// A store whose `depth` coordinate runs downwards in one dataset and upwards in the other, with
 /// a NaN depth in the middle of the descending one.
-async fn depth_store(ctx: &SessionContext, store: Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore>) {
+async fn depth_store(
+    ctx: &SessionContext,
+    store: Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore>,
+) {
     let mut atlas = Atlas::create(store, Path::from("depth"), StoreConfig::default())
         .await
         .unwrap();
@@ -123,20 +144,42 @@ async fn depth_store(ctx: &SessionContext, store: Arc<dyn atlas_datafusion::atla
         (
             "down",
             (0..40)
-                .map(|i| if i == 20 { f64::NAN } else { (39 - i) as f64 * 10.0 })
+                .map(|i| {
+                    if i == 20 {
+                        f64::NAN
+                    } else {
+                        (39 - i) as f64 * 10.0
+                    }
+                })
                 .collect(),
         ),
     ] {
         let ds = atlas.create_dataset(name).await.unwrap();
-        ds.define_array::<f64>("depth", vec!["depth".into()], vec![40], Some(vec![10]), None)
-            .await
-            .unwrap();
-        ds.write_array("depth", vec![0], Array::from_shape_vec(IxDyn(&[40]), depths).unwrap().view())
-            .await
-            .unwrap();
-        ds.define_array::<f32>("salinity", vec!["depth".into()], vec![40], Some(vec![10]), None)
-            .await
-            .unwrap();
+        ds.define_array::<f64>(
+            "depth",
+            vec!["depth".into()],
+            vec![40],
+            Some(vec![10]),
+            None,
+        )
+        .await
+        .unwrap();
+        ds.write_array(
+            "depth",
+            vec![0],
+            Array::from_shape_vec(IxDyn(&[40]), depths).unwrap().view(),
+        )
+        .await
+        .unwrap();
+        ds.define_array::<f32>(
+            "salinity",
+            vec!["depth".into()],
+            vec![40],
+            Some(vec![10]),
+            None,
+        )
+        .await
+        .unwrap();
         let s = Array::from_shape_fn(IxDyn(&[40]), |ix| 35.0 + ix[0] as f32 / 100.0);
         ds.write_array("salinity", vec![0], s.view()).await.unwrap();
     }
@@ -158,17 +201,33 @@ async fn descending_coordinates_narrow_to_the_right_chunks_and_nan_never_matches
     assert_eq!(r.rows[0], "down|24|150.0");
     assert_eq!(r.rows[6], "up|10|100.0");
     assert_eq!(r.metric("chunks_read"), 0, "no value column projected");
-    let r = run(&ctx, "SELECT salinity FROM s.salinity WHERE depth BETWEEN 100 AND 150").await;
+    let r = run(
+        &ctx,
+        "SELECT salinity FROM s.salinity WHERE depth BETWEEN 100 AND 150",
+    )
+    .await;
     assert_eq!(r.metric("chunks_read"), 2);
     assert_eq!(r.metric("chunks_pruned"), 6);
     // The NaN depth sits inside the descending run yet matches no bounded range...
-    let r = run(&ctx, "SELECT depth_index FROM s.salinity WHERE depth BETWEEN 0 AND 1e9 AND dataset = 'down'").await;
+    let r = run(
+        &ctx,
+        "SELECT depth_index FROM s.salinity WHERE depth BETWEEN 0 AND 1e9 AND dataset = 'down'",
+    )
+    .await;
     assert_eq!(r.rows.len(), 39);
     assert!(!r.rows.contains(&"20".to_string()));
     // ...and where DataFusion orders NaN above every number, the pushdown agrees with it.
-    let r = run(&ctx, "SELECT depth_index FROM s.salinity WHERE depth > 1000").await;
+    let r = run(
+        &ctx,
+        "SELECT depth_index FROM s.salinity WHERE depth > 1000",
+    )
+    .await;
     assert_eq!(r.rows, vec!["20"]);
-    let r = run(&ctx, "SELECT depth_index FROM s.salinity WHERE isnan(depth)").await;
+    let r = run(
+        &ctx,
+        "SELECT depth_index FROM s.salinity WHERE isnan(depth)",
+    )
+    .await;
     assert_eq!(r.rows, vec!["20"]);
 }
 
@@ -176,7 +235,11 @@ async fn descending_coordinates_narrow_to_the_right_chunks_and_nan_never_matches
 async fn value_predicates_skip_datasets_by_statistics() {
     let ctx = sensor_session(2).await;
     // Dataset i holds [1000 i, 1000 i + 96): only datasets 30..40 can hold values > 29_999.
-    let r = run(&ctx, "SELECT dataset FROM s.temperature WHERE temperature > 29999").await;
+    let r = run(
+        &ctx,
+        "SELECT dataset FROM s.temperature WHERE temperature > 29999",
+    )
+    .await;
     assert_eq!(r.rows.len(), 10 * LEN);
     assert_eq!(r.metric("datasets_pruned_by_stats"), 30);
     assert_eq!(r.metric("chunks_read"), 10 * LEN / CHUNK);
@@ -188,12 +251,20 @@ async fn value_predicates_skip_datasets_by_statistics() {
     assert_eq!(r.rows, vec!["11"]);
     assert_eq!(r.metric("datasets_pruned_by_stats"), N - 1);
     // No fill value: no NULL can exist, so IS NULL prunes everything.
-    let r = run(&ctx, "SELECT dataset FROM s.temperature WHERE temperature IS NULL").await;
+    let r = run(
+        &ctx,
+        "SELECT dataset FROM s.temperature WHERE temperature IS NULL",
+    )
+    .await;
     assert!(r.rows.is_empty());
     assert_eq!(r.metric("datasets_pruned_by_stats"), N, "{}", plan_text(&r));
     assert_eq!(r.metric("bytes_read"), 0);
     // Counting them needs no scan at all: the exact null counts answer it.
-    let r = run(&ctx, "SELECT count(*) FROM s.temperature WHERE temperature IS NULL").await;
+    let r = run(
+        &ctx,
+        "SELECT count(*) FROM s.temperature WHERE temperature IS NULL",
+    )
+    .await;
     assert_eq!(r.rows, vec!["0"]);
     assert_eq!(r.scans, 0, "{}", plan_text(&r));
 }
@@ -205,7 +276,11 @@ async fn limit_stops_reading_early() {
     assert_eq!(r.rows.len(), 10);
     assert_eq!(r.metric("chunks_read"), 1, "{:?}", r.metrics);
     assert!(plan_text(&r).contains("fetch=10"), "{}", plan_text(&r));
-    let r = run(&ctx, "SELECT temperature FROM s.temperature WHERE dataset = 's0007' LIMIT 30").await;
+    let r = run(
+        &ctx,
+        "SELECT temperature FROM s.temperature WHERE dataset = 's0007' LIMIT 30",
+    )
+    .await;
     assert_eq!(r.rows.len(), 30);
     assert_eq!(r.metric("chunks_read"), 2);
 }
@@ -213,11 +288,22 @@ async fn limit_stops_reading_early() {
 #[tokio::test]
 async fn count_min_max_without_filters_are_answered_from_statistics() {
     let ctx = sensor_session(2).await;
-    let r = run(&ctx, "SELECT count(*), min(temperature), max(temperature) FROM s.temperature").await;
-    assert_eq!(r.rows, vec![format!("{}|0.0|{}.0", N * LEN, (N - 1) * 1000 + LEN - 1)]);
+    let r = run(
+        &ctx,
+        "SELECT count(*), min(temperature), max(temperature) FROM s.temperature",
+    )
+    .await;
+    assert_eq!(
+        r.rows,
+        vec![format!("{}|0.0|{}.0", N * LEN, (N - 1) * 1000 + LEN - 1)]
+    );
     assert_eq!(r.scans, 0, "no scan should run:\n{}", plan_text(&r));
     // With an exact dataset filter the statistics still answer.
-    let r = run(&ctx, "SELECT count(*) FROM s.temperature WHERE dataset = 's0002'").await;
+    let r = run(
+        &ctx,
+        "SELECT count(*) FROM s.temperature WHERE dataset = 's0002'",
+    )
+    .await;
     assert_eq!(r.rows, vec![LEN.to_string()]);
     assert_eq!(r.scans, 0, "{}", plan_text(&r));
 }
@@ -249,8 +335,15 @@ async fn memory_stays_bounded_under_a_small_pool() {
     ctx.register_object_store(&url::Url::parse("memory://").unwrap(), Arc::clone(&store));
     sensors(Arc::clone(&store), "big", 64, 65_536, 8192).await;
     register(&ctx, "memory:///big").await;
-    let r = run(&ctx, "SELECT count(temperature), max(temperature) FROM s.temperature WHERE temperature >= 0").await;
-    assert_eq!(r.rows, vec![format!("{}|{}.0", 64 * 65_536, 63 * 1000 + 65_535)]);
+    let r = run(
+        &ctx,
+        "SELECT count(temperature), max(temperature) FROM s.temperature WHERE temperature >= 0",
+    )
+    .await;
+    assert_eq!(
+        r.rows,
+        vec![format!("{}|{}.0", 64 * 65_536, 63 * 1000 + 65_535)]
+    );
     assert!(r.metric("chunks_read") == 64 * 8);
 
     // The scan accounts its buffers in the pool: a pool smaller than one unit refuses it.
@@ -261,7 +354,11 @@ async fn memory_stays_bounded_under_a_small_pool() {
     let tiny = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
     tiny.register_object_store(&url::Url::parse("memory://").unwrap(), store);
     register(&tiny, "memory:///big").await;
-    let err = crate::support::error_of(&tiny, "SELECT max(temperature) FROM s.temperature WHERE temperature >= 0").await;
+    let err = crate::support::error_of(
+        &tiny,
+        "SELECT max(temperature) FROM s.temperature WHERE temperature >= 0",
+    )
+    .await;
     assert!(err.contains("AtlasScan"), "{err}");
 }
 

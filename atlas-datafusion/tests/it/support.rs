@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use atlas_datafusion::atlas_store::object_store::ObjectStore;
 use atlas_datafusion::atlas_store::object_store::memory::InMemory;
 use atlas_datafusion::atlas_store::object_store::path::Path;
-use atlas_datafusion::atlas_store::object_store::ObjectStore;
 use atlas_datafusion::atlas_store::{Atlas, StoreConfig};
 use atlas_datafusion::{AtlasSource, AtlasStore, register_atlas, register_opened};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -32,28 +32,61 @@ pub fn memory_session(partitions: usize) -> (SessionContext, Arc<dyn ObjectStore
 /// A `sensors`-like store: `n` datasets `s0000…`, each with `temperature(time)` f64 of `len`
 /// values `i * 1000 + t` (so dataset `i` spans `[1000 i, 1000 i + len)`), a `time` coordinate
 /// (seconds as f64), chunked by `chunk`.
-pub async fn sensors(store: Arc<dyn ObjectStore>, prefix: &str, n: usize, len: usize, chunk: usize) -> Atlas {
+pub async fn sensors(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    n: usize,
+    len: usize,
+    chunk: usize,
+) -> Atlas {
     let mut atlas = Atlas::create(store, Path::from(prefix), StoreConfig::default())
         .await
         .expect("create");
     for i in 0..n {
-        let ds = atlas.create_dataset(&format!("s{i:04}")).await.expect("dataset");
-        ds.set_attribute("platform", atlas_datafusion::atlas_store::Attr::String(
-            if i % 4 == 0 { "glider".into() } else { "mooring".into() },
-        ))
+        let ds = atlas
+            .create_dataset(&format!("s{i:04}"))
+            .await
+            .expect("dataset");
+        ds.set_attribute(
+            "platform",
+            atlas_datafusion::atlas_store::Attr::String(if i % 4 == 0 {
+                "glider".into()
+            } else {
+                "mooring".into()
+            }),
+        )
         .expect("attr");
-        ds.set_attribute("index", atlas_datafusion::atlas_store::Attr::Int64(i as i64))
-            .expect("attr");
-        ds.define_array::<f64>("temperature", vec!["time".into()], vec![len], Some(vec![chunk]), None)
-            .await
-            .expect("define");
+        ds.set_attribute(
+            "index",
+            atlas_datafusion::atlas_store::Attr::Int64(i as i64),
+        )
+        .expect("attr");
+        ds.define_array::<f64>(
+            "temperature",
+            vec!["time".into()],
+            vec![len],
+            Some(vec![chunk]),
+            None,
+        )
+        .await
+        .expect("define");
         let v = Array::from_shape_fn(IxDyn(&[len]), |ix| (i * 1000 + ix[0]) as f64);
-        ds.write_array("temperature", vec![0], v.view()).await.expect("write");
-        ds.define_array::<f64>("time", vec!["time".into()], vec![len], Some(vec![chunk]), None)
+        ds.write_array("temperature", vec![0], v.view())
             .await
-            .expect("define");
+            .expect("write");
+        ds.define_array::<f64>(
+            "time",
+            vec!["time".into()],
+            vec![len],
+            Some(vec![chunk]),
+            None,
+        )
+        .await
+        .expect("define");
         let t = Array::from_shape_fn(IxDyn(&[len]), |ix| ix[0] as f64 * 60.0);
-        ds.write_array("time", vec![0], t.view()).await.expect("write");
+        ds.write_array("time", vec![0], t.view())
+            .await
+            .expect("write");
     }
     atlas.flush().await.expect("flush");
     atlas
@@ -61,7 +94,9 @@ pub async fn sensors(store: Arc<dyn ObjectStore>, prefix: &str, n: usize, len: u
 
 /// Registers a store handle as schema `s` of `ctx`, through a freshly opened handle.
 pub async fn register(ctx: &SessionContext, location: &str) -> Arc<AtlasStore> {
-    let store = AtlasStore::open(location, &ctx.runtime_env()).await.expect("open");
+    let store = AtlasStore::open(location, &ctx.runtime_env())
+        .await
+        .expect("open");
     register_opened(ctx, "s", Arc::clone(&store)).expect("register");
     store
 }
@@ -118,7 +153,10 @@ pub fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
 /// Runs `sql`, returning its rows and the summed metrics of every ATLAS scan in the plan.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Run {
     let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let plan = df.create_physical_plan().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let plan = df
+        .create_physical_plan()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let batches = collect(Arc::clone(&plan), ctx.task_ctx())
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -128,8 +166,9 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Run {
     for s in &scans {
         if let Some(m) = s.metrics() {
             for metric in m.aggregate_by_name().iter() {
-                *metrics.entry(metric.value().name().to_string()).or_insert(0) +=
-                    metric.value().as_usize();
+                *metrics
+                    .entry(metric.value().name().to_string())
+                    .or_insert(0) += metric.value().as_usize();
             }
         }
     }

@@ -39,16 +39,27 @@ async fn build(path: &std::path::Path, datasets: usize) -> Result<(), Box<dyn st
     let mut atlas = Atlas::create_path(path, StoreConfig::default()).await?;
     for i in 0..datasets {
         let ds = atlas.create_dataset(&format!("p{i:05}")).await?;
-        ds.set_attribute("platform", atlas_store::Attr::String(if i % 10 == 0 { "glider" } else { "float" }.into()))?;
-        ds.define_array::<f64>("depth", vec!["depth".into()], vec![DEPTH], None, None).await?;
+        ds.set_attribute(
+            "platform",
+            atlas_store::Attr::String(if i % 10 == 0 { "glider" } else { "float" }.into()),
+        )?;
+        ds.define_array::<f64>("depth", vec!["depth".into()], vec![DEPTH], None, None)
+            .await?;
         let d = Array::from_shape_fn(IxDyn(&[DEPTH]), |ix| ix[0] as f64 * 20.0);
         ds.write_array("depth", vec![0], d.view()).await?;
-        ds.define_array::<f64>("time", vec!["time".into()], vec![TIME], None, None).await?;
+        ds.define_array::<f64>("time", vec!["time".into()], vec![TIME], None, None)
+            .await?;
         let t = Array::from_shape_fn(IxDyn(&[TIME]), |ix| (i * TIME + ix[0]) as f64 * 3600.0);
         ds.write_array("time", vec![0], t.view()).await?;
         for (v, name) in ["temperature", "salinity"].iter().enumerate() {
-            ds.define_array::<f32>(name, vec!["depth".into(), "time".into()], vec![DEPTH, TIME], Some(vec![25, 42]), None)
-                .await?;
+            ds.define_array::<f32>(
+                name,
+                vec!["depth".into(), "time".into()],
+                vec![DEPTH, TIME],
+                Some(vec![25, 42]),
+                None,
+            )
+            .await?;
             // Surface-warm profiles whose level drifts with the dataset number, so a value
             // filter can skip most datasets by statistics.
             let base = (i % 100) as f32 * 0.3 + v as f32 * 30.0;
@@ -65,7 +76,11 @@ async fn build(path: &std::path::Path, datasets: usize) -> Result<(), Box<dyn st
     Ok(())
 }
 
-async fn time_query(ctx: &SessionContext, sql: &str, runs: usize) -> Result<(Duration, Arc<dyn ExecutionPlan>, usize), Box<dyn std::error::Error>> {
+async fn time_query(
+    ctx: &SessionContext,
+    sql: &str,
+    runs: usize,
+) -> Result<(Duration, Arc<dyn ExecutionPlan>, usize), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
     let mut last = None;
     let mut rows = 0;
@@ -120,14 +135,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let datasets: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(1000);
     let runs: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
     let tmp = tempfile::tempdir()?;
-    let dir = args.get(2).map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = args
+        .get(2)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let store = dir.join("profile.atlas");
     let parquet = dir.join("temperature.parquet");
     if !store.exists() {
         let start = Instant::now();
         build(&store, datasets).await?;
-        println!("built {datasets} datasets x {DEPTH}x{TIME} in {:.2?}", start.elapsed());
+        println!(
+            "built {datasets} datasets x {DEPTH}x{TIME} in {:.2?}",
+            start.elapsed()
+        );
     }
     let ctx = SessionContext::new();
     atlas_datafusion::register_store(&ctx, "atlas", store.to_str().ok_or("path")?).await?;
@@ -142,8 +163,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         println!("exported Parquet in {:.2?}", start.elapsed());
     }
-    ctx.register_parquet("pq", parquet.to_str().ok_or("path")?, ParquetReadOptions::default())
-        .await?;
+    ctx.register_parquet(
+        "pq",
+        parquet.to_str().ok_or("path")?,
+        ParquetReadOptions::default(),
+    )
+    .await?;
     let atlas_bytes = dir_size(&store.join("temperature"));
     let pq_bytes = std::fs::metadata(&parquet)?.len();
     println!(
@@ -155,18 +180,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let last = format!("p{:05}", datasets / 2);
     let queries = [
         ("full scan", "SELECT avg(temperature) FROM {t}".to_string()),
-        ("one dataset", format!("SELECT avg(temperature) FROM {{t}} WHERE dataset = '{last}'")),
+        (
+            "one dataset",
+            format!("SELECT avg(temperature) FROM {{t}} WHERE dataset = '{last}'"),
+        ),
         (
             "quarter slice",
-            format!("SELECT avg(temperature) FROM {{t}} WHERE depth_index < {} AND time_index < {}", DEPTH / 4, TIME / 4),
+            format!(
+                "SELECT avg(temperature) FROM {{t}} WHERE depth_index < {} AND time_index < {}",
+                DEPTH / 4,
+                TIME / 4
+            ),
         ),
-        ("value filter", "SELECT count(*) FROM {t} WHERE temperature > 33.5".to_string()),
-        ("count/min/max", "SELECT count(*), min(temperature), max(temperature) FROM {t}".to_string()),
+        (
+            "value filter",
+            "SELECT count(*) FROM {t} WHERE temperature > 33.5".to_string(),
+        ),
+        (
+            "count/min/max",
+            "SELECT count(*), min(temperature), max(temperature) FROM {t}".to_string(),
+        ),
     ];
     println!("| query | ATLAS ms | DataFusion+Parquet ms | Parquet/ATLAS | ATLAS scan metrics |");
     println!("|---|---:|---:|---:|---|");
     for (name, q) in &queries {
-        let (ta, plan, rows_a) = time_query(&ctx, &q.replace("{t}", "atlas.temperature"), runs).await?;
+        let (ta, plan, rows_a) =
+            time_query(&ctx, &q.replace("{t}", "atlas.temperature"), runs).await?;
         let (tp, _, rows_p) = time_query(&ctx, &q.replace("{t}", "pq"), runs).await?;
         assert_eq!(rows_a, rows_p, "{name}");
         println!(
