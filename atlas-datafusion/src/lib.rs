@@ -38,7 +38,7 @@ mod table;
 
 pub use error::{Error, Result};
 pub use layout::{arrow_type, dataset_type, widen};
-pub use meta::METADATA_TABLES;
+pub use meta::{METADATA_TABLES, dtype_name};
 pub use provider::{
     AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory,
     register_atlas, register_opened, register_store, store_table,

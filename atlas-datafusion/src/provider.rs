@@ -39,6 +39,9 @@ pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableP
 pub struct AtlasSchemaProvider {
     store: Arc<AtlasStore>,
     tables: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+    /// Tables and views created in this schema by the session (`CREATE EXTERNAL TABLE`,
+    /// `CREATE VIEW`); they live as long as the session and are never written to the store.
+    session_tables: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl AtlasSchemaProvider {
@@ -47,6 +50,7 @@ impl AtlasSchemaProvider {
         AtlasSchemaProvider {
             store,
             tables: Mutex::new(HashMap::new()),
+            session_tables: Mutex::new(HashMap::new()),
         }
     }
 
@@ -61,30 +65,50 @@ impl SchemaProvider for AtlasSchemaProvider {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.store.variables();
         names.extend(METADATA_TABLES.iter().map(|s| s.to_string()));
+        names.extend(lock(&self.session_tables).keys().cloned());
         names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if !self.table_exist(name) {
+        if let Some(t) = lock(&self.session_tables).get(name) {
+            return Ok(Some(Arc::clone(t)));
+        }
+        if !self.store_has(name) {
             return Ok(None);
         }
-        if let Some(t) = self
-            .tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
+        if let Some(t) = lock(&self.tables).get(name) {
             return Ok(Some(Arc::clone(t)));
         }
         let t = store_table(&self.store, name)?;
-        self.tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), Arc::clone(&t));
+        lock(&self.tables).insert(name.to_string(), Arc::clone(&t));
         Ok(Some(t))
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        lock(&self.session_tables).contains_key(name) || self.store_has(name)
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        if self.store_has(&name) {
+            return Err(DataFusionError::Plan(format!(
+                "{name:?} is a table of ATLAS store {}; choose another name",
+                self.store.location
+            )));
+        }
+        Ok(lock(&self.session_tables).insert(name, table))
+    }
+
+    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(lock(&self.session_tables).remove(name))
+    }
+}
+
+impl AtlasSchemaProvider {
+    fn store_has(&self, name: &str) -> bool {
         METADATA_TABLES.contains(&name)
             || self
                 .store
@@ -92,6 +116,10 @@ impl SchemaProvider for AtlasSchemaProvider {
                 .iter()
                 .any(|d| d.arrays.iter().any(|a| a.name == name))
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Opens the store at `location` (a path or a URL the session knows) and registers it as schema

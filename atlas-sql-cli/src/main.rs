@@ -1,11 +1,127 @@
-//! The `atlas-sql` command line. Query mode, ingest and the demo are not built yet; until they
-//! are, this binary says so and exits non-zero rather than pretending to work.
+//! `atlas-sql`: query ATLAS stores with SQL, ingest NetCDF files into them, inspect them, and run
+//! a demo.
+//!
+//! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage; 3 an ingest that finished
+//! but skipped files it could not read.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "atlas-sql {}: the SQL command line is not built yet; \
-         see `cargo run --example quickstart -p atlas-store` for the store API",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(2)
+mod demo;
+mod exec;
+mod info;
+mod ingest;
+mod repl;
+mod session;
+mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exec::{Format, Printer};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "atlas-sql",
+    version,
+    about = "Query collections of NetCDF-like datasets in ATLAS stores with SQL",
+    args_conflicts_with_subcommands = true,
+    after_help = "With no -c/-f, starts an interactive shell (\\? for help).\n\
+                  Examples:\n  atlas-sql demo\n  atlas-sql ingest ocean.atlas data/*.nc --create\n  \
+                  atlas-sql --store ocean.atlas -c 'SELECT count(*) FROM temperature'"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+/// Options of query mode.
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// A store to query, as PATH_OR_URL or NAME=PATH_OR_URL; registered as a schema named after
+    /// its directory (or NAME). The first is also the default schema.
+    #[arg(long = "store", value_name = "[NAME=]PATH_OR_URL")]
+    stores: Vec<String>,
+    /// SQL to run (repeatable); several statements may be separated by `;`.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    commands: Vec<String>,
+    /// A file of SQL statements to run (repeatable).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Output format of query results.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Print how long each statement took (to stderr).
+    #[arg(long)]
+    timing: bool,
+    /// No banner, no row counts.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest NetCDF files (classic, 64-bit offset, NetCDF4/HDF5) into a store, one dataset per
+    /// file.
+    Ingest(ingest::IngestArgs),
+    /// Build a demo store (synthetic ocean profiles and gridded fields) and run showcase queries.
+    Demo {
+        /// Where to build the store [default: atlas-sql-demo in the system temp directory].
+        dir: Option<PathBuf>,
+    },
+    /// Describe a store: datasets, variables with dims and dtypes, segments and sizes.
+    Info {
+        /// The store, a path or URL.
+        store: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Ingest(args)) => ingest::run(args).await,
+            Some(Command::Demo { dir }) => demo::run(dir).await.map(|()| ExitCode::SUCCESS),
+            Some(Command::Info { store }) => info::run(&store).await.map(|()| ExitCode::SUCCESS),
+            None => query(cli.query).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(exec::CliError::Reported(_)) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn query(args: QueryArgs) -> Result<ExitCode, exec::CliError> {
+    let ctx = session::build(&args.stores).await?;
+    let mut printer = Printer::new(args.format, args.timing, args.quiet);
+    if args.commands.is_empty() && args.files.is_empty() {
+        repl::run(&ctx, &mut printer).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for sql in &args.commands {
+        exec::run_sql(&ctx, sql, &mut printer).await?;
+    }
+    for file in &args.files {
+        let sql = std::fs::read_to_string(file).map_err(|e| {
+            exec::CliError::Usage(format!("cannot read SQL file {}: {e}", file.display()))
+        })?;
+        exec::run_sql(&ctx, &sql, &mut printer).await?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

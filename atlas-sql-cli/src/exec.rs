@@ -1,0 +1,172 @@
+//! Running SQL text and printing results: table, CSV, JSON, NDJSON. CSV and JSON stream batch by
+//! batch, so a result of any size prints in bounded memory.
+
+use std::io::Write;
+use std::time::Instant;
+
+use arrow::util::pretty::pretty_format_batches;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use futures::StreamExt;
+
+/// What went wrong, as the user should read it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From DataFusion (planning or execution).
+    #[error("{0}")]
+    DataFusion(#[from] DataFusionError),
+    /// From the SQL layer.
+    #[error("{0}")]
+    Sql(#[from] atlas_datafusion::Error),
+    /// From the store.
+    #[error("{0}")]
+    Store(#[from] atlas_store::Error),
+    /// Writing output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    /// Formatting output failed.
+    #[error("formatting output: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Bad arguments or input.
+    #[error("{0}")]
+    Usage(String),
+    /// Failures already printed (by the shell); only the exit code is left to set.
+    #[error("{0} statement(s) failed")]
+    Reported(usize),
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// An aligned table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <Format as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| format!("unknown format {s:?}; use table, csv, json or ndjson"))
+    }
+}
+
+/// How results are printed.
+#[derive(Debug)]
+pub struct Printer {
+    pub format: Format,
+    pub timing: bool,
+    pub quiet: bool,
+}
+
+impl Printer {
+    pub fn new(format: Format, timing: bool, quiet: bool) -> Self {
+        Printer {
+            format,
+            timing,
+            quiet,
+        }
+    }
+
+    /// Runs a planned statement and prints what it returns.
+    pub async fn print(&self, df: DataFrame) -> Result<(), CliError> {
+        let start = Instant::now();
+        let rows = if df.schema().fields().is_empty() {
+            df.collect().await?;
+            None
+        } else {
+            Some(self.write(df).await?)
+        };
+        if self.timing {
+            eprintln!("Time: {:.3} ms", start.elapsed().as_secs_f64() * 1e3);
+        }
+        if let (Some(n), false, Format::Table) = (rows, self.quiet, self.format) {
+            println!("({n} row{})", if n == 1 { "" } else { "s" });
+        }
+        Ok(())
+    }
+
+    async fn write(&self, df: DataFrame) -> Result<usize, CliError> {
+        let stdout = std::io::stdout();
+        match self.format {
+            Format::Table => {
+                let batches = df.collect().await?;
+                let rows = batches.iter().map(|b| b.num_rows()).sum();
+                let mut out = stdout.lock();
+                writeln!(out, "{}", pretty_format_batches(&batches)?)?;
+                Ok(rows)
+            }
+            Format::Csv => {
+                let mut stream = df.execute_stream().await?;
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(stdout.lock());
+                let mut rows = 0;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows();
+                    writer.write(&batch)?;
+                }
+                Ok(rows)
+            }
+            Format::Json => {
+                let mut stream = df.execute_stream().await?;
+                let mut writer = arrow::json::ArrayWriter::new(stdout.lock());
+                let mut rows = 0;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows();
+                    writer.write(&batch)?;
+                }
+                writer.finish()?;
+                let mut out = writer.into_inner();
+                if rows == 0 {
+                    write!(out, "[]")?;
+                }
+                writeln!(out)?;
+                Ok(rows)
+            }
+            Format::Ndjson => {
+                let mut stream = df.execute_stream().await?;
+                let mut writer = arrow::json::LineDelimitedWriter::new(stdout.lock());
+                let mut rows = 0;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows();
+                    writer.write(&batch)?;
+                }
+                writer.finish()?;
+                Ok(rows)
+            }
+        }
+    }
+}
+
+/// Splits SQL text into statements (quotes and comments respected).
+pub fn statements(sql: &str) -> Result<Vec<datafusion::sql::parser::Statement>, CliError> {
+    Ok(DFParser::parse_sql_with_dialect(sql, &GenericDialect {})?
+        .into_iter()
+        .collect())
+}
+
+/// Runs every statement of `sql`, printing each result.
+pub async fn run_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    printer: &mut Printer,
+) -> Result<(), CliError> {
+    for statement in statements(sql)? {
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        printer.print(df).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,732 @@
+//! `atlas-sql ingest`: NetCDF files (classic, 64-bit offset, CDF5, NetCDF4/HDF5) into a store,
+//! one dataset per file, with CF decoding as xarray does it unless `--raw`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use atlas_store::{Atlas, Attr, Codec, FillValue, StoreConfig, TimestampNs};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{ArrayD, IxDyn};
+use netcdf_reader::{NcAttrValue, NcFile, NcType, NcVariable};
+
+use crate::exec::CliError;
+use crate::time::{TimeUnits, standard_calendar};
+
+/// Files between two flushes: what a crash or Ctrl-C can lose at most.
+const FLUSH_EVERY: usize = 200;
+/// Elements above which an array is chunked by default.
+const CHUNK_ELEMENTS: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CodecArg {
+    Zstd,
+    Lz4,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NameFrom {
+    /// The file name without its extension.
+    Stem,
+    /// The path below the input folder, without extension, `/` turned into `.`.
+    Relpath,
+}
+
+/// Arguments of `atlas-sql ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// The store (a local directory).
+    store: PathBuf,
+    /// NetCDF files, or folders searched recursively for *.nc, *.nc4, *.cdf, *.netcdf.
+    #[arg(required = true, value_name = "FILE_OR_DIR")]
+    inputs: Vec<PathBuf>,
+    /// Create the store if it does not exist.
+    #[arg(long)]
+    create: bool,
+    /// Codec of a new store's segments.
+    #[arg(long, value_enum, default_value_t = CodecArg::Zstd)]
+    codec: CodecArg,
+    /// Chunk lengths per dimension, e.g. `time=24,lat=45`; other dimensions are not split.
+    #[arg(long, value_name = "DIM=N,...")]
+    chunk: Option<String>,
+    /// How dataset names are made from file paths.
+    #[arg(long, value_enum, default_value_t = NameFrom::Stem)]
+    name_from: NameFrom,
+    /// Skip files whose dataset already exists instead of reporting them.
+    #[arg(long)]
+    skip_existing: bool,
+    /// Store values as they are in the files: no fill values, scaling or time decoding.
+    #[arg(long)]
+    raw: bool,
+    /// Files decoded in parallel.
+    #[arg(long, default_value_t = default_jobs())]
+    jobs: usize,
+    /// No progress bar and no summary.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Typed values of one array.
+#[derive(Debug)]
+enum Data {
+    I8(ArrayD<i8>),
+    U8(ArrayD<u8>),
+    I16(ArrayD<i16>),
+    U16(ArrayD<u16>),
+    I32(ArrayD<i32>),
+    U32(ArrayD<u32>),
+    I64(ArrayD<i64>),
+    U64(ArrayD<u64>),
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    Str(ArrayD<String>),
+    Time(ArrayD<TimestampNs>),
+}
+
+/// One array read from a file, decoded, ready to write.
+#[derive(Debug)]
+struct DecodedArray {
+    name: String,
+    dims: Vec<String>,
+    data: Data,
+    fill: Option<FillValue>,
+    attributes: Vec<(String, Attr)>,
+}
+
+/// One file read and decoded.
+#[derive(Debug)]
+struct DecodedFile {
+    attributes: Vec<(String, Attr)>,
+    arrays: Vec<DecodedArray>,
+}
+
+/// What went wrong with one file.
+#[derive(Debug)]
+struct FileError {
+    path: PathBuf,
+    reason: String,
+}
+
+fn attr(value: &NcAttrValue) -> Option<Attr> {
+    fn ints<T: Copy + TryInto<i64> + Into<f64>>(v: &[T]) -> Option<Attr> {
+        let as_i: Option<Vec<i64>> = v.iter().map(|x| (*x).try_into().ok()).collect();
+        match (as_i, v.len()) {
+            (_, 0) => Some(Attr::Int64List(Vec::new())),
+            (Some(i), 1) => Some(Attr::Int64(i[0])),
+            (Some(i), _) => Some(Attr::Int64List(i)),
+            (None, 1) => Some(Attr::Float64(v[0].into())),
+            (None, _) => Some(Attr::Float64List(v.iter().map(|x| (*x).into()).collect())),
+        }
+    }
+    fn floats(v: Vec<f64>) -> Attr {
+        if v.len() == 1 {
+            Attr::Float64(v[0])
+        } else {
+            Attr::Float64List(v)
+        }
+    }
+    Some(match value {
+        NcAttrValue::Chars(s) => Attr::String(s.clone()),
+        NcAttrValue::Strings(v) if v.len() == 1 => Attr::String(v[0].clone()),
+        NcAttrValue::Strings(v) => Attr::StringList(v.clone()),
+        NcAttrValue::Bytes(v) => return ints(v),
+        NcAttrValue::UBytes(v) => return ints(v),
+        NcAttrValue::Shorts(v) => return ints(v),
+        NcAttrValue::UShorts(v) => return ints(v),
+        NcAttrValue::Ints(v) => return ints(v),
+        NcAttrValue::UInts(v) => return ints(v),
+        NcAttrValue::Int64s(v) => {
+            if v.len() == 1 {
+                Attr::Int64(v[0])
+            } else {
+                Attr::Int64List(v.clone())
+            }
+        }
+        NcAttrValue::UInt64s(v) => {
+            let as_i: Option<Vec<i64>> = v.iter().map(|x| i64::try_from(*x).ok()).collect();
+            match as_i {
+                Some(i) if i.len() == 1 => Attr::Int64(i[0]),
+                Some(i) => Attr::Int64List(i),
+                None => floats(v.iter().map(|x| *x as f64).collect()),
+            }
+        }
+        NcAttrValue::Floats(v) => floats(v.iter().map(|x| f64::from(*x)).collect()),
+        NcAttrValue::Doubles(v) => floats(v.clone()),
+        _ => return None,
+    })
+}
+
+fn attributes(list: &[netcdf_reader::NcAttribute]) -> Vec<(String, Attr)> {
+    list.iter()
+        .filter_map(|a| attr(&a.value).map(|v| (a.name.clone(), v)))
+        .collect()
+}
+
+fn text_attr(v: &NcVariable, name: &str) -> Option<String> {
+    v.attribute(name).and_then(|a| a.value.as_string())
+}
+
+/// Values of `_FillValue`, else `missing_value`, as f64 (the cells that are missing).
+fn missing_values(v: &NcVariable) -> Vec<f64> {
+    let mut out = Vec::new();
+    for key in ["_FillValue", "missing_value"] {
+        if let Some(vals) = v.attribute(key).and_then(|a| a.value.as_f64_vec()) {
+            out.extend(vals);
+        }
+    }
+    out
+}
+
+fn is_missing(x: f64, missing: &[f64]) -> bool {
+    missing
+        .iter()
+        .any(|m| if m.is_nan() { x.is_nan() } else { x == *m })
+}
+
+macro_rules! native {
+    ($f:expr, $path:expr, $t:ty, $variant:ident, $fill:expr, $missing:expr, $raw:expr) => {{
+        let mut a: ArrayD<$t> = $f.read_variable::<$t>($path).map_err(|e| e.to_string())?;
+        let fill: Option<$t> = if $raw {
+            None
+        } else {
+            $missing.first().map(|m| *m as $t)
+        };
+        if let Some(f) = fill {
+            // Every listed missing value reads as the one fill value.
+            if $missing.len() > 1 {
+                a.mapv_inplace(|x| {
+                    if is_missing(x as f64, &$missing) {
+                        f
+                    } else {
+                        x
+                    }
+                });
+            }
+        }
+        (Data::$variant(a), fill.map($fill))
+    }};
+}
+
+fn decode_variable(
+    f: &NcFile,
+    path: &str,
+    v: &NcVariable,
+    raw: bool,
+) -> Result<(Vec<String>, Data, Option<FillValue>), String> {
+    let dims: Vec<String> = v.dimensions().iter().map(|d| d.name.clone()).collect();
+    let shape: Vec<usize> = v.shape().iter().map(|&s| s as usize).collect();
+    let missing = missing_values(v);
+    let scale = v.attribute("scale_factor").and_then(|a| a.value.as_f64());
+    let offset = v.attribute("add_offset").and_then(|a| a.value.as_f64());
+    let time = text_attr(v, "units")
+        .and_then(|u| TimeUnits::parse(&u))
+        .filter(|_| standard_calendar(text_attr(v, "calendar").as_deref()));
+    let numeric = !matches!(
+        v.dtype(),
+        NcType::Char
+            | NcType::String
+            | NcType::Enum { .. }
+            | NcType::Compound { .. }
+            | NcType::Opaque { .. }
+            | NcType::Array { .. }
+            | NcType::VLen { .. }
+    );
+    if numeric
+        && !raw
+        && let Some(t) = time
+    {
+        let a = f.read_variable_as_f64(path).map_err(|e| e.to_string())?;
+        let a = a.mapv(|x| {
+            let x = if is_missing(x, &missing) {
+                f64::NAN
+            } else {
+                x * scale.unwrap_or(1.0) + offset.unwrap_or(0.0)
+            };
+            TimestampNs(t.to_ns(x).unwrap_or(i64::MIN))
+        });
+        return Ok((dims, Data::Time(a), Some(FillValue::TimestampNs(i64::MIN))));
+    }
+    if numeric && !raw && (scale.is_some() || offset.is_some()) {
+        let a = f.read_variable_as_f64(path).map_err(|e| e.to_string())?;
+        let a = a.mapv(|x| {
+            if is_missing(x, &missing) {
+                f64::NAN
+            } else {
+                x * scale.unwrap_or(1.0) + offset.unwrap_or(0.0)
+            }
+        });
+        return Ok((dims, Data::F64(a), Some(FillValue::Float(f64::NAN))));
+    }
+    let (data, fill) = match v.dtype() {
+        NcType::Byte => native!(f, path, i8, I8, |x| FillValue::Int(x as i64), missing, raw),
+        NcType::UByte => native!(f, path, u8, U8, |x| FillValue::UInt(x as u64), missing, raw),
+        NcType::Short => native!(
+            f,
+            path,
+            i16,
+            I16,
+            |x| FillValue::Int(x as i64),
+            missing,
+            raw
+        ),
+        NcType::UShort => native!(
+            f,
+            path,
+            u16,
+            U16,
+            |x| FillValue::UInt(x as u64),
+            missing,
+            raw
+        ),
+        NcType::Int => native!(
+            f,
+            path,
+            i32,
+            I32,
+            |x| FillValue::Int(x as i64),
+            missing,
+            raw
+        ),
+        NcType::UInt => native!(
+            f,
+            path,
+            u32,
+            U32,
+            |x| FillValue::UInt(x as u64),
+            missing,
+            raw
+        ),
+        NcType::Int64 => native!(f, path, i64, I64, FillValue::Int, missing, raw),
+        NcType::UInt64 => native!(f, path, u64, U64, FillValue::UInt, missing, raw),
+        NcType::Float => native!(
+            f,
+            path,
+            f32,
+            F32,
+            |x| FillValue::Float(x as f64),
+            missing,
+            raw
+        ),
+        NcType::Double => native!(f, path, f64, F64, FillValue::Float, missing, raw),
+        NcType::Char => {
+            // As xarray does: the last dimension holds the characters of each string.
+            let strings = f
+                .read_variable_as_strings(path)
+                .map_err(|e| e.to_string())?;
+            let (dims, shape) = match shape.len() {
+                0 => (Vec::new(), Vec::new()),
+                n => (dims[..n - 1].to_vec(), shape[..n - 1].to_vec()),
+            };
+            let n: usize = shape.iter().product();
+            let strings = if strings.len() == n {
+                strings
+            } else {
+                let mut s = strings;
+                s.resize(n, String::new());
+                s
+            };
+            let a = ArrayD::from_shape_vec(IxDyn(&shape), strings).map_err(|e| e.to_string())?;
+            return Ok((dims, Data::Str(a), None));
+        }
+        NcType::String => {
+            let strings = f
+                .read_variable_as_strings(path)
+                .map_err(|e| e.to_string())?;
+            let a = ArrayD::from_shape_vec(IxDyn(&shape), strings).map_err(|e| e.to_string())?;
+            (Data::Str(a), None)
+        }
+        other => {
+            return Err(format!(
+                "variable {path:?} has type {other:?}, which ATLAS cannot store"
+            ));
+        }
+    };
+    Ok((dims, data, fill))
+}
+
+/// Variables of a group and its subgroups, as (read path, array name).
+fn variables(
+    group: &netcdf_reader::NcGroup,
+    prefix: &str,
+    out: &mut Vec<(String, String, NcVariable)>,
+) {
+    for v in &group.variables {
+        let path = if prefix.is_empty() {
+            v.name.clone()
+        } else {
+            format!("{prefix}/{}", v.name)
+        };
+        out.push((path.clone(), path.replace('/', "."), v.clone()));
+    }
+    for g in &group.groups {
+        let p = if prefix.is_empty() {
+            g.name.clone()
+        } else {
+            format!("{prefix}/{}", g.name)
+        };
+        variables(g, &p, out);
+    }
+}
+
+fn decode_file(path: &Path, raw: bool) -> Result<DecodedFile, String> {
+    let f = NcFile::open(path).map_err(|e| format!("not a readable NetCDF file: {e}"))?;
+    let root = f.root_group().map_err(|e| e.to_string())?;
+    let mut vars = Vec::new();
+    variables(root, "", &mut vars);
+    let mut arrays = Vec::with_capacity(vars.len());
+    for (read_path, name, v) in vars {
+        let name = if name.starts_with('_') {
+            format!("v{name}")
+        } else {
+            name
+        };
+        let (dims, data, fill) = decode_variable(&f, &read_path, &v, raw)?;
+        arrays.push(DecodedArray {
+            name,
+            dims,
+            data,
+            fill,
+            attributes: attributes(v.attributes()),
+        });
+    }
+    Ok(DecodedFile {
+        attributes: attributes(&root.attributes),
+        arrays,
+    })
+}
+
+fn parse_chunks(spec: Option<&str>) -> Result<HashMap<String, usize>, CliError> {
+    let mut out = HashMap::new();
+    let Some(spec) = spec else { return Ok(out) };
+    for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+        let (dim, n) = part.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!("--chunk expects DIM=N,...; {part:?} has no '='"))
+        })?;
+        let n: usize = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--chunk {dim}={n}: the length must be a positive integer"
+            ))
+        })?;
+        out.insert(dim.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+/// Chunk shape: `--chunk` lengths where given; otherwise arrays of up to 2^20 elements are one
+/// chunk, and larger ones are split along their leading dimensions.
+fn chunk_shape(
+    dims: &[String],
+    shape: &[usize],
+    chunks: &HashMap<String, usize>,
+) -> Option<Vec<usize>> {
+    if shape.is_empty() {
+        return None;
+    }
+    let mut out: Vec<usize> = dims
+        .iter()
+        .zip(shape)
+        .map(|(d, &n)| chunks.get(d).map_or(n, |&c| c.min(n.max(1))).max(1))
+        .collect();
+    let explicit = dims.iter().any(|d| chunks.contains_key(d));
+    if !explicit {
+        for axis in 0..out.len() {
+            let total: usize = out.iter().product();
+            if total <= CHUNK_ELEMENTS {
+                break;
+            }
+            let rest: usize = out[axis + 1..].iter().product::<usize>().max(1);
+            out[axis] = (CHUNK_ELEMENTS / rest).max(1).min(out[axis]);
+        }
+    }
+    Some(out)
+}
+
+async fn write_file(
+    atlas: &mut Atlas,
+    name: &str,
+    file: DecodedFile,
+    chunks: &HashMap<String, usize>,
+) -> Result<(), atlas_store::Error> {
+    let ds = atlas.create_dataset(name).await?;
+    for (k, v) in file.attributes {
+        ds.set_attribute(&k, v)?;
+    }
+    for a in file.arrays {
+        macro_rules! put {
+            ($t:ty, $arr:expr) => {{
+                let shape = $arr.shape().to_vec();
+                let chunk = chunk_shape(&a.dims, &shape, chunks);
+                ds.define_array::<$t>(
+                    &a.name,
+                    a.dims.clone(),
+                    shape.clone(),
+                    chunk,
+                    a.fill.clone(),
+                )
+                .await?;
+                ds.write_array(&a.name, vec![0; shape.len()], $arr.view())
+                    .await?;
+            }};
+        }
+        match &a.data {
+            Data::I8(x) => put!(i8, x),
+            Data::U8(x) => put!(u8, x),
+            Data::I16(x) => put!(i16, x),
+            Data::U16(x) => put!(u16, x),
+            Data::I32(x) => put!(i32, x),
+            Data::U32(x) => put!(u32, x),
+            Data::I64(x) => put!(i64, x),
+            Data::U64(x) => put!(u64, x),
+            Data::F32(x) => put!(f32, x),
+            Data::F64(x) => put!(f64, x),
+            Data::Str(x) => put!(String, x),
+            Data::Time(x) => put!(TimestampNs, x),
+        }
+        for (k, v) in a.attributes {
+            ds.set_array_attribute(&a.name, &k, v)?;
+        }
+    }
+    Ok(())
+}
+
+fn is_netcdf(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("nc" | "nc4" | "cdf" | "netcdf")
+    )
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if is_netcdf(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Input files with the dataset name each becomes.
+fn collect(args: &IngestArgs) -> Result<Vec<(String, PathBuf)>, CliError> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for input in &args.inputs {
+        let mut files = Vec::new();
+        let base = if input.is_dir() {
+            walk(input, &mut files)
+                .map_err(|e| CliError::Usage(format!("cannot list {}: {e}", input.display())))?;
+            input.clone()
+        } else if input.exists() {
+            files.push(input.clone());
+            input.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            return Err(CliError::Usage(format!(
+                "no such file or folder: {}",
+                input.display()
+            )));
+        };
+        for file in files {
+            let name = match args.name_from {
+                NameFrom::Stem => file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                NameFrom::Relpath => {
+                    let rel = file.strip_prefix(&base).unwrap_or(&file).with_extension("");
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                }
+            };
+            let name = if name.starts_with('_') {
+                format!("d{name}")
+            } else {
+                name
+            };
+            if let Some(first) = seen.get(&name) {
+                return Err(CliError::Usage(format!(
+                    "{} and {} would both be dataset {name:?}; use --name-from relpath",
+                    first.display(),
+                    file.display()
+                )));
+            }
+            seen.insert(name.clone(), file.clone());
+            out.push((name, file));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the ingest; exit code 3 when some files were skipped.
+pub async fn run(args: IngestArgs) -> Result<ExitCode, CliError> {
+    let chunks = parse_chunks(args.chunk.as_deref())?;
+    let files = collect(&args)?;
+    let mut atlas = if args.store.join("atlas.json").exists()
+        || args.store.is_dir()
+            && std::fs::read_dir(&args.store)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+    {
+        Atlas::open_path(&args.store).await?
+    } else if args.create {
+        let codec = match args.codec {
+            CodecArg::Zstd => Codec::Zstd,
+            CodecArg::Lz4 => Codec::Lz4,
+            CodecArg::None => Codec::Uncompressed,
+        };
+        let config = StoreConfig {
+            codec,
+            ..StoreConfig::default()
+        };
+        Atlas::create_path(&args.store, config).await?
+    } else {
+        return Err(CliError::Usage(format!(
+            "no ATLAS store at {}; pass --create to make one",
+            args.store.display()
+        )));
+    };
+    let mut failures: Vec<FileError> = Vec::new();
+    let mut todo = Vec::new();
+    let mut skipped = 0;
+    for (name, path) in files {
+        if atlas.dataset_exists(&name) {
+            if args.skip_existing {
+                skipped += 1;
+            } else {
+                failures.push(FileError {
+                    reason: format!("dataset {name:?} already exists (use --skip-existing)"),
+                    path,
+                });
+            }
+        } else {
+            todo.push((name, path));
+        }
+    }
+    let total_bytes: u64 = todo
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(total_bytes);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {msg} (ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let start = Instant::now();
+    let raw = args.raw;
+    let jobs = args.jobs.max(1);
+    let total_files = todo.len();
+    let mut decoded = futures::stream::iter(todo.into_iter().map(|(name, path)| {
+        let p = path.clone();
+        async move {
+            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            let r = tokio::task::spawn_blocking(move || decode_file(&p, raw))
+                .await
+                .unwrap_or_else(|e| Err(format!("the reader failed: {e}")));
+            (name, path, size, r)
+        }
+    }))
+    .buffered(jobs);
+    let mut done = 0usize;
+    let mut since_flush = 0usize;
+    let mut ingested_bytes = 0u64;
+    let mut ingested = 0usize;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let next = tokio::select! {
+            n = decoded.next() => n,
+            _ = &mut ctrl_c => {
+                bar.abandon();
+                eprintln!(
+                    "interrupted: the store keeps the files committed by the last flush; \
+                     rerun with --skip-existing to continue"
+                );
+                return Ok(ExitCode::from(130));
+            }
+        };
+        let Some((name, path, size, result)) = next else {
+            break;
+        };
+        done += 1;
+        bar.inc(size);
+        bar.set_message(format!("{done}/{total_files} files"));
+        match result {
+            Err(reason) => failures.push(FileError { path, reason }),
+            Ok(file) => match write_file(&mut atlas, &name, file, &chunks).await {
+                Ok(()) => {
+                    ingested += 1;
+                    ingested_bytes += size;
+                    since_flush += 1;
+                }
+                Err(e) => {
+                    // Drop what was written of this file, so the store never holds half of it.
+                    if atlas.dataset_exists(&name) {
+                        let _ = atlas.delete_dataset(&name).await;
+                    }
+                    failures.push(FileError {
+                        path,
+                        reason: e.to_string(),
+                    });
+                }
+            },
+        }
+        if since_flush >= FLUSH_EVERY {
+            atlas.flush().await?;
+            since_flush = 0;
+        }
+    }
+    atlas.flush().await?;
+    bar.finish_and_clear();
+    let ok = ingested;
+    if !args.quiet {
+        eprintln!(
+            "ingested {ok} file{} ({:.1} MiB) into {} in {:.2} s{}",
+            if ok == 1 { "" } else { "s" },
+            ingested_bytes as f64 / 1_048_576.0,
+            args.store.display(),
+            start.elapsed().as_secs_f64(),
+            if skipped > 0 {
+                format!("; skipped {skipped} existing")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for f in &failures {
+        eprintln!("failed: {}: {}", f.path.display(), f.reason);
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} file{} not ingested",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::from(3)
+    })
+}

@@ -1,0 +1,211 @@
+//! The `atlas-sql` binary through its command line: query mode, formats, the shell driven through
+//! stdin, errors and exit codes, info, and the demo.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use atlas_store::{Atlas, Attr, FillValue, StoreConfig};
+use ndarray::{Array, IxDyn};
+use predicates::prelude::*;
+
+/// A small store: three stations with `temp(time)` (fill -99) and a `time` coordinate.
+fn store(dir: &Path) -> String {
+    let path = dir.join("stations.atlas");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut atlas = Atlas::create_path(&path, StoreConfig::default())
+            .await
+            .unwrap();
+        for (i, name) in ["alpha", "bravo", "charlie"].iter().enumerate() {
+            let ds = atlas.create_dataset(name).await.unwrap();
+            ds.set_attribute("depth_m", Attr::Int64(10 * (i as i64 + 1)))
+                .unwrap();
+            ds.define_array::<f64>("time", vec!["time".into()], vec![4], None, None)
+                .await
+                .unwrap();
+            let t = Array::from_shape_fn(IxDyn(&[4]), |ix| ix[0] as f64 * 3600.0);
+            ds.write_array("time", vec![0], t.view()).await.unwrap();
+            ds.define_array::<f32>(
+                "temp",
+                vec!["time".into()],
+                vec![4],
+                Some(vec![2]),
+                Some(FillValue::Float(-99.0)),
+            )
+            .await
+            .unwrap();
+            let v = Array::from_shape_fn(IxDyn(&[4]), |ix| {
+                if ix[0] == 3 && i == 1 {
+                    -99.0
+                } else {
+                    10.0 * i as f32 + ix[0] as f32 * 0.5
+                }
+            });
+            ds.write_array("temp", vec![0], v.view()).await.unwrap();
+        }
+        atlas.flush().await.unwrap();
+    });
+    path.to_str().unwrap().to_string()
+}
+
+fn atlas_sql() -> Command {
+    let mut cmd = Command::cargo_bin("atlas-sql").unwrap();
+    cmd.env("ATLAS_SQL_HISTORY", "/dev/null");
+    cmd
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn query_mode_prints_tables_and_the_first_store_is_the_default_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let out = stdout_of(atlas_sql().args([
+        "--store",
+        &s,
+        "-c",
+        "SELECT dataset, count(temp) AS n, max(temp) AS hottest FROM temp GROUP BY dataset ORDER BY dataset",
+        "-c",
+        "SELECT count(*) FROM stations._datasets",
+    ]));
+    insta::assert_snapshot!("table", out);
+}
+
+#[test]
+fn csv_json_and_ndjson_stream_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let sql = "SELECT dataset, time_index, time, temp FROM temp WHERE time_index < 2 AND dataset <> 'charlie' ORDER BY dataset, time_index";
+    for format in ["csv", "json", "ndjson"] {
+        let out = stdout_of(atlas_sql().args(["--store", &s, "--format", format, "-q", "-c", sql]));
+        insta::assert_snapshot!(format, out);
+    }
+}
+
+#[test]
+fn the_shell_reads_statements_and_commands_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let script = "\\d\n\\d temp\nSELECT dataset,\n  depth_m\nFROM _datasets\nORDER BY depth_m DESC;\n\\format csv\nSELECT 1 + 1 AS two;\n\\q\nSELECT 'never reached';\n";
+    let out = stdout_of(
+        atlas_sql()
+            .args(["--store", &format!("st={s}"), "-q"])
+            .write_stdin(script),
+    );
+    insta::assert_snapshot!("shell", out);
+}
+
+#[test]
+fn a_failing_statement_in_piped_input_sets_a_non_zero_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    atlas_sql()
+        .args(["--store", &s])
+        .write_stdin("SELECT * FROM nope;\nSELECT 1;\n")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nope"))
+        .stdout(predicate::str::contains("1 row"));
+}
+
+#[test]
+fn errors_name_what_to_fix_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    atlas_sql()
+        .args(["--store", &s, "-c", "SELECT salinity FROM temp"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("salinity"));
+    atlas_sql()
+        .args(["--store", "/no/such/store", "-c", "SELECT 1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("/no/such/store"));
+    atlas_sql()
+        .args(["--store", &s, "-f", "/no/such/file.sql"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("/no/such/file.sql"));
+    atlas_sql()
+        .args(["--format", "xml", "-c", "SELECT 1"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn explain_analyze_create_external_table_and_copy_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let out = stdout_of(atlas_sql().args([
+        "--store",
+        &s,
+        "-c",
+        "EXPLAIN ANALYZE SELECT max(temp) FROM temp WHERE dataset = 'bravo' AND time_index < 2",
+    ]));
+    assert!(out.contains("AtlasScan: variable=temp"), "{out}");
+    assert!(out.contains("datasets_pruned=2"), "{out}");
+    assert!(out.contains("chunks_read=1"), "{out}");
+
+    let parquet = dir.path().join("temp.parquet");
+    let out = stdout_of(atlas_sql().args([
+        "-q",
+        "-c",
+        &format!(
+            "CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION '{s}' OPTIONS ('variable' 'temp')"
+        ),
+        "-c",
+        &format!(
+            "COPY (SELECT * FROM t) TO '{}' STORED AS PARQUET",
+            parquet.display()
+        ),
+        "-c",
+        &format!("SELECT count(*) AS n FROM '{}'", parquet.display()),
+        "-c",
+        &format!("SELECT count(*) AS n FROM atlas_scan('{s}', 'temp') WHERE temp IS NULL"),
+    ]));
+    assert!(parquet.exists());
+    assert!(out.contains("| 12 |"), "{out}");
+    assert!(out.contains("| 1 |"), "{out}");
+}
+
+#[test]
+fn info_describes_datasets_variables_and_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let out = stdout_of(atlas_sql().args(["info", &s]));
+    let out = out.replace(&s, "[STORE]");
+    let out: String = out
+        .lines()
+        .map(|l| {
+            // Sizes depend on the codec version; keep the rest.
+            match l.find(" segment") {
+                Some(i) if l.starts_with("temp") || l.starts_with("time") => l[..i + 8].to_string(),
+                _ if l.contains("on disk, generation") => {
+                    l.split(", ").take(3).collect::<Vec<_>>().join(", ")
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("info", out);
+}
+
+#[test]
+fn the_demo_builds_a_store_and_shows_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo");
+    let out = stdout_of(atlas_sql().args(["demo", path.to_str().unwrap()]));
+    assert!(out.contains("Built a demo store"), "{out}");
+    assert!(out.contains("datasets_pruned=399"), "{out}");
+    assert!(out.contains("datasets_pruned_by_stats="), "{out}");
+    assert!(out.contains("datasets_pruned_by_dynamic_filter="), "{out}");
+    assert!(out.contains("no array read: statistics answered"), "{out}");
+    // A second run reuses the store.
+    let again = stdout_of(atlas_sql().args(["demo", path.to_str().unwrap()]));
+    assert!(again.contains("Using the demo store"), "{again}");
+}

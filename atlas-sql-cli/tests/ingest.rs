@@ -1,0 +1,236 @@
+//! Ingest of the real NetCDF files in `../shared/data` (skipped with a message when absent),
+//! checked against values read straight from the files, and ingest failures.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use netcdf_reader::NcFile;
+use predicates::prelude::*;
+
+fn shared_data() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (the shared real-data folder)",
+            p.display()
+        );
+        None
+    }
+}
+
+fn atlas_sql() -> Command {
+    Command::cargo_bin("atlas-sql").unwrap()
+}
+
+/// Runs SQL on a store and returns the CSV lines after the header.
+fn csv(store: &Path, sql: &str) -> Vec<String> {
+    let out = atlas_sql()
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "--format",
+            "csv",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn argo_profiles_ingest_and_match_the_files() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("argo.atlas");
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for dac in std::fs::read_dir(data.join("argo/dac")).unwrap() {
+        for float in std::fs::read_dir(dac.unwrap().path()).unwrap() {
+            let p = float.unwrap().path().join("profiles");
+            if p.is_dir() {
+                folders.push(p);
+            }
+        }
+    }
+    folders.sort();
+    let files: usize = folders
+        .iter()
+        .map(|f| std::fs::read_dir(f).unwrap().count())
+        .sum();
+    let mut cmd = atlas_sql();
+    cmd.arg("ingest").arg(&store).args(&folders).arg("--create");
+    cmd.assert()
+        .success()
+        .stderr(predicate::str::contains(format!("ingested {files} files")));
+
+    let count = csv(&store, "SELECT count(*) FROM _datasets");
+    assert_eq!(count, vec![files.to_string()]);
+
+    // One profile, value by value against the file: fill 99999 is NULL, the rest equal.
+    let file = data.join("argo/dac/bodc/6901929/profiles/R6901929_149.nc");
+    let nc = NcFile::open(&file).unwrap();
+    let temp = nc.read_variable::<f32>("TEMP").unwrap();
+    let valid: Vec<f32> = temp.iter().copied().filter(|v| *v != 99999.0).collect();
+    let sum: f64 = valid.iter().map(|v| f64::from(*v)).sum();
+    let got = csv(
+        &store,
+        "SELECT count(*), count(\"TEMP\"), sum(CAST(\"TEMP\" AS DOUBLE)) FROM \"TEMP\" WHERE dataset = 'R6901929_149'",
+    );
+    let parts: Vec<&str> = got[0].split(',').collect();
+    assert_eq!(parts[0], temp.len().to_string());
+    assert_eq!(parts[1], valid.len().to_string());
+    let got_sum: f64 = parts[2].parse().unwrap();
+    assert!(
+        (got_sum - sum).abs() < 1e-6 * sum.abs().max(1.0),
+        "{got_sum} vs {sum}"
+    );
+
+    // JULD: days since 1950-01-01 decoded to timestamps; PLATFORM_NUMBER: chars folded to strings.
+    let juld = nc.read_variable::<f64>("JULD").unwrap();
+    let expected_s = (juld[[0]] - 7305.0) * 86400.0;
+    let got = csv(
+        &store,
+        "SELECT CAST(to_unixtime(\"JULD\") AS DOUBLE), trim(\"PLATFORM_NUMBER\") FROM \"JULD\" j \
+         JOIN \"PLATFORM_NUMBER\" p USING (dataset, \"N_PROF_index\") WHERE dataset = 'R6901929_149' ORDER BY \"N_PROF_index\" LIMIT 1",
+    );
+    let parts: Vec<&str> = got[0].split(',').collect();
+    let got_s: f64 = parts[0].parse().unwrap();
+    assert!((got_s - expected_s).abs() < 1.0, "{got_s} vs {expected_s}");
+    assert_eq!(parts[1], "6901929");
+
+    // Pressure levels differ per file: the table holds each file's own length.
+    let levels = nc.dimension("N_LEVELS").unwrap().size;
+    let got = csv(
+        &store,
+        "SELECT max(\"N_LEVELS_index\") + 1 FROM \"PRES\" WHERE dataset = 'R6901929_149'",
+    );
+    assert_eq!(got, vec![levels.to_string()]);
+}
+
+#[test]
+fn ersst_files_with_changing_time_units_compare_correctly() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ersst.atlas");
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(data.join("ersst"))
+        .args(["--create", "--chunk", "lat=45,lon=90"])
+        .assert()
+        .success();
+    let got = csv(&store, "SELECT count(DISTINCT dataset), count(*) FROM sst");
+    assert_eq!(got, vec![format!("192,{}", 192 * 89 * 180)]);
+    // Monthly times, in order, whatever units each file used.
+    let got = csv(
+        &store,
+        "SELECT min(time), max(time), count(DISTINCT date_trunc('month', time)) FROM time",
+    );
+    assert_eq!(got, vec!["2000-01-15T00:00:00,2015-12-15T00:00:00,192"]);
+    let got = csv(
+        &store,
+        "SELECT count(*) FROM (SELECT dataset, time FROM time ORDER BY dataset) t \
+         WHERE dataset <> concat('ersst.v5.', to_char(time, '%Y%m'))",
+    );
+    assert_eq!(got, vec!["0"]);
+    // A cell against the file; land (_FillValue -999) is NULL.
+    let file = data.join("ersst/ersst.v5.201201.nc");
+    let nc = NcFile::open(&file).unwrap();
+    let sst = nc.read_variable::<f32>("sst").unwrap();
+    let land = sst.iter().filter(|v| **v == -999.0).count();
+    let got = csv(
+        &store,
+        "SELECT count(*) - count(sst), max(sst) FROM sst WHERE dataset = 'ersst.v5.201201'",
+    );
+    let max = sst.iter().copied().fold(f32::MIN, f32::max);
+    assert_eq!(got, vec![format!("{land},{max}")]);
+    let cell = sst[[0, 0, 44, 100]];
+    let got = csv(
+        &store,
+        "SELECT sst, lat, lon FROM sst WHERE dataset = 'ersst.v5.201201' AND lat_index = 44 AND lon_index = 100",
+    );
+    assert!(got[0].starts_with(&format!("{cell},")), "{got:?} vs {cell}");
+}
+
+#[test]
+fn unreadable_files_are_reported_skipped_and_set_exit_code_3() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(data.join("xarray-data/tiny.nc"), input.join("tiny.nc")).unwrap();
+    std::fs::write(input.join("broken.nc"), b"CDF\x01 not really").unwrap();
+    let compounds = data.join("netcdf-c/nc_test4/ref_tst_compounds.nc");
+    if compounds.exists() {
+        std::fs::copy(&compounds, input.join("ref_tst_compounds.nc")).unwrap();
+    }
+    let store = dir.path().join("s.atlas");
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(&input)
+        .arg("--create")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("broken.nc"));
+    assert_eq!(csv(&store, "SELECT dataset FROM _datasets"), vec!["tiny"]);
+    // Again: the existing dataset is reported unless --skip-existing.
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(input.join("tiny.nc"))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("already exists"));
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(input.join("tiny.nc"))
+        .arg("--skip-existing")
+        .assert()
+        .success();
+}
+
+#[test]
+fn dataset_name_collisions_name_both_files() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::copy(
+            data.join("xarray-data/tiny.nc"),
+            dir.path().join(sub).join("tiny.nc"),
+        )
+        .unwrap();
+    }
+    let store = dir.path().join("s.atlas");
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .args([dir.path().join("a"), dir.path().join("b")])
+        .arg("--create")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("a/tiny.nc").and(predicate::str::contains("b/tiny.nc")));
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(dir.path())
+        .args(["--create", "--name-from", "relpath"])
+        .assert()
+        .success();
+    let mut names = csv(&store, "SELECT dataset FROM _datasets ORDER BY dataset");
+    names.sort();
+    assert_eq!(names, vec!["a.tiny", "b.tiny"]);
+}
