@@ -14,7 +14,7 @@ use ndarray::{ArrayD, IxDyn};
 use netcdf_reader::{NcAttrValue, NcFile, NcType, NcVariable};
 
 use crate::exec::CliError;
-use crate::time::{TimeUnits, standard_calendar};
+use crate::time::TimeUnits;
 
 /// Files between two flushes: what a crash or Ctrl-C can lose at most.
 const FLUSH_EVERY: usize = 200;
@@ -227,8 +227,7 @@ fn decode_variable(
     let scale = v.attribute("scale_factor").and_then(|a| a.value.as_f64());
     let offset = v.attribute("add_offset").and_then(|a| a.value.as_f64());
     let time = text_attr(v, "units")
-        .and_then(|u| TimeUnits::parse(&u))
-        .filter(|_| standard_calendar(text_attr(v, "calendar").as_deref()));
+        .and_then(|u| TimeUnits::parse(&u, text_attr(v, "calendar").as_deref()));
     let numeric = !matches!(
         v.dtype(),
         NcType::Char
@@ -263,6 +262,25 @@ fn decode_variable(
                 x * scale.unwrap_or(1.0) + offset.unwrap_or(0.0)
             }
         });
+        // As xarray chooses: float32 when the data is float32, or small integers packed with
+        // float32 factors; float64 otherwise.
+        let f32_factors = ["scale_factor", "add_offset"].iter().all(|k| {
+            v.attribute(k)
+                .is_none_or(|a| matches!(a.value, NcAttrValue::Floats(_)))
+        });
+        let single = matches!(v.dtype(), NcType::Float)
+            || (f32_factors
+                && matches!(
+                    v.dtype(),
+                    NcType::Byte | NcType::UByte | NcType::Short | NcType::UShort
+                ));
+        if single {
+            return Ok((
+                dims,
+                Data::F32(a.mapv(|x| x as f32)),
+                Some(FillValue::Float(f64::NAN)),
+            ));
+        }
         return Ok((dims, Data::F64(a), Some(FillValue::Float(f64::NAN))));
     }
     let (data, fill) = match v.dtype() {

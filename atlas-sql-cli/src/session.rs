@@ -42,7 +42,8 @@ pub async fn build(stores: &[String]) -> Result<SessionContext, CliError> {
     if let Some((first, _)) = specs.first() {
         config = config.with_default_catalog_and_schema("datafusion", first);
     }
-    let ctx = SessionContext::new_with_config(config);
+    // `SELECT * FROM 'file.parquet'` works, as in datafusion-cli.
+    let ctx = SessionContext::new_with_config(config).enable_url_table();
     register_atlas(&ctx);
     for (i, (name, location)) in specs.iter().enumerate() {
         if specs[..i].iter().any(|(n, _)| n == name) {

@@ -101,8 +101,9 @@ fn argo_profiles_ingest_and_match_the_files() {
     let expected_s = (juld[[0]] - 7305.0) * 86400.0;
     let got = csv(
         &store,
-        "SELECT CAST(to_unixtime(\"JULD\") AS DOUBLE), trim(\"PLATFORM_NUMBER\") FROM \"JULD\" j \
-         JOIN \"PLATFORM_NUMBER\" p USING (dataset, \"N_PROF_index\") WHERE dataset = 'R6901929_149' ORDER BY \"N_PROF_index\" LIMIT 1",
+        "SELECT CAST(to_unixtime(j.\"JULD\") AS DOUBLE), trim(p.\"PLATFORM_NUMBER\") FROM \"JULD\" j \
+         JOIN \"PLATFORM_NUMBER\" p ON j.dataset = p.dataset AND j.\"N_PROF_index\" = p.\"N_PROF_index\" \
+         WHERE j.dataset = 'R6901929_149' ORDER BY j.\"N_PROF_index\" LIMIT 1",
     );
     let parts: Vec<&str> = got[0].split(',').collect();
     let got_s: f64 = parts[0].parse().unwrap();
@@ -137,7 +138,7 @@ fn ersst_files_with_changing_time_units_compare_correctly() {
         &store,
         "SELECT min(time), max(time), count(DISTINCT date_trunc('month', time)) FROM time",
     );
-    assert_eq!(got, vec!["2000-01-15T00:00:00,2015-12-15T00:00:00,192"]);
+    assert_eq!(got, vec!["2000-01-01T00:00:00,2015-12-01T00:00:00,192"]);
     let got = csv(
         &store,
         "SELECT count(*) FROM (SELECT dataset, time FROM time ORDER BY dataset) t \
