@@ -112,7 +112,7 @@ impl TimeUnits {
     }
 
     /// `value` units after the epoch, in Unix nanoseconds; `None` if not finite or out of range.
-    pub fn to_ns(&self, value: f64) -> Option<i64> {
+    pub fn to_ns(self, value: f64) -> Option<i64> {
         if !value.is_finite() {
             return None;
         }
@@ -169,7 +169,7 @@ fn parse_date(s: &str) -> Option<(i64, i64, i64, i128)> {
     }
     let mut ns: i128 = 0;
     // Time of day, then an optional zone.
-    let (time, zone) = match rest.find(|c: char| c == ' ' || c == 'Z' || c == '+' || (c == '-')) {
+    let (time, zone) = match rest.find([' ', 'Z', '+', '-']) {
         Some(i) if rest[..i].contains(':') || i == 0 => (rest[..i].trim(), rest[i..].trim()),
         _ if rest.contains(':') => (rest, ""),
         _ => ("", rest),
