@@ -43,7 +43,7 @@ pub use provider::{
     AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory,
     register_atlas, register_opened, register_store, store_table,
 };
-pub use source::AtlasSource;
+pub use source::{AtlasSource, atlas_scans, scan_metrics};
 pub use store::AtlasStore;
 pub use table::AtlasTable;
 

@@ -678,3 +678,37 @@ fn dataset_column(layout: &Layout, store: &AtlasStore, entry: usize, n: usize) -
 pub(crate) fn project_schema(schema: &Schema, projection: &[usize]) -> Result<SchemaRef> {
     Ok(Arc::new(schema.project(projection)?))
 }
+
+/// Every ATLAS scan (`DataSourceExec` over an [`AtlasSource`]) in a physical plan.
+pub fn atlas_scans(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    let mut out = Vec::new();
+    let mut stack = vec![Arc::clone(plan)];
+    while let Some(p) = stack.pop() {
+        if let Some(exec) = p.downcast_ref::<datafusion::datasource::source::DataSourceExec>()
+            && exec.data_source().downcast_ref::<AtlasSource>().is_some()
+        {
+            out.push(Arc::clone(&p));
+        }
+        stack.extend(p.children().into_iter().cloned());
+    }
+    out
+}
+
+/// The metrics of every ATLAS scan in a plan that ran, summed by name (`bytes_read`,
+/// `chunks_read`, `datasets_pruned`, …); empty when no scan ran (statistics answered).
+pub fn scan_metrics(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for scan in atlas_scans(plan) {
+        if let Some(m) = scan.metrics() {
+            for metric in m.aggregate_by_name().iter() {
+                *out.entry(metric.value().name().to_string()).or_insert(0) +=
+                    metric.value().as_usize();
+            }
+        }
+    }
+    out
+}

@@ -142,35 +142,17 @@ async fn build(path: &std::path::Path) -> Result<(), CliError> {
 
 /// The ATLAS scan counters of a plan that ran, as `name=value` text.
 pub fn scan_metrics(plan: &Arc<dyn ExecutionPlan>) -> String {
-    fn walk(p: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
-        if p.name() == "DataSourceExec"
-            && let Some(m) = p.metrics()
-        {
-            let mut parts: Vec<String> = m
-                .aggregate_by_name()
-                .iter()
-                .filter(|m| {
-                    let n = m.value().name();
-                    (n.starts_with("datasets") || n.starts_with("chunks") || n == "bytes_read")
-                        && m.value().as_usize() > 0
-                })
-                .map(|m| format!("{}={}", m.value().name(), m.value().as_usize()))
-                .collect();
-            parts.sort();
-            if !parts.is_empty() {
-                out.push(parts.join(" "));
-            }
-        }
-        for c in p.children() {
-            walk(c, out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(plan, &mut out);
-    if out.is_empty() {
+    let parts: Vec<String> = atlas_datafusion::scan_metrics(plan)
+        .into_iter()
+        .filter(|(n, v)| {
+            (n.starts_with("datasets") || n.starts_with("chunks") || n == "bytes_read") && *v > 0
+        })
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    if atlas_datafusion::atlas_scans(plan).is_empty() {
         "no array read: statistics answered".to_string()
     } else {
-        out.join("; ")
+        parts.join(" ")
     }
 }
 

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::time::Instant;
 
+use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
@@ -105,49 +106,50 @@ impl Printer {
                 Ok(rows)
             }
             Format::Csv => {
-                let mut stream = df.execute_stream().await?;
-                let mut writer = arrow::csv::WriterBuilder::new()
+                let writer = arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .build(stdout.lock());
-                let mut rows = 0;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    rows += batch.num_rows();
-                    writer.write(&batch)?;
-                }
-                Ok(rows)
+                stream_into(df, writer, |w, b| w.write(b), |_| Ok(())).await
             }
             Format::Json => {
-                let mut stream = df.execute_stream().await?;
-                let mut writer = arrow::json::ArrayWriter::new(stdout.lock());
-                let mut rows = 0;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    rows += batch.num_rows();
-                    writer.write(&batch)?;
-                }
-                writer.finish()?;
-                let mut out = writer.into_inner();
-                if rows == 0 {
-                    write!(out, "[]")?;
-                }
-                writeln!(out)?;
-                Ok(rows)
+                let writer = arrow::json::ArrayWriter::new(stdout.lock());
+                stream_into(
+                    df,
+                    writer,
+                    |w, b| w.write(b),
+                    |mut w| {
+                        w.finish()?;
+                        let mut out = w.into_inner();
+                        writeln!(out)?;
+                        Ok(())
+                    },
+                )
+                .await
             }
             Format::Ndjson => {
-                let mut stream = df.execute_stream().await?;
-                let mut writer = arrow::json::LineDelimitedWriter::new(stdout.lock());
-                let mut rows = 0;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    rows += batch.num_rows();
-                    writer.write(&batch)?;
-                }
-                writer.finish()?;
-                Ok(rows)
+                let writer = arrow::json::LineDelimitedWriter::new(stdout.lock());
+                stream_into(df, writer, |w, b| w.write(b), |mut w| Ok(w.finish()?)).await
             }
         }
     }
+}
+
+/// Writes a query's batches to `writer` as they arrive; returns the row count.
+async fn stream_into<W>(
+    df: DataFrame,
+    mut writer: W,
+    write: impl Fn(&mut W, &RecordBatch) -> Result<(), arrow::error::ArrowError>,
+    finish: impl FnOnce(W) -> Result<(), CliError>,
+) -> Result<usize, CliError> {
+    let mut stream = df.execute_stream().await?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows();
+        write(&mut writer, &batch)?;
+    }
+    finish(writer)?;
+    Ok(rows)
 }
 
 /// Splits SQL text into statements (quotes and comments respected).

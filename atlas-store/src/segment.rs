@@ -46,11 +46,22 @@ pub(crate) fn is_segment(prefix: &Path, path: &Path) -> bool {
         if !var.as_ref().starts_with('_') && file.as_ref().ends_with(".af"))
 }
 
+/// Raw bytes packed into one compressed block. array-format's default (8 MiB) puts a whole
+/// small segment in one block, so reading one dataset's chunk would decompress every dataset's;
+/// 256 KiB keeps selective reads selective while blocks stay large enough to compress well.
+pub(crate) const BLOCK_TARGET_SIZE: usize = 256 * 1024;
+
 pub(crate) fn new_writer(codec: Codec) -> ArrayWriter {
+    fn config<C: array_format::CompressionCodec>(codec: C) -> WriterConfig<C> {
+        WriterConfig {
+            codec,
+            block_target_size: BLOCK_TARGET_SIZE,
+        }
+    }
     match codec {
-        Codec::Zstd => ArrayWriter::new(WriterConfig::new(ZstdCodec { level: 3 })),
-        Codec::Lz4 => ArrayWriter::new(WriterConfig::new(Lz4Codec)),
-        Codec::Uncompressed => ArrayWriter::new(WriterConfig::new(NoCompression)),
+        Codec::Zstd => ArrayWriter::new(config(ZstdCodec { level: 3 })),
+        Codec::Lz4 => ArrayWriter::new(config(Lz4Codec)),
+        Codec::Uncompressed => ArrayWriter::new(config(NoCompression)),
     }
 }
 

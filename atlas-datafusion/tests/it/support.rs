@@ -7,10 +7,9 @@ use atlas_datafusion::atlas_store::object_store::ObjectStore;
 use atlas_datafusion::atlas_store::object_store::memory::InMemory;
 use atlas_datafusion::atlas_store::object_store::path::Path;
 use atlas_datafusion::atlas_store::{Atlas, StoreConfig};
-use atlas_datafusion::{AtlasSource, AtlasStore, register_atlas, register_opened};
+use atlas_datafusion::{AtlasStore, atlas_scans, register_atlas, register_opened, scan_metrics};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ndarray::{Array, IxDyn};
@@ -117,17 +116,6 @@ impl Run {
     }
 }
 
-fn find_scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) {
-    if let Some(exec) = plan.downcast_ref::<DataSourceExec>()
-        && exec.data_source().downcast_ref::<AtlasSource>().is_some()
-    {
-        out.push(Arc::clone(plan));
-    }
-    for child in plan.children() {
-        find_scans(child, out);
-    }
-}
-
 /// Rows as text, one line each, cells joined by `|`.
 pub fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
     let opts = FormatOptions::default().with_null("NULL");
@@ -160,18 +148,8 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Run {
     let batches = collect(Arc::clone(&plan), ctx.task_ctx())
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut scans = Vec::new();
-    find_scans(&plan, &mut scans);
-    let mut metrics = BTreeMap::new();
-    for s in &scans {
-        if let Some(m) = s.metrics() {
-            for metric in m.aggregate_by_name().iter() {
-                *metrics
-                    .entry(metric.value().name().to_string())
-                    .or_insert(0) += metric.value().as_usize();
-            }
-        }
-    }
+    let scans = atlas_scans(&plan);
+    let metrics = scan_metrics(&plan);
     Run {
         rows: rows_text(&batches),
         metrics,

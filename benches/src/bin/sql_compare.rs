@@ -76,57 +76,59 @@ async fn build(path: &std::path::Path, datasets: usize) -> Result<(), Box<dyn st
     Ok(())
 }
 
+/// A fresh session per run, so neither engine reuses caches (ATLAS's decoded blocks,
+/// DataFusion's Parquet metadata) across runs; the OS page cache stays warm for both.
+async fn session(store: &str, parquet: &str) -> Result<SessionContext, Box<dyn std::error::Error>> {
+    let ctx = SessionContext::new();
+    atlas_datafusion::register_store(&ctx, "atlas", store).await?;
+    ctx.register_parquet("pq", parquet, ParquetReadOptions::default())
+        .await?;
+    Ok(ctx)
+}
+
+/// Median time over `runs` runs, the plan of the first run, and the row count. `warm`: one
+/// session for every run (caches kept, the first run not timed); else a fresh session per run,
+/// its set-up timed with the query.
 async fn time_query(
-    ctx: &SessionContext,
+    paths: (&str, &str),
     sql: &str,
     runs: usize,
+    warm: bool,
 ) -> Result<(Duration, Arc<dyn ExecutionPlan>, usize), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
-    let mut last = None;
+    let mut first = None;
     let mut rows = 0;
+    let shared = session(paths.0, paths.1).await?;
+    if warm {
+        shared.sql(sql).await?.collect().await?;
+    }
     for _ in 0..runs {
         let start = Instant::now();
+        let ctx = if warm {
+            shared.clone()
+        } else {
+            session(paths.0, paths.1).await?
+        };
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await?;
         times.push(start.elapsed());
         rows = batches.iter().map(|b| b.num_rows()).sum();
-        last = Some(plan);
+        first.get_or_insert(plan);
     }
     times.sort();
-    Ok((times[times.len() / 2], last.ok_or("no run")?, rows))
+    Ok((times[times.len() / 2], first.ok_or("no run")?, rows))
 }
 
 fn scan_metrics(plan: &Arc<dyn ExecutionPlan>) -> String {
-    let mut out = Vec::new();
-    fn walk(p: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
-        if p.name() == "DataSourceExec"
-            && let Some(m) = p.metrics()
-        {
-            let mut parts: Vec<String> = m
-                .aggregate_by_name()
-                .sorted_for_display()
-                .iter()
-                .filter(|m| {
-                    let n = m.value().name();
-                    n.starts_with("datasets") || n.starts_with("chunks") || n == "bytes_read"
-                })
-                .map(|m| format!("{}={}", m.value().name(), m.value().as_usize()))
-                .collect();
-            parts.sort();
-            if !parts.is_empty() {
-                out.push(parts.join(", "));
-            }
-        }
-        for c in p.children() {
-            walk(c, out);
-        }
+    if atlas_datafusion::atlas_scans(plan).is_empty() {
+        return "no scan ran (answered from statistics)".into();
     }
-    walk(plan, &mut out);
-    if out.is_empty() {
-        "no scan ran (answered from statistics)".into()
-    } else {
-        out.join("; ")
-    }
+    atlas_datafusion::scan_metrics(plan)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("datasets") || n.starts_with("chunks") || n == "bytes_read")
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[tokio::main]
@@ -201,20 +203,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "SELECT count(*), min(temperature), max(temperature) FROM {t}".to_string(),
         ),
     ];
-    println!("| query | ATLAS ms | DataFusion+Parquet ms | Parquet/ATLAS | ATLAS scan metrics |");
-    println!("|---|---:|---:|---:|---|");
-    for (name, q) in &queries {
-        let (ta, plan, rows_a) =
-            time_query(&ctx, &q.replace("{t}", "atlas.temperature"), runs).await?;
-        let (tp, _, rows_p) = time_query(&ctx, &q.replace("{t}", "pq"), runs).await?;
-        assert_eq!(rows_a, rows_p, "{name}");
+    let paths = (
+        store.to_str().ok_or("path")?,
+        parquet.to_str().ok_or("path")?,
+    );
+    for warm in [false, true] {
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {} |",
-            ta.as_secs_f64() * 1e3,
-            tp.as_secs_f64() * 1e3,
-            tp.as_secs_f64() / ta.as_secs_f64(),
-            scan_metrics(&plan)
+            "\n{}",
+            if warm {
+                "Warm: one session for all runs (decoded-block and metadata caches kept)"
+            } else {
+                "Cold: a fresh session per run, opening the store / Parquet file is timed"
+            }
         );
+        println!(
+            "| query | ATLAS ms | DataFusion+Parquet ms | Parquet/ATLAS | ATLAS scan metrics (first run) |"
+        );
+        println!("|---|---:|---:|---:|---|");
+        for (name, q) in &queries {
+            let (ta, plan, rows_a) =
+                time_query(paths, &q.replace("{t}", "atlas.temperature"), runs, warm).await?;
+            let (tp, _, rows_p) = time_query(paths, &q.replace("{t}", "pq"), runs, warm).await?;
+            assert_eq!(rows_a, rows_p, "{name}");
+            println!(
+                "| {name} | {:.2} | {:.2} | {:.2} | {} |",
+                ta.as_secs_f64() * 1e3,
+                tp.as_secs_f64() * 1e3,
+                tp.as_secs_f64() / ta.as_secs_f64(),
+                scan_metrics(&plan)
+            );
+        }
     }
     Ok(())
 }
