@@ -170,7 +170,9 @@ pub async fn run(ctx: &SessionContext, printer: &mut Printer) -> Result<(), CliE
             }
         };
         let trimmed = line.trim();
-        if buffer.is_empty() && trimmed.starts_with('\\') {
+        // A command line is a command even inside an unfinished statement (as in psql); the
+        // statement so far is kept.
+        if trimmed.starts_with('\\') {
             input.remember(trimmed);
             match command(ctx, trimmed, printer).await {
                 Ok(true) => {}
