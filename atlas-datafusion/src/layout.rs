@@ -92,11 +92,9 @@ pub fn widen(a: &DataType, b: &DataType) -> Option<DataType> {
 /// A coordinate of one dataset: a 1-D array named like the dimension.
 #[derive(Debug, Clone)]
 pub struct CoordSource {
-    /// Its dtype.
-    pub dtype: DType,
     /// Its statistics, if committed.
     pub stats: Option<ArrayStats>,
-    /// Its fill value (cells equal to it are NULL).
+    /// Its definition (dtype, fill value).
     pub schema: ArraySchema,
 }
 
@@ -319,7 +317,6 @@ impl Layout {
                                 && arrow_type(&a.schema.dtype).is_some()
                         })
                         .map(|a| CoordSource {
-                            dtype: a.schema.dtype.clone(),
                             stats: a.stats.clone(),
                             schema: a.schema.clone(),
                         })

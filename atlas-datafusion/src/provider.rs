@@ -109,12 +109,7 @@ impl SchemaProvider for AtlasSchemaProvider {
 
 impl AtlasSchemaProvider {
     fn store_has(&self, name: &str) -> bool {
-        METADATA_TABLES.contains(&name)
-            || self
-                .store
-                .datasets
-                .iter()
-                .any(|d| d.arrays.iter().any(|a| a.name == name))
+        METADATA_TABLES.contains(&name) || self.store.has_variable(name)
     }
 }
 

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, UInt32Array, UInt64Array, new_null_array,
 };
 use datafusion::arrow::compute::{and_kleene, cast, take};
-use datafusion::arrow::datatypes::{Schema, SchemaRef, UInt32Type};
+use datafusion::arrow::datatypes::{SchemaRef, UInt32Type};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, Statistics};
@@ -107,6 +107,8 @@ pub struct AtlasSource {
     /// Filters DataFusion pushed at run time (join dynamic filters) that read only `dataset`.
     pub(crate) runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
     pub(crate) metrics: ExecutionPlanMetricsSet,
+    /// The scan's counters, registered once in `metrics` and shared by every partition.
+    pub(crate) counters: ScanMetrics,
 }
 
 fn summary_counter(metrics: &ExecutionPlanMetricsSet, name: &'static str) -> Count {
@@ -177,10 +179,10 @@ impl DataSource for AtlasSource {
             remaining: self.fetch,
             pending: VecDeque::new(),
             counter: ReadCounter::new(),
-            metrics: ScanMetrics::new(&self.metrics),
+            metrics: self.counters.clone(),
             baseline: BaselineMetrics::new(&self.metrics, partition),
             reservation,
-            coord_cache: HashMap::new(),
+            coord_cache: (usize::MAX, HashMap::new()),
         };
         let stream = futures::stream::try_unfold(state, |mut st| async move {
             loop {
@@ -334,8 +336,8 @@ struct PartitionState {
     metrics: ScanMetrics,
     baseline: BaselineMetrics,
     reservation: MemoryReservation,
-    /// Coordinates of the dataset being read, by coordinate column (whole 1-D arrays).
-    coord_cache: HashMap<(usize, usize), ArrayRef>,
+    /// Coordinates (whole 1-D arrays) of the dataset being read: (entry, columns by index).
+    coord_cache: (usize, HashMap<usize, ArrayRef>),
 }
 
 fn read_error(spec: &ScanSpec, dataset: &str, array: &str, e: ReadError) -> DataFusionError {
@@ -394,7 +396,10 @@ impl PartitionState {
     /// The whole coordinate array `c` of dataset `entry`, cast to the column type (NULLs where
     /// the dataset has none).
     async fn coordinate(&mut self, entry: usize, c: usize, len: usize) -> Result<ArrayRef> {
-        if let Some(a) = self.coord_cache.get(&(entry, c)) {
+        if self.coord_cache.0 != entry {
+            self.coord_cache = (entry, HashMap::new());
+        }
+        if let Some(a) = self.coord_cache.1.get(&c) {
             return Ok(Arc::clone(a));
         }
         let layout = Arc::clone(&self.spec.layout);
@@ -408,7 +413,7 @@ impl PartitionState {
                 let fut = read_region(
                     &view,
                     dim,
-                    &src.dtype,
+                    &src.schema.dtype,
                     vec![0],
                     vec![len],
                     src.schema.fill_value.as_ref(),
@@ -422,8 +427,7 @@ impl PartitionState {
                 r.map_err(|err| read_error(&self.spec, &e.dataset, dim, err))?
             }
         };
-        self.coord_cache.clear();
-        self.coord_cache.insert((entry, c), Arc::clone(&array));
+        self.coord_cache.1.insert(c, Arc::clone(&array));
         Ok(array)
     }
 
@@ -672,11 +676,6 @@ fn dataset_column(layout: &Layout, store: &AtlasStore, entry: usize, n: usize) -
         keys,
         Arc::clone(&store.dictionary),
     )?))
-}
-
-/// Output schema of a projection.
-pub(crate) fn project_schema(schema: &Schema, projection: &[usize]) -> Result<SchemaRef> {
-    Ok(Arc::new(schema.project(projection)?))
 }
 
 /// Every ATLAS scan (`DataSourceExec` over an [`AtlasSource`]) in a physical plan.

@@ -1,5 +1,6 @@
 //! An opened store as the SQL layer sees it: a read handle plus a catalog snapshot.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use atlas_store::object_store::path::Path;
@@ -17,6 +18,8 @@ pub struct AtlasStore {
     pub(crate) atlas: Atlas,
     pub(crate) location: String,
     pub(crate) datasets: Vec<DatasetInfo>,
+    /// Distinct variable names, computed once: the schema looks tables up on every query.
+    variables: BTreeSet<String>,
     /// Every dataset name, the dictionary behind every `dataset` column.
     pub(crate) dictionary: ArrayRef,
 }
@@ -82,6 +85,10 @@ impl AtlasStore {
         Arc::new(AtlasStore {
             atlas,
             location: location.to_string(),
+            variables: datasets
+                .iter()
+                .flat_map(|d| d.arrays.iter().map(|a| a.name.clone()))
+                .collect(),
             datasets,
             dictionary,
         })
@@ -94,14 +101,12 @@ impl AtlasStore {
 
     /// Distinct variable names, sorted.
     pub fn variables(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .datasets
-            .iter()
-            .flat_map(|d| d.arrays.iter().map(|a| a.name.clone()))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        self.variables.iter().cloned().collect()
+    }
+
+    /// Whether some dataset has variable `name`.
+    pub fn has_variable(&self, name: &str) -> bool {
+        self.variables.contains(name)
     }
 
     /// The catalog snapshot.

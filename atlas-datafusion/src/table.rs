@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, UInt32Array, UInt64Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef, UInt32Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
@@ -27,9 +27,7 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 
 use crate::convert::stat_scalar;
 use crate::layout::{ColumnKind, Layout, dataset_type};
-use crate::source::{
-    AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, chunks_in, project_schema,
-};
+use crate::source::{AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, chunks_in};
 use crate::store::AtlasStore;
 
 /// Most elements one unit of work reads at once (a slab of whole chunks along the first axis;
@@ -355,7 +353,7 @@ impl EntryStats<'_> {
                         } else {
                             s.max.as_ref()
                         }?;
-                        stat_scalar(v, &src.dtype, field.data_type())
+                        stat_scalar(v, &src.schema.dtype, field.data_type())
                     }),
                     ColumnKind::Index(d) => e.axis_of_dim[d].and_then(|a| {
                         let r = &self.regions[i][a];
@@ -687,7 +685,7 @@ impl TableProvider for AtlasTable {
             Some(p) => p.clone(),
             None => (0..schema.fields().len()).collect(),
         };
-        let out_schema = project_schema(schema, &projection)?;
+        let out_schema = Arc::new(schema.project(&projection)?);
         let subset = constrained.iter().any(|c| *c);
         let stats = self
             .statistics_for(&keep, &regions, !runtime_narrowing, subset)
@@ -712,8 +710,8 @@ impl TableProvider for AtlasTable {
             fetch: if all_exact { limit } else { None },
             runtime_filters: Vec::new(),
             metrics,
+            counters,
         };
-        let _ = DataType::Null;
         Ok(DataSourceExec::from_data_source(source))
     }
 }
