@@ -208,9 +208,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), CliError> {
     let location = dir
         .to_str()
         .ok_or_else(|| CliError::Usage("the demo path is not UTF-8".into()))?;
-    let ctx = crate::session::build(&[format!("demo={location}")]).await?;
-    let store = atlas_datafusion::AtlasStore::open(location, &ctx.runtime_env()).await?;
-    print!("\n{}", crate::info::report(&store));
+    let (ctx, stores) = crate::session::build(&[format!("demo={location}")]).await?;
+    for store in &stores {
+        print!("\n{}", crate::info::report(store));
+    }
     for (title, sql) in QUERIES {
         println!("\n-- {title}\n{sql};");
         let start = Instant::now();

@@ -597,33 +597,34 @@ fn collect(args: &IngestArgs) -> Result<Vec<(String, PathBuf)>, CliError> {
 pub async fn run(args: IngestArgs) -> Result<ExitCode, CliError> {
     let chunks = parse_chunks(args.chunk.as_deref())?;
     let files = collect(&args)?;
-    let mut atlas = if args.store.join("atlas.json").exists()
-        || args.store.is_dir()
-            && std::fs::read_dir(&args.store)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false)
-    {
-        Atlas::open_path(&args.store).await?
-    } else if args.create {
-        let codec = match args.codec {
-            CodecArg::Zstd => Codec::Zstd,
-            CodecArg::Lz4 => Codec::Lz4,
-            CodecArg::None => Codec::Uncompressed,
-        };
-        // NetCDF files carry many attributes per variable: a compact, compressed catalog keeps
-        // every commit small (JSON of 2,080 Argo profiles is 96 MB, MessagePack + zstd a few).
-        let config = StoreConfig {
-            codec,
-            meta_format: MetaFormat::MsgPack,
-            meta_compression: Codec::Zstd,
-            ..StoreConfig::default()
-        };
-        Atlas::create_path(&args.store, config).await?
-    } else {
-        return Err(CliError::Usage(format!(
-            "no ATLAS store at {}; pass --create to make one",
-            args.store.display()
-        )));
+    // A missing or empty folder is where a store may be created; anything else must be one.
+    let vacant = std::fs::read_dir(&args.store).map_or(true, |mut d| d.next().is_none());
+    let mut atlas = match Atlas::open_path(&args.store).await {
+        Ok(atlas) => atlas,
+        Err(atlas_store::Error::StoreNotFound { .. }) if vacant && args.create => {
+            let codec = match args.codec {
+                CodecArg::Zstd => Codec::Zstd,
+                CodecArg::Lz4 => Codec::Lz4,
+                CodecArg::None => Codec::Uncompressed,
+            };
+            // NetCDF files carry many attributes per variable: a compact, compressed catalog
+            // keeps every commit small (JSON of 2,080 Argo profiles is 96 MB, MessagePack +
+            // zstd a few).
+            let config = StoreConfig {
+                codec,
+                meta_format: MetaFormat::MsgPack,
+                meta_compression: Codec::Zstd,
+                ..StoreConfig::default()
+            };
+            Atlas::create_path(&args.store, config).await?
+        }
+        Err(atlas_store::Error::StoreNotFound { .. }) if vacant => {
+            return Err(CliError::Usage(format!(
+                "no ATLAS store at {}; pass --create to make one",
+                args.store.display()
+            )));
+        }
+        Err(e) => return Err(e.into()),
     };
     let mut failures: Vec<FileError> = Vec::new();
     let mut todo = Vec::new();

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
 }
 
 async fn query(args: QueryArgs) -> Result<ExitCode, exec::CliError> {
-    let ctx = session::build(&args.stores).await?;
+    let (ctx, _) = session::build(&args.stores).await?;
     let mut printer = Printer::new(args.format, args.timing, args.quiet);
     if args.commands.is_empty() && args.files.is_empty() {
         repl::run(&ctx, &mut printer).await?;

@@ -35,8 +35,8 @@ pub fn schema_name(spec: &str) -> (String, String) {
     (name, spec.to_string())
 }
 
-/// A session with the ATLAS SQL surface and every store registered.
-pub async fn build(stores: &[String]) -> Result<SessionContext, CliError> {
+/// A session with the ATLAS SQL surface and every store registered, with the opened stores.
+pub async fn build(stores: &[String]) -> Result<(SessionContext, Vec<Arc<AtlasStore>>), CliError> {
     let specs: Vec<(String, String)> = stores.iter().map(|s| schema_name(s)).collect();
     let mut config = SessionConfig::new().with_information_schema(true);
     if let Some((first, _)) = specs.first() {
@@ -45,6 +45,7 @@ pub async fn build(stores: &[String]) -> Result<SessionContext, CliError> {
     // `SELECT * FROM 'file.parquet'` works, as in datafusion-cli.
     let ctx = SessionContext::new_with_config(config).enable_url_table();
     register_atlas(&ctx);
+    let mut opened = Vec::with_capacity(specs.len());
     for (i, (name, location)) in specs.iter().enumerate() {
         if specs[..i].iter().any(|(n, _)| n == name) {
             return Err(CliError::Usage(format!(
@@ -53,6 +54,7 @@ pub async fn build(stores: &[String]) -> Result<SessionContext, CliError> {
         }
         let store = AtlasStore::open(location, &ctx.runtime_env()).await?;
         register_opened(&ctx, name, Arc::clone(&store))?;
+        opened.push(store);
     }
-    Ok(ctx)
+    Ok((ctx, opened))
 }
