@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, path::Path,
+    GetOptions, GetResult, MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, path::Path,
 };
 
 /// Bytes and requests read from the object store, shared by clones.
@@ -51,6 +50,55 @@ impl ReadCounter {
     }
 }
 
+/// `impl ObjectStore` for a wrapper holding `inner: Arc<dyn ObjectStore>`: the methods given
+/// (how it reads or writes) plus listing, deleting and copying passed straight to `inner`.
+/// Shared by [`CountingStore`] and `HashingStore` (`segment.rs`). The impl is built here, not
+/// in the caller, so `async_trait` sees the forwarded async methods.
+macro_rules! object_store_wrapper {
+    ($ty:ty { $($methods:tt)* }) => {
+        #[async_trait::async_trait]
+        impl object_store::ObjectStore for $ty {
+            $($methods)*
+
+            fn delete_stream(
+                &self,
+                locations: futures::stream::BoxStream<
+                    'static,
+                    object_store::Result<object_store::path::Path>,
+                >,
+            ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+            {
+                self.inner.delete_stream(locations)
+            }
+
+            fn list(
+                &self,
+                prefix: Option<&object_store::path::Path>,
+            ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+            {
+                self.inner.list(prefix)
+            }
+
+            async fn list_with_delimiter(
+                &self,
+                prefix: Option<&object_store::path::Path>,
+            ) -> object_store::Result<object_store::ListResult> {
+                self.inner.list_with_delimiter(prefix).await
+            }
+
+            async fn copy_opts(
+                &self,
+                from: &object_store::path::Path,
+                to: &object_store::path::Path,
+                options: object_store::CopyOptions,
+            ) -> object_store::Result<()> {
+                self.inner.copy_opts(from, to, options).await
+            }
+        }
+    };
+}
+pub(crate) use object_store_wrapper;
+
 tokio::task_local! {
     static COUNTER: ReadCounter;
 }
@@ -82,8 +130,7 @@ impl std::fmt::Display for CountingStore {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for CountingStore {
+object_store_wrapper!(CountingStore {
     async fn put_opts(
         &self,
         location: &Path,
@@ -126,27 +173,4 @@ impl ObjectStore for CountingStore {
         Ok(out)
     }
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
+});

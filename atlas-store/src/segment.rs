@@ -9,10 +9,9 @@ use array_format::{
     ZstdCodec,
 };
 use futures::TryStreamExt;
-use futures::stream::BoxStream;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart, path::Path,
+    GetOptions, GetResult, MultipartUpload, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, UploadPart, path::Path,
 };
 
 use crate::catalog::SegmentEntry;
@@ -273,8 +272,7 @@ impl MultipartUpload for HashingUpload {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for HashingStore {
+crate::io::object_store_wrapper!(HashingStore {
     async fn put_opts(
         &self,
         location: &Path,
@@ -305,27 +303,4 @@ impl ObjectStore for HashingStore {
         self.inner.get_opts(location, options).await
     }
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
+});
