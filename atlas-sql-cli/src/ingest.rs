@@ -192,28 +192,70 @@ fn is_missing(x: f64, missing: &[f64]) -> bool {
         .any(|m| if m.is_nan() { x.is_nan() } else { x == *m })
 }
 
-macro_rules! native {
-    ($f:expr, $path:expr, $t:ty, $variant:ident, $fill:expr, $missing:expr, $raw:expr) => {{
-        let mut a: ArrayD<$t> = $f.read_variable::<$t>($path).map_err(|e| e.to_string())?;
-        let fill: Option<$t> = if $raw {
-            None
-        } else {
-            $missing.first().map(|m| *m as $t)
-        };
-        if let Some(f) = fill {
-            // Every listed missing value reads as the one fill value.
-            if $missing.len() > 1 {
-                a.mapv_inplace(|x| {
-                    if is_missing(x as f64, &$missing) {
-                        f
-                    } else {
-                        x
-                    }
-                });
+/// A numeric NetCDF type read natively: how it wraps into [`Data`] and becomes a fill value.
+trait Native: netcdf_reader::NcReadable + Copy {
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn fill(self) -> FillValue;
+    fn data(a: ArrayD<Self>) -> Data;
+}
+
+macro_rules! native_impl {
+    ($t:ty, $variant:ident, $fill:ident, $as:ty) => {
+        impl Native for $t {
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn fill(self) -> FillValue {
+                FillValue::$fill(self as $as)
+            }
+            fn data(a: ArrayD<Self>) -> Data {
+                Data::$variant(a)
             }
         }
-        (Data::$variant(a), fill.map($fill))
-    }};
+    };
+}
+
+native_impl!(i8, I8, Int, i64);
+native_impl!(u8, U8, UInt, u64);
+native_impl!(i16, I16, Int, i64);
+native_impl!(u16, U16, UInt, u64);
+native_impl!(i32, I32, Int, i64);
+native_impl!(u32, U32, UInt, u64);
+native_impl!(i64, I64, Int, i64);
+native_impl!(u64, U64, UInt, u64);
+native_impl!(f32, F32, Float, f64);
+native_impl!(f64, F64, Float, f64);
+
+/// Reads a numeric variable as stored; unless `raw`, the first missing value becomes the fill
+/// value and every other listed missing value is rewritten to it.
+fn native<T: Native>(
+    f: &NcFile,
+    path: &str,
+    missing: &[f64],
+    raw: bool,
+) -> Result<(Data, Option<FillValue>), String> {
+    let mut a: ArrayD<T> = f.read_variable::<T>(path).map_err(|e| e.to_string())?;
+    let fill = if raw {
+        None
+    } else {
+        missing.first().map(|m| T::from_f64(*m))
+    };
+    if let Some(fv) = fill
+        && missing.len() > 1
+    {
+        a.mapv_inplace(|x| {
+            if is_missing(x.to_f64(), missing) {
+                fv
+            } else {
+                x
+            }
+        });
+    }
+    Ok((T::data(a), fill.map(T::fill)))
 }
 
 fn decode_variable(
@@ -285,56 +327,16 @@ fn decode_variable(
         return Ok((dims, Data::F64(a), Some(FillValue::Float(f64::NAN))));
     }
     let (data, fill) = match v.dtype() {
-        NcType::Byte => native!(f, path, i8, I8, |x| FillValue::Int(x as i64), missing, raw),
-        NcType::UByte => native!(f, path, u8, U8, |x| FillValue::UInt(x as u64), missing, raw),
-        NcType::Short => native!(
-            f,
-            path,
-            i16,
-            I16,
-            |x| FillValue::Int(x as i64),
-            missing,
-            raw
-        ),
-        NcType::UShort => native!(
-            f,
-            path,
-            u16,
-            U16,
-            |x| FillValue::UInt(x as u64),
-            missing,
-            raw
-        ),
-        NcType::Int => native!(
-            f,
-            path,
-            i32,
-            I32,
-            |x| FillValue::Int(x as i64),
-            missing,
-            raw
-        ),
-        NcType::UInt => native!(
-            f,
-            path,
-            u32,
-            U32,
-            |x| FillValue::UInt(x as u64),
-            missing,
-            raw
-        ),
-        NcType::Int64 => native!(f, path, i64, I64, FillValue::Int, missing, raw),
-        NcType::UInt64 => native!(f, path, u64, U64, FillValue::UInt, missing, raw),
-        NcType::Float => native!(
-            f,
-            path,
-            f32,
-            F32,
-            |x| FillValue::Float(x as f64),
-            missing,
-            raw
-        ),
-        NcType::Double => native!(f, path, f64, F64, FillValue::Float, missing, raw),
+        NcType::Byte => native::<i8>(f, path, &missing, raw)?,
+        NcType::UByte => native::<u8>(f, path, &missing, raw)?,
+        NcType::Short => native::<i16>(f, path, &missing, raw)?,
+        NcType::UShort => native::<u16>(f, path, &missing, raw)?,
+        NcType::Int => native::<i32>(f, path, &missing, raw)?,
+        NcType::UInt => native::<u32>(f, path, &missing, raw)?,
+        NcType::Int64 => native::<i64>(f, path, &missing, raw)?,
+        NcType::UInt64 => native::<u64>(f, path, &missing, raw)?,
+        NcType::Float => native::<f32>(f, path, &missing, raw)?,
+        NcType::Double => native::<f64>(f, path, &missing, raw)?,
         NcType::Char => {
             // As xarray does: the last dimension holds the characters of each string.
             let strings = f
