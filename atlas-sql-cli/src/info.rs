@@ -63,13 +63,15 @@ pub fn report(store: &AtlasStore) -> String {
     }
     let total: u64 = segments.iter().map(|s| s.size).sum();
     let mut out = format!(
-        "store {}\n{} datasets, {} variables, {} segments, {} on disk, generation {}\n",
+        "store {}\n{} datasets, {} variables, {} segments, {} on disk, generation {}, format \
+         version {}\n",
         store.location(),
         datasets.len(),
         vars.len(),
         segments.len(),
         mib(total),
-        store.atlas().generation()
+        store.atlas().generation(),
+        store.atlas().format_version()
     );
     if !keys.is_empty() {
         out.push_str(&format!("dataset attributes: {}\n", keys.join(", ")));

@@ -75,6 +75,13 @@ enum Command {
         /// The store, a path or URL.
         store: String,
     },
+    /// Upgrade a store written by an earlier version to the current catalog format (a
+    /// checkpoint of its current state; nothing else is rewritten). Safe to run on a store
+    /// that is already current: it then only writes a fresh checkpoint.
+    Upgrade {
+        /// The store directory.
+        store: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
             Some(Command::Ingest(args)) => ingest::run(args).await,
             Some(Command::Demo { dir }) => demo::run(dir).await.map(|()| ExitCode::SUCCESS),
             Some(Command::Info { store }) => info::run(&store).await.map(|()| ExitCode::SUCCESS),
+            Some(Command::Upgrade { store }) => upgrade(&store).await,
             None => query(cli.query).await,
         }
     });
@@ -105,6 +113,26 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+async fn upgrade(path: &std::path::Path) -> Result<ExitCode, exec::CliError> {
+    let mut atlas = atlas_datafusion::atlas_store::Atlas::open_path(path).await?;
+    let before = atlas.format_version();
+    let generation = atlas.checkpoint().await?;
+    let after = atlas.format_version();
+    if before == after {
+        println!(
+            "{}: already at format version {after}; wrote a checkpoint of generation {generation}",
+            path.display()
+        );
+    } else {
+        println!(
+            "{}: upgraded from format version {before} to {after} (checkpoint of generation \
+             {generation})",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn query(args: QueryArgs) -> Result<ExitCode, exec::CliError> {

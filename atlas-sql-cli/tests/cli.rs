@@ -209,3 +209,52 @@ fn the_demo_builds_a_store_and_shows_pruning() {
     let again = stdout_of(atlas_sql().args(["demo", path.to_str().unwrap()]));
     assert!(again.contains("Using the demo store"), "{again}");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn upgrade_brings_a_version_1_store_to_the_current_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("old.atlas");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../atlas-store/tests/golden/v1");
+    copy_dir(&golden, &store);
+    let s = store.to_str().unwrap();
+    let info = stdout_of(atlas_sql().args(["info", s]));
+    assert!(info.contains("format version 1"), "{info}");
+    let out = stdout_of(atlas_sql().args(["upgrade", s]));
+    assert!(
+        out.contains("upgraded from format version 1 to 2 (checkpoint of generation 2)"),
+        "{out}"
+    );
+    assert!(store.join("_checkpoint/00000000000000000002.atl").is_file());
+    let out = stdout_of(atlas_sql().args(["upgrade", s]));
+    assert!(out.contains("already at format version 2"), "{out}");
+    let info = stdout_of(atlas_sql().args(["info", s]));
+    assert!(info.contains("format version 2"), "{info}");
+    let out = stdout_of(atlas_sql().args([
+        "--store",
+        s,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT dataset, count(\"TEMP\") AS n FROM \"TEMP\" GROUP BY dataset",
+    ]));
+    assert_eq!(out, "dataset,n\nprofile_a,5\n");
+    // A directory that is no store is refused by name, with exit code 1.
+    atlas_sql()
+        .args(["upgrade", dir.path().to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no ATLAS store at"));
+}

@@ -9,12 +9,20 @@ use array_format::{ArrayElement, ArrayStats};
 use ndarray::{ArcArray, Array, ArrayD, IxDyn};
 use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem, path::Path};
 
-use crate::catalog::{self, ArrayEntry, Catalog, SegmentEntry};
+use crate::catalog::{
+    self, ArrayEntry, Dataset, DatasetChange, Delta, Interner, Name, SegmentEntry, Snapshot,
+};
 use crate::config::StoreConfig;
 use crate::dataset::DatasetView;
 use crate::error::{Error, Result};
 use crate::pending::{self, Patch};
 use crate::schema::{ArraySchema, StatsRepr, stats_to_repr, validate_name};
+
+/// Commits after which a checkpoint is written even if the log is still small.
+const CHECKPOINT_COMMITS: u64 = 100;
+/// Log bytes after which a checkpoint is written when the store has none yet; with one, the
+/// log is checkpointed once it outweighs it, so replay never costs more than the checkpoint.
+const CHECKPOINT_MIN_LOG_BYTES: u64 = 1 << 20;
 use crate::segment::{self, SegmentCache};
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the state is only
@@ -39,6 +47,8 @@ pub struct WriteStats {
     pub pending_bytes: usize,
     /// Most pending array bytes held in memory at once.
     pub peak_pending_bytes: usize,
+    /// Checkpoints written.
+    pub checkpoints: u64,
 }
 
 /// What `compact` or `vacuum` did.
@@ -68,30 +78,38 @@ pub struct SegmentInfo {
 }
 
 pub(crate) struct State {
-    /// The last generation this handle committed or loaded.
-    pub committed: Arc<Catalog>,
-    /// The state a flush will commit: `committed` plus this handle's changes. Segment references
-    /// may point at uncommitted spill segments.
-    pub working: Catalog,
+    /// The last generation this handle committed or loaded: shared, never copied.
+    pub committed: Arc<Snapshot>,
+    /// The state a flush will commit: `committed` plus this handle's changes (a cheap clone of
+    /// it, sharing every dataset it did not change). Segment references may point at
+    /// uncommitted spill segments.
+    pub working: Snapshot,
+    /// Datasets this handle changed since its last commit, with the `changes` mark of the
+    /// latest change: a commit writes exactly these.
+    pub dirty: HashMap<Name, u64>,
+    /// Shared copies of names, definitions and attribute sets.
+    pub interner: Interner,
     /// Writes not yet in any segment, by (dataset, array).
     pub pending: HashMap<(String, String), Vec<Arc<dyn Patch>>>,
-    /// Bumped by every change, so a flush knows whether changes arrived while it ran.
+    /// Bumped by every change, so a flush knows which changes arrived while it ran.
     pub changes: u64,
-    /// `changes` as of the last commit.
-    pub committed_changes: u64,
-    /// Spill segments this handle wrote and has not committed.
-    pub own_spills: HashSet<String>,
+    /// Spill segments this handle wrote and has not committed, with their entries.
+    pub own_spills: HashMap<Name, SegmentEntry>,
     pub budget: usize,
     pub retention: Duration,
+    pub checkpoint_commits: u64,
     pub stats: WriteStats,
-    /// A commit whose outcome is unknown (its put failed, but may have landed), with the
-    /// `changes` mark it covered. The next flush checks it before committing anew.
-    pub in_doubt: Option<(Catalog, u64)>,
+    /// A commit whose outcome is unknown (its put failed, but may have landed): the state it
+    /// would make and the `changes` mark it covered. The next flush checks it first.
+    pub in_doubt: Option<(Arc<Snapshot>, u64)>,
 }
 
 impl State {
-    pub(crate) fn touch(&mut self) {
+    /// Records a change to `dataset`.
+    pub(crate) fn touch(&mut self, dataset: &str) {
         self.changes += 1;
+        let name = self.interner.name(dataset);
+        self.dirty.insert(name, self.changes);
     }
 
     pub(crate) fn drop_pending(&mut self, key: &(String, String)) {
@@ -99,6 +117,19 @@ impl State {
             let bytes: usize = patches.iter().map(|p| p.nbytes()).sum();
             self.stats.pending_bytes -= bytes;
         }
+    }
+
+    /// A dataset of the working state, copied on first write.
+    pub(crate) fn dataset_mut(&mut self, name: &str) -> Option<&mut Dataset> {
+        self.working.datasets.get_mut(name).map(Arc::make_mut)
+    }
+
+    /// The entry of a segment this handle can see: committed, or its own spill.
+    pub(crate) fn segment_entry(&self, key: &str) -> Option<SegmentEntry> {
+        self.committed
+            .segment(key)
+            .or_else(|| self.own_spills.get(key))
+            .cloned()
     }
 }
 
@@ -139,31 +170,42 @@ impl Atlas {
         prefix: Path,
         config: StoreConfig,
     ) -> Result<Atlas> {
-        if catalog::find_root(&*store, &prefix).await?.is_some() {
+        if !catalog::find_root(&*store, &prefix).await?.is_empty() {
             return Err(Error::StoreExists {
                 location: catalog::display_location(&prefix),
             });
         }
-        let cat = Catalog::empty(config.codec, config.meta_format, config.meta_compression);
-        match catalog::commit(&*store, &prefix, &cat).await {
+        let settings = catalog::Settings {
+            codec: config.codec,
+            meta_format: config.meta_format,
+            meta_compression: config.meta_compression,
+        };
+        let snap = match catalog::create(&*store, &prefix, settings).await {
             Err(Error::Conflict { .. }) => {
                 return Err(Error::StoreExists {
                     location: catalog::display_location(&prefix),
                 });
             }
             other => other?,
-        }
-        Ok(Self::from_catalog(store, prefix, cat, &config))
+        };
+        Ok(Self::from_snapshot(
+            store,
+            prefix,
+            snap,
+            Interner::default(),
+            &config,
+        ))
     }
 
     /// Opens the store at `prefix` of `store`. The codecs and catalog format are read from the
     /// store; budgets take their defaults (see [`Atlas::set_pending_budget`]).
     pub async fn open(store: Arc<dyn ObjectStore>, prefix: Path) -> Result<Atlas> {
-        let cat = catalog::load_latest(&*store, &prefix).await?;
-        Ok(Self::from_catalog(
+        let (snap, interner) = catalog::load_latest(&*store, &prefix).await?;
+        Ok(Self::from_snapshot(
             store,
             prefix,
-            cat,
+            snap,
+            interner,
             &StoreConfig::default(),
         ))
     }
@@ -201,21 +243,24 @@ impl Atlas {
             })
     }
 
-    fn from_catalog(
+    fn from_snapshot(
         store: Arc<dyn ObjectStore>,
         prefix: Path,
-        cat: Catalog,
+        snap: Snapshot,
+        interner: Interner,
         config: &StoreConfig,
     ) -> Atlas {
         let state = State {
-            committed: Arc::new(cat.clone()),
-            working: cat,
+            working: snap.clone(),
+            committed: Arc::new(snap),
+            dirty: HashMap::new(),
+            interner,
             pending: HashMap::new(),
             changes: 0,
-            committed_changes: 0,
-            own_spills: HashSet::new(),
+            own_spills: HashMap::new(),
             budget: config.pending_budget,
             retention: config.orphan_retention,
+            checkpoint_commits: CHECKPOINT_COMMITS,
             stats: WriteStats::default(),
             in_doubt: None,
         };
@@ -236,9 +281,23 @@ impl Atlas {
         lock(&self.inner.state).budget = bytes;
     }
 
-    /// Sets how old an unreferenced segment must be before `compact`/`vacuum` removes it.
+    /// Sets how old an unreferenced segment must be before `compact`/`vacuum` removes it, and
+    /// how old a log entry or checkpoint a newer checkpoint covers must be before it is removed.
     pub fn set_orphan_retention(&self, retention: Duration) {
         lock(&self.inner.state).retention = retention;
+    }
+
+    /// Sets after how many commits a checkpoint is written at the latest (default 100; a
+    /// checkpoint is also written once the log since the last one outweighs it).
+    pub fn set_checkpoint_interval(&self, commits: u64) {
+        lock(&self.inner.state).checkpoint_commits = commits.max(1);
+    }
+
+    /// The catalog format version of the state this handle sees: 1 for a store written by an
+    /// earlier build and not yet upgraded (its next commit or [`Atlas::checkpoint`] upgrades
+    /// it), else the version this build writes.
+    pub fn format_version(&self) -> u32 {
+        lock(&self.inner.state).committed.lineage.base_format
     }
 
     /// The generation of the catalog this handle last committed or loaded.
@@ -260,10 +319,14 @@ impl Atlas {
                 name: name.to_string(),
             });
         }
-        st.working
-            .datasets
-            .insert(name.to_string(), Default::default());
-        st.touch();
+        let ds = Dataset {
+            seq: st.working.next_seq,
+            attributes: st.interner.empty_attrs(),
+            arrays: Vec::new(),
+        };
+        let key = st.interner.name(name);
+        st.working.put_dataset(key, Arc::new(ds));
+        st.touch(name);
         Ok(DatasetView::new(Arc::clone(&self.inner), name.to_string()))
     }
 
@@ -280,15 +343,15 @@ impl Atlas {
     /// Deletes a dataset and all its arrays; the store drops them at the next flush.
     pub async fn delete_dataset(&mut self, name: &str) -> Result<()> {
         let mut st = lock(&self.inner.state);
-        let Some(ds) = st.working.datasets.shift_remove(name) else {
+        let Some(ds) = st.working.remove_dataset(name) else {
             return Err(Error::DatasetNotFound {
                 name: name.to_string(),
             });
         };
-        for array in ds.arrays.keys() {
-            st.drop_pending(&(name.to_string(), array.clone()));
+        for array in &ds.arrays {
+            st.drop_pending(&(name.to_string(), array.name.to_string()));
         }
-        st.touch();
+        st.touch(name);
         Ok(())
     }
 
@@ -296,9 +359,8 @@ impl Atlas {
     pub fn list_datasets(&self) -> Vec<String> {
         lock(&self.inner.state)
             .working
-            .datasets
-            .keys()
-            .cloned()
+            .iter()
+            .map(|(name, _)| name.to_string())
             .collect()
     }
 
@@ -310,13 +372,13 @@ impl Atlas {
     /// Distinct array (variable) names across all datasets, sorted.
     pub fn list_arrays(&self) -> Vec<String> {
         let st = lock(&self.inner.state);
-        let names: BTreeSet<&String> = st
+        let names: BTreeSet<&str> = st
             .working
             .datasets
             .values()
-            .flat_map(|d| d.arrays.keys())
+            .flat_map(|d| d.arrays.iter().map(|a| &*a.name))
             .collect();
-        names.into_iter().cloned().collect()
+        names.into_iter().map(str::to_string).collect()
     }
 
     /// Segments of the current catalog.
@@ -325,10 +387,10 @@ impl Atlas {
             .committed
             .segments
             .iter()
-            .map(|(key, e)| SegmentInfo {
-                key: key.clone(),
-                variable: e.variable.clone(),
-                size: e.size,
+            .map(|(key, s)| SegmentInfo {
+                key: key.to_string(),
+                variable: s.entry.variable.to_string(),
+                size: s.entry.size,
             })
             .collect()
     }
@@ -360,11 +422,21 @@ impl Atlas {
         self.inner.cleanup(false).await
     }
 
+    /// Flushes, then writes a checkpoint of the committed state now (upgrading a version-1
+    /// store to version 2) and removes the log entries and checkpoints it covers that are older
+    /// than the retention period. Returns the checkpoint's generation.
+    pub async fn checkpoint(&mut self) -> Result<u64> {
+        let _gate = self.inner.gate.lock().await;
+        self.inner.flush_locked().await?;
+        self.inner.checkpoint_now().await
+    }
+
     /// Reads every segment of the current catalog in full and checks its size and CRC-32.
     /// Returns the number of segments checked.
     pub async fn verify(&self) -> Result<usize> {
         let segments = lock(&self.inner.state).committed.segments.clone();
-        for (key, entry) in &segments {
+        for (key, live) in &segments {
+            let entry = &live.entry;
             let path = segment::object_path(&self.inner.prefix, key);
             let (size, crc) = segment::checksum(&*self.inner.store, &path).await?;
             if size != entry.size || crc != entry.crc32 {
@@ -480,8 +552,8 @@ fn local_store(path: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
 /// One (dataset, array) a flush or spill writes.
 struct Item {
     dataset: String,
-    schema: ArraySchema,
-    base: Option<String>,
+    schema: Arc<ArraySchema>,
+    base: Option<Name>,
     patches: Vec<Arc<dyn Patch>>,
 }
 
@@ -498,21 +570,17 @@ impl Inner {
             let st = lock(&self.state);
             let ds = st
                 .working
-                .datasets
-                .get(dataset)
+                .dataset(dataset)
                 .ok_or_else(|| Error::DatasetNotFound {
                     name: dataset.to_string(),
                 })?;
-            let Some(entry) = ds.arrays.get(array) else {
+            let Some(entry) = ds.array(array) else {
                 return Ok(None);
             };
             let key = (dataset.to_string(), array.to_string());
-            let base_entry = entry
-                .segment
-                .as_ref()
-                .and_then(|s| st.working.segments.get(s).cloned());
+            let base_entry = entry.segment.as_ref().and_then(|s| st.segment_entry(s));
             (
-                entry.schema.clone(),
+                Arc::clone(&entry.schema),
                 entry.segment.clone(),
                 base_entry,
                 st.pending.get(&key).cloned().unwrap_or_default(),
@@ -561,11 +629,11 @@ impl Inner {
     ) -> Result<()> {
         let over = {
             let mut st = lock(&self.state);
-            if !st
+            if st
                 .working
-                .datasets
-                .get(dataset)
-                .is_some_and(|d| d.arrays.contains_key(array))
+                .dataset(dataset)
+                .and_then(|d| d.array(array))
+                .is_none()
             {
                 return Err(Error::Internal(format!(
                     "write to {dataset}/{array}, which is not defined"
@@ -577,7 +645,7 @@ impl Inner {
                 .entry((dataset.to_string(), array.to_string()))
                 .or_default()
                 .push(patch);
-            st.touch();
+            st.touch(dataset);
             st.stats.pending_bytes > st.budget
         };
         if over {
@@ -590,17 +658,12 @@ impl Inner {
     fn pending_items(st: &State) -> BTreeMap<String, Vec<Item>> {
         let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
         for ((dataset, array), patches) in &st.pending {
-            let Some(entry) = st
-                .working
-                .datasets
-                .get(dataset)
-                .and_then(|d| d.arrays.get(array))
-            else {
+            let Some(entry) = st.working.dataset(dataset).and_then(|d| d.array(array)) else {
                 continue;
             };
             groups.entry(array.clone()).or_default().push(Item {
                 dataset: dataset.clone(),
-                schema: entry.schema.clone(),
+                schema: Arc::clone(&entry.schema),
                 base: entry.segment.clone(),
                 patches: patches.clone(),
             });
@@ -618,15 +681,15 @@ impl Inner {
         generation: u64,
         variable: &str,
         items: &[Item],
-    ) -> Result<(String, SegmentEntry, Vec<(String, StatsRepr)>)> {
-        let codec = lock(&self.state).working.codec;
+    ) -> Result<(Name, SegmentEntry, Vec<(String, StatsRepr)>)> {
+        let codec = lock(&self.state).committed.settings.codec;
         let mut writer = segment::new_writer(codec);
         for item in items {
             let ctx = || format!("writing {}/{variable}", item.dataset);
             let (patches, needs_base) = pending::live(&item.patches, &item.schema.shape);
             match item.base.as_ref().filter(|_| needs_base) {
                 Some(base) => {
-                    let entry = lock(&self.state).working.segments.get(base).cloned();
+                    let entry = lock(&self.state).segment_entry(base);
                     let file = self.segments.open(base, entry.as_ref()).await?;
                     if let Err(e) = writer.copy_array(&file, &item.dataset).await {
                         return Err(self.segments.read_error(base, ctx(), e).await);
@@ -665,10 +728,11 @@ impl Inner {
         st.stats.segments_written += 1;
         st.stats.segment_bytes_written += size;
         let entry = SegmentEntry {
-            variable: variable.to_string(),
+            variable: st.interner.name(variable),
             size,
             crc32,
         };
+        let key = st.interner.name(&key);
         Ok((key, entry, stats))
     }
 
@@ -685,8 +749,7 @@ impl Inner {
         }
         let mut st = lock(&self.state);
         for (variable, items, (key, entry, stats)) in written {
-            st.working.segments.insert(key.clone(), entry);
-            st.own_spills.insert(key.clone());
+            st.own_spills.insert(Name::clone(&key), entry);
             let stats: HashMap<String, StatsRepr> = stats.into_iter().collect();
             for item in items {
                 let k = (item.dataset.clone(), variable.clone());
@@ -703,12 +766,10 @@ impl Inner {
                     continue;
                 }
                 if let Some(a) = st
-                    .working
-                    .datasets
-                    .get_mut(&item.dataset)
-                    .and_then(|d| d.arrays.get_mut(variable))
+                    .dataset_mut(&item.dataset)
+                    .and_then(|d| d.array_mut(variable))
                 {
-                    a.segment = Some(key.clone());
+                    a.segment = Some(Name::clone(&key));
                     a.stats = stats.get(&item.dataset).cloned();
                 }
                 st.drop_pending(&k);
@@ -730,64 +791,209 @@ impl Inner {
         self.resolve_in_doubt().await?;
         {
             let st = lock(&self.state);
-            if st.pending.is_empty() && st.changes == st.committed_changes {
+            if st.pending.is_empty() && st.dirty.is_empty() {
                 return Ok(());
             }
         }
         let generation = lock(&self.state).committed.generation + 1;
         self.write_pending(generation).await?;
-        let (cat, mark) = {
-            let st = lock(&self.state);
-            (next_catalog(&st.committed, &st.working), st.changes)
-        };
-        match catalog::commit(&*self.store, &self.prefix, &cat).await {
-            Ok(()) => {}
-            Err(e @ Error::Conflict { .. }) => return Err(e),
-            Err(e) => {
-                lock(&self.state).in_doubt = Some((cat, mark));
-                return Err(e);
+        loop {
+            let (base, delta, next, mark) = self.build_commit()?;
+            match catalog::commit(&*self.store, &self.prefix, &base, &delta).await {
+                Ok(outcome) => {
+                    let mut next = next;
+                    next.lineage.log_bytes_since += outcome.bytes;
+                    self.committed(Arc::new(next), mark).await;
+                    self.maybe_checkpoint().await;
+                    return Ok(());
+                }
+                Err(Error::Conflict { base: b, found, .. }) => {
+                    // Another writer took the generation: if what it (and any after it)
+                    // changed is disjoint from ours, commit on top of it.
+                    self.rebase(b, found).await?;
+                }
+                Err(e) => {
+                    lock(&self.state).in_doubt = Some((Arc::new(next), mark));
+                    return Err(e);
+                }
             }
         }
-        self.committed(cat, mark).await;
+    }
+
+    /// The next commit of this handle: its base, the delta (every dirty dataset as the working
+    /// state has it, and the segments first referenced), the state it makes, and the change
+    /// mark it covers.
+    fn build_commit(&self) -> Result<(Arc<Snapshot>, Delta, Snapshot, u64)> {
+        let mut st = lock(&self.state);
+        let base = Arc::clone(&st.committed);
+        let mark = st.changes;
+        let mut names: Vec<Name> = st.dirty.keys().cloned().collect();
+        names.sort();
+        let mut changes = catalog::changes_for(&st.working, &names);
+        let mut added: Vec<(Name, SegmentEntry)> = Vec::new();
+        for change in &mut changes {
+            let DatasetChange::Put(_, ds) = change else {
+                continue;
+            };
+            // Share the attribute sets other datasets already hold.
+            let mut shared = (**ds).clone();
+            shared.attributes = st.interner.share_attrs(&shared.attributes);
+            for a in &mut shared.arrays {
+                a.attributes = st.interner.share_attrs(&a.attributes);
+                if let Some(seg) = &a.segment
+                    && !base.segments.contains_key(seg)
+                    && !added.iter().any(|(k, _)| k == seg)
+                {
+                    let entry = st.segment_entry(seg).ok_or_else(|| {
+                        Error::Internal(format!("segment {seg} of a commit has no entry"))
+                    })?;
+                    added.push((Name::clone(seg), entry));
+                }
+            }
+            *ds = Arc::new(shared);
+        }
+        let delta = Delta {
+            generation: base.generation + 1,
+            commit_id: catalog::new_id().into(),
+            added_segments: added,
+            datasets: changes,
+            dropped_segments: Vec::new(),
+        };
+        let next = base
+            .apply(&delta, "this handle's commit")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((base, delta, next, mark))
+    }
+
+    /// Brings this handle up to the newest commit when the commits it missed touched none of
+    /// its dirty datasets; otherwise [`Error::Conflict`] naming the first that did. Either way
+    /// the pending changes stay.
+    async fn rebase(&self, base: u64, found: u64) -> Result<()> {
+        let conflict = Error::Conflict {
+            base,
+            found,
+            detail: String::new(),
+        };
+        let mut interner = std::mem::take(&mut lock(&self.state).interner);
+        let mut missed = Vec::new();
+        let mut generation = base + 1;
+        let read = loop {
+            match catalog::read_delta(&*self.store, &self.prefix, generation, &mut interner).await {
+                Ok(Some(d)) => missed.push(d),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+            generation += 1;
+        };
+        let mut st = lock(&self.state);
+        st.interner = interner;
+        read?;
+        // The generation was taken, but its entry is not a version-2 delta this handle can
+        // check (cleaned up behind a checkpoint, or written by another format version).
+        if missed.is_empty() {
+            return Err(conflict);
+        }
+        for (delta, _) in &missed {
+            if let Some(c) = delta
+                .datasets
+                .iter()
+                .find(|c| st.dirty.contains_key(c.name()))
+            {
+                return Err(Error::Conflict {
+                    base,
+                    found: delta.generation,
+                    detail: format!(" and changed dataset {:?} too", &**c.name()),
+                });
+            }
+        }
+        let mut committed = (*st.committed).clone();
+        for (delta, bytes) in &missed {
+            let origin = format!("log entry of generation {}", delta.generation);
+            committed = committed.apply(delta, &origin)?;
+            committed.lineage.log_bytes_since += bytes;
+        }
+        // The working state: the new committed state with this handle's changes on top.
+        let mut working = committed.clone();
+        let dirty: Vec<Name> = st.dirty.keys().cloned().collect();
+        for name in dirty {
+            match st.working.dataset(&name) {
+                Some(ds) => working.put_dataset(name, Arc::clone(ds)),
+                None => {
+                    working.remove_dataset(&name);
+                }
+            }
+        }
+        st.working = working;
+        st.committed = Arc::new(committed);
         Ok(())
     }
 
     /// Settles a commit whose put failed: if it landed after all, it becomes this handle's
     /// committed state; if not, the next commit supersedes it.
     async fn resolve_in_doubt(&self) -> Result<()> {
-        let Some((cat, mark)) = lock(&self.state).in_doubt.take() else {
+        let Some((next, mark)) = lock(&self.state).in_doubt.take() else {
             return Ok(());
         };
-        match catalog::read_log(&*self.store, &self.prefix, cat.generation, cat.extension()).await {
-            Ok(Some(found)) if found.commit_id == cat.commit_id => {
-                self.committed(cat, mark).await;
+        let mut interner = Interner::default();
+        match catalog::read_delta(&*self.store, &self.prefix, next.generation, &mut interner).await
+        {
+            Ok(Some((found, _))) if found.commit_id == next.commit_id => {
+                self.committed(next, mark).await;
                 Ok(())
             }
             Ok(_) => Ok(()),
             Err(e) => {
-                lock(&self.state).in_doubt = Some((cat, mark));
+                lock(&self.state).in_doubt = Some((next, mark));
                 Err(e)
             }
         }
     }
 
     /// Records a landed commit and removes this handle's superseded spills.
-    async fn committed(&self, cat: Catalog, mark: u64) {
-        let garbage: Vec<String> = {
+    async fn committed(&self, next: Arc<Snapshot>, mark: u64) {
+        let garbage: Vec<Name> = {
             let mut st = lock(&self.state);
-            adopt(&mut st.working, &cat);
-            st.committed = Arc::new(cat);
-            st.committed_changes = mark;
+            st.working.generation = next.generation;
+            st.working.commit_id = Name::clone(&next.commit_id);
+            st.working.segments = next.segments.clone();
+            st.working.retired = next.retired.clone();
+            st.working.lineage = next.lineage;
+            st.committed = next;
+            // Datasets unchanged since the commit was built take the committed copies, whose
+            // attribute sets are shared with every other dataset's.
+            let settled: Vec<Name> = st
+                .dirty
+                .iter()
+                .filter(|(_, m)| **m <= mark)
+                .map(|(n, _)| Name::clone(n))
+                .collect();
+            let committed = Arc::clone(&st.committed);
+            for name in settled {
+                if let Some(ds) = committed.dataset(&name) {
+                    st.working.put_dataset(name, Arc::clone(ds));
+                }
+            }
+            st.dirty.retain(|_, m| *m > mark);
             st.stats.commits += 1;
-            let referenced = &st.committed.segments;
             let garbage = st
                 .own_spills
-                .iter()
-                .filter(|k| !referenced.contains_key(*k))
+                .keys()
+                .filter(|k| !committed.segments.contains_key(*k))
                 .cloned()
+                .collect::<Vec<_>>();
+            // Spills still referenced only by changes made after the commit stay ours.
+            let still_needed: HashSet<Name> = st
+                .dirty
+                .keys()
+                .filter_map(|n| st.working.dataset(n))
+                .flat_map(|d| d.arrays.iter().filter_map(|a| a.segment.clone()))
                 .collect();
-            st.own_spills.clear();
+            st.own_spills
+                .retain(|k, _| !committed.segments.contains_key(k) && still_needed.contains(k));
             garbage
+                .into_iter()
+                .filter(|k| !still_needed.contains(k))
+                .collect()
         };
         // Spills superseded before they were ever committed are this handle's alone.
         for key in garbage {
@@ -798,8 +1004,49 @@ impl Inner {
         }
     }
 
+    /// Writes a checkpoint when the log since the last one is long enough (or the store is
+    /// still version 1). A failure here loses nothing: the commit has landed, and the next
+    /// commit tries again.
+    async fn maybe_checkpoint(&self) {
+        let (l, every) = {
+            let st = lock(&self.state);
+            (st.committed.lineage, st.checkpoint_commits)
+        };
+        let due = l.base_format < catalog::FORMAT_VERSION
+            || l.commits_since >= every
+            || l.log_bytes_since >= l.checkpoint_bytes.max(CHECKPOINT_MIN_LOG_BYTES);
+        if due {
+            let _ = self.checkpoint_now().await;
+        }
+    }
+
+    /// Writes a checkpoint of the committed state and cleans up what it covers.
+    pub(crate) async fn checkpoint_now(&self) -> Result<u64> {
+        let (snap, retention) = {
+            let st = lock(&self.state);
+            (Arc::clone(&st.committed), st.retention)
+        };
+        let size = catalog::write_checkpoint(&*self.store, &self.prefix, &snap).await?;
+        {
+            let mut st = lock(&self.state);
+            if st.committed.generation == snap.generation {
+                let mut next = (*st.committed).clone();
+                next.lineage.base_format = catalog::FORMAT_VERSION;
+                next.lineage.checkpoint = Some(snap.generation);
+                next.lineage.checkpoint_bytes = size;
+                next.lineage.commits_since = 0;
+                next.lineage.log_bytes_since = 0;
+                st.working.lineage = next.lineage;
+                st.committed = Arc::new(next);
+            }
+            st.stats.checkpoints += 1;
+        }
+        catalog::cleanup_log(&*self.store, &self.prefix, snap.generation, retention).await?;
+        Ok(snap.generation)
+    }
+
     /// Compaction (when `rewrite`) and removal of unneeded segments. Caller holds the gate and
-    /// has just flushed, so `working` equals `committed` apart from segment placement.
+    /// has just flushed, so `working` equals `committed` apart from changes made since.
     async fn cleanup(&self, rewrite: bool) -> Result<CompactReport> {
         let mut report = CompactReport::default();
         let (committed, retention) = {
@@ -807,34 +1054,38 @@ impl Inner {
             (Arc::clone(&st.committed), st.retention)
         };
         // A handle that missed other writers' commits would take their segments for orphans.
-        let latest = catalog::load_latest(&*self.store, &self.prefix).await?;
+        let (latest, _) = catalog::load_latest(&*self.store, &self.prefix).await?;
         if latest.generation != committed.generation {
             return Err(Error::Conflict {
                 base: committed.generation,
                 found: latest.generation,
+                detail: String::new(),
             });
         }
         let generation = committed.generation + 1;
-        let mut next = (*committed).clone();
+        // Datasets whose arrays moved, as they will be, and the segments written.
+        let mut moved: BTreeMap<Name, Dataset> = BTreeMap::new();
+        let mut added: Vec<(Name, SegmentEntry)> = Vec::new();
         if rewrite {
             // Live arrays of each variable, and the segments they sit in.
-            let mut by_var: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-            for (ds, d) in &committed.datasets {
-                for (name, a) in &d.arrays {
+            let mut by_var: BTreeMap<Name, Vec<(Name, Name, Arc<ArraySchema>)>> = BTreeMap::new();
+            for (ds, d) in committed.iter() {
+                for a in &d.arrays {
                     if let Some(seg) = &a.segment {
-                        by_var
-                            .entry(name.clone())
-                            .or_default()
-                            .push((ds.clone(), seg.clone()));
+                        by_var.entry(Name::clone(&a.name)).or_default().push((
+                            Name::clone(ds),
+                            Name::clone(seg),
+                            Arc::clone(&a.schema),
+                        ));
                     }
                 }
             }
             for (variable, live) in by_var {
-                let segs: BTreeSet<&String> = live.iter().map(|(_, s)| s).collect();
+                let segs: BTreeSet<&Name> = live.iter().map(|(_, s, _)| s).collect();
                 let mut needs = segs.len() > 1;
                 if !needs {
                     for s in &segs {
-                        let file = self.segments.open(s, committed.segments.get(*s)).await?;
+                        let file = self.segments.open(s, committed.segment(s)).await?;
                         needs |= file.arrays().len() != live.len();
                     }
                 }
@@ -843,42 +1094,94 @@ impl Inner {
                 }
                 let items: Vec<Item> = live
                     .iter()
-                    .map(|(ds, seg)| Item {
-                        dataset: ds.clone(),
-                        schema: committed.datasets[ds].arrays[&variable].schema.clone(),
-                        base: Some(seg.clone()),
+                    .map(|(ds, seg, schema)| Item {
+                        dataset: ds.to_string(),
+                        schema: Arc::clone(schema),
+                        base: Some(Name::clone(seg)),
                         patches: Vec::new(),
                     })
                     .collect();
                 let (key, entry, stats) = self.write_segment(generation, &variable, &items).await?;
-                next.segments.insert(key.clone(), entry);
+                added.push((Name::clone(&key), entry));
                 for (ds, s) in stats {
-                    if let Some(a) = next
-                        .datasets
-                        .get_mut(&ds)
-                        .and_then(|d| d.arrays.get_mut(&variable))
-                    {
-                        a.segment = Some(key.clone());
+                    let name: Name = ds.as_str().into();
+                    let Some(d) = moved
+                        .get(&name)
+                        .cloned()
+                        .or_else(|| committed.dataset(&ds).map(|d| (**d).clone()))
+                    else {
+                        continue;
+                    };
+                    let mut d = d;
+                    if let Some(a) = d.array_mut(&variable) {
+                        a.segment = Some(Name::clone(&key));
                         a.stats = Some(s);
                     }
+                    moved.insert(name, d);
                 }
-                report.variables_rewritten.push(variable);
+                report.variables_rewritten.push(variable.to_string());
             }
         }
-        let mut cat = next_catalog(&committed, &next);
-        // Everything retired so far is about to be removed.
-        let mut doomed: BTreeSet<Path> = cat
-            .retired
-            .keys()
-            .map(|k| segment::object_path(&self.prefix, k))
-            .collect();
-        cat.retired.clear();
-        if !report.variables_rewritten.is_empty() || !doomed.is_empty() {
-            catalog::commit(&*self.store, &self.prefix, &cat).await?;
-            let mut st = lock(&self.state);
-            adopt(&mut st.working, &cat);
-            st.committed = Arc::new(cat.clone());
-            st.stats.commits += 1;
+        let mut cat = committed;
+        let mut doomed: BTreeSet<Path> = BTreeSet::new();
+        if !moved.is_empty() || !cat.retired.is_empty() {
+            let mut datasets = Vec::with_capacity(moved.len());
+            for (name, d) in moved {
+                let key = lock(&self.state).interner.name(&name);
+                datasets.push(DatasetChange::Put(key, Arc::new(d)));
+            }
+            let mut delta = Delta {
+                generation,
+                commit_id: catalog::new_id().into(),
+                added_segments: added,
+                datasets,
+                dropped_segments: Vec::new(),
+            };
+            // Everything retired so far, and what this rewrite retires, is about to be removed.
+            let retiring = cat
+                .apply(&delta, "this handle's compaction")
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            delta.dropped_segments = retiring.retired.keys().cloned().collect();
+            doomed = delta
+                .dropped_segments
+                .iter()
+                .map(|k| segment::object_path(&self.prefix, k))
+                .collect();
+            let mut next = cat
+                .apply(&delta, "this handle's compaction")
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let outcome = catalog::commit(&*self.store, &self.prefix, &cat, &delta).await?;
+            next.lineage.log_bytes_since += outcome.bytes;
+            let next = Arc::new(next);
+            {
+                let mut st = lock(&self.state);
+                // Point the working state's arrays at their new segments, keeping any change
+                // made since the flush.
+                for change in &delta.datasets {
+                    let DatasetChange::Put(name, d) = change else {
+                        continue;
+                    };
+                    let Some(w) = st.dataset_mut(name) else {
+                        continue;
+                    };
+                    for a in &d.arrays {
+                        if let Some(wa) = w.array_mut(&a.name)
+                            && wa.schema == a.schema
+                        {
+                            wa.segment = a.segment.clone();
+                            wa.stats = a.stats.clone();
+                        }
+                    }
+                }
+                st.working.generation = next.generation;
+                st.working.commit_id = Name::clone(&next.commit_id);
+                st.working.segments = next.segments.clone();
+                st.working.retired = next.retired.clone();
+                st.committed = Arc::clone(&next);
+                st.stats.commits += 1;
+            }
+            cat = next;
+            self.maybe_checkpoint().await;
         }
         // Unreferenced segments nobody retired: crashed writers' leftovers, or live spills.
         // Compared as object paths, since paths percent-encode some characters of names.
@@ -919,55 +1222,6 @@ impl Inner {
         self.segments.clear();
         Ok(report)
     }
-}
-
-/// Brings a just-committed catalog's bookkeeping and segment placement into the working state,
-/// keeping changes made since the commit was built.
-fn adopt(working: &mut Catalog, cat: &Catalog) {
-    working.generation = cat.generation;
-    working.commit_id = cat.commit_id.clone();
-    working.retired = cat.retired.clone();
-    for (name, d) in &cat.datasets {
-        let Some(w) = working.datasets.get_mut(name) else {
-            continue;
-        };
-        for (array, a) in &d.arrays {
-            if let Some(wa) = w.arrays.get_mut(array)
-                && wa.schema == a.schema
-                && a.segment.is_some()
-            {
-                wa.segment = a.segment.clone();
-                wa.stats = a.stats.clone();
-            }
-        }
-    }
-    let referenced = working.referenced_segments();
-    let mut segments = cat.segments.clone();
-    for (k, e) in &working.segments {
-        if referenced.contains(k) {
-            segments.entry(k.clone()).or_insert_with(|| e.clone());
-        }
-    }
-    segments.retain(|k, _| referenced.contains(k));
-    working.segments = segments;
-}
-
-/// The catalog that commits `working` on top of `committed`: next generation, only referenced
-/// segments listed, the rest retired.
-fn next_catalog(committed: &Catalog, working: &Catalog) -> Catalog {
-    let mut cat = working.clone();
-    cat.format_version = catalog::FORMAT_VERSION;
-    cat.generation = committed.generation + 1;
-    cat.commit_id = catalog::new_id();
-    let referenced = cat.referenced_segments();
-    cat.segments.retain(|k, _| referenced.contains(k));
-    cat.retired = committed.retired.clone();
-    for key in committed.segments.keys() {
-        if !referenced.contains(key) {
-            cat.retired.insert(key.clone(), cat.generation);
-        }
-    }
-    cat
 }
 
 pub(crate) fn check_dtype<T: ArrayElement>(
@@ -1043,25 +1297,27 @@ pub(crate) fn check_bounds(
 pub(crate) fn array_entry<'a>(st: &'a State, dataset: &str, array: &str) -> Result<&'a ArrayEntry> {
     let ds = st
         .working
-        .datasets
-        .get(dataset)
+        .dataset(dataset)
         .ok_or_else(|| Error::DatasetNotFound {
             name: dataset.to_string(),
         })?;
-    ds.arrays.get(array).ok_or_else(|| Error::ArrayNotFound {
+    ds.array(array).ok_or_else(|| Error::ArrayNotFound {
         dataset: dataset.to_string(),
         array: array.to_string(),
-        known: ds.arrays.keys().cloned().collect::<Vec<_>>().join(", "),
+        known: ds
+            .arrays
+            .iter()
+            .map(|a| &*a.name)
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
 /// Statistics of an array as of the last commit, from the catalog.
 pub(crate) fn committed_stats(st: &State, dataset: &str, array: &str) -> Option<ArrayStats> {
     st.committed
-        .datasets
-        .get(dataset)?
-        .arrays
-        .get(array)?
+        .dataset(dataset)?
+        .array(array)?
         .stats
         .as_ref()
         .map(|s| s.to_stats(array))

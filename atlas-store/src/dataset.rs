@@ -41,9 +41,8 @@ impl DatasetView {
     pub fn list_arrays(&self) -> Vec<String> {
         let st = lock(&self.inner.state);
         st.working
-            .datasets
-            .get(&self.name)
-            .map(|d| d.arrays.keys().cloned().collect())
+            .dataset(&self.name)
+            .map(|d| d.arrays.iter().map(|a| a.name.to_string()).collect())
             .unwrap_or_default()
     }
 
@@ -62,29 +61,27 @@ impl DatasetView {
         validate_name("array", name)?;
         let schema = self.check_definition::<T>(name, dims, shape, chunk_shape, fill)?;
         let mut st = lock(&self.inner.state);
+        let st = &mut *st;
+        let entry = ArrayEntry {
+            name: st.interner.name(name),
+            schema: st.interner.schema(schema),
+            attributes: st.interner.empty_attrs(),
+            segment: None,
+            stats: None,
+        };
         let ds = st
-            .working
-            .datasets
-            .get_mut(&self.name)
+            .dataset_mut(&self.name)
             .ok_or_else(|| Error::DatasetNotFound {
                 name: self.name.clone(),
             })?;
-        if ds.arrays.contains_key(name) {
+        if ds.array(name).is_some() {
             return Err(Error::ArrayExists {
                 dataset: self.name.clone(),
                 array: name.to_string(),
             });
         }
-        ds.arrays.insert(
-            name.to_string(),
-            ArrayEntry {
-                schema,
-                attributes: Default::default(),
-                segment: None,
-                stats: None,
-            },
-        );
-        st.touch();
+        ds.arrays.push(entry);
+        st.touch(&self.name);
         Ok(())
     }
 
@@ -188,7 +185,7 @@ impl DatasetView {
         let _gate = self.inner.gate.lock().await;
         let schema = {
             let st = lock(&self.inner.state);
-            array_entry(&st, &self.name, name)?.schema.clone()
+            Arc::clone(&array_entry(&st, &self.name, name)?.schema)
         };
         check_dtype::<T>(&self.name, name, &schema)?;
         if start.len() != schema.shape.len() || data.ndim() != schema.shape.len() {
@@ -233,11 +230,11 @@ impl DatasetView {
     pub async fn delete_array(&self, name: &str) -> Result<()> {
         let mut st = lock(&self.inner.state);
         array_entry(&st, &self.name, name)?;
-        if let Some(d) = st.working.datasets.get_mut(&self.name) {
-            d.arrays.shift_remove(name);
+        if let Some(d) = st.dataset_mut(&self.name) {
+            d.arrays.retain(|a| &*a.name != name);
         }
         st.drop_pending(&(self.name.clone(), name.to_string()));
-        st.touch();
+        st.touch(&self.name);
         Ok(())
     }
 
@@ -246,7 +243,7 @@ impl DatasetView {
         let st = lock(&self.inner.state);
         array_entry(&st, &self.name, name)
             .ok()
-            .map(|a| a.schema.clone())
+            .map(|a| (*a.schema).clone())
     }
 
     /// Statistics of array `name` as of the last flush (min, max, null count — fill-valued or
@@ -260,34 +257,27 @@ impl DatasetView {
     pub fn set_attribute(&self, key: &str, value: Attr) -> Result<()> {
         let mut st = lock(&self.inner.state);
         let ds = st
-            .working
-            .datasets
-            .get_mut(&self.name)
+            .dataset_mut(&self.name)
             .ok_or_else(|| Error::DatasetNotFound {
                 name: self.name.clone(),
             })?;
-        ds.attributes.insert(key.to_string(), value);
-        st.touch();
+        // Copied on write: the set may be shared with other datasets.
+        Arc::make_mut(&mut ds.attributes).insert(key.to_string(), value);
+        st.touch(&self.name);
         Ok(())
     }
 
     /// A dataset attribute.
     pub fn get_attribute(&self, key: &str) -> Option<Attr> {
         let st = lock(&self.inner.state);
-        st.working
-            .datasets
-            .get(&self.name)?
-            .attributes
-            .get(key)
-            .cloned()
+        st.working.dataset(&self.name)?.attributes.get(key).cloned()
     }
 
     /// All dataset attributes, in the order they were first set.
     pub fn attributes(&self) -> Vec<(String, Attr)> {
         let st = lock(&self.inner.state);
         st.working
-            .datasets
-            .get(&self.name)
+            .dataset(&self.name)
             .map(|d| {
                 d.attributes
                     .iter()
@@ -301,15 +291,10 @@ impl DatasetView {
     pub fn set_array_attribute(&self, array: &str, key: &str, value: Attr) -> Result<()> {
         let mut st = lock(&self.inner.state);
         array_entry(&st, &self.name, array)?;
-        if let Some(a) = st
-            .working
-            .datasets
-            .get_mut(&self.name)
-            .and_then(|d| d.arrays.get_mut(array))
-        {
-            a.attributes.insert(key.to_string(), value);
+        if let Some(a) = st.dataset_mut(&self.name).and_then(|d| d.array_mut(array)) {
+            Arc::make_mut(&mut a.attributes).insert(key.to_string(), value);
         }
-        st.touch();
+        st.touch(&self.name);
         Ok(())
     }
 

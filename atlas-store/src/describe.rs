@@ -40,10 +40,9 @@ impl Atlas {
     pub fn describe(&self) -> Vec<DatasetInfo> {
         let st = lock(&self.inner.state);
         st.working
-            .datasets
             .iter()
             .map(|(name, ds)| DatasetInfo {
-                name: name.clone(),
+                name: name.to_string(),
                 attributes: ds
                     .attributes
                     .iter()
@@ -52,8 +51,9 @@ impl Atlas {
                 arrays: ds
                     .arrays
                     .iter()
-                    .map(|(array, entry)| {
-                        let key = (name.clone(), array.clone());
+                    .map(|entry| {
+                        let array = &*entry.name;
+                        let key = (name.to_string(), array.to_string());
                         let stats = if st.pending.contains_key(&key) {
                             None
                         } else if entry.segment.is_none() {
@@ -62,8 +62,8 @@ impl Atlas {
                             entry.stats.as_ref().map(|s| s.to_stats(array))
                         };
                         ArrayInfo {
-                            name: array.clone(),
-                            schema: entry.schema.clone(),
+                            name: array.to_string(),
+                            schema: (*entry.schema).clone(),
                             stats,
                             attributes: entry
                                 .attributes

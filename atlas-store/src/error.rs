@@ -73,7 +73,7 @@ pub enum Error {
         reason: String,
     },
     /// `open` found no catalog.
-    #[error("no ATLAS store at {location}: no catalog (atlas.json, atlas.msgpack, …) found")]
+    #[error("no ATLAS store at {location}: no catalog (atlas.json, _checkpoint/, _log/) found")]
     StoreNotFound {
         /// Where the store was looked for.
         location: String,
@@ -127,17 +127,21 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
-    /// Another writer committed first. This handle's pending changes are kept; reopen the store,
-    /// redo the changes and flush again.
+    /// Another writer's commit overlaps this handle's changes (it changed the same dataset, or
+    /// cannot be checked). Commits that touched other datasets do not conflict: a flush commits
+    /// on top of them. This handle's pending changes are kept; reopen the store, redo the
+    /// changes and flush again.
     #[error(
         "commit conflict: this handle is at generation {base}, but generation {found} was \
-         committed by another writer; reopen the store and retry"
+         committed by another writer{detail}; reopen the store and retry"
     )]
     Conflict {
         /// The generation this handle last saw.
         base: u64,
         /// The generation another writer committed.
         found: u64,
+        /// What overlapped, e.g. ` and changed dataset "a" too` (empty when unknown).
+        detail: String,
     },
     /// An object store operation failed.
     #[error("object store error at {path}: {source}")]

@@ -165,35 +165,42 @@ async fn orphans_younger_than_the_retention_period_are_kept() {
 }
 
 #[tokio::test]
-async fn the_second_of_two_writers_gets_a_conflict_and_can_retry() {
+async fn a_writer_whose_dataset_another_changed_gets_a_conflict_and_can_retry() {
     let mem = base_store().await;
     let mut first = Atlas::open(mem.clone(), prefix()).await.unwrap();
     let mut second = Atlas::open(mem.clone(), prefix()).await.unwrap();
     let base = first.generation();
 
-    first.create_dataset("from_first").await.unwrap();
+    tag(&first.open_dataset("a").await.unwrap(), "by", "first");
     first.flush().await.unwrap();
+    tag(&second.open_dataset("a").await.unwrap(), "by", "second");
     second.create_dataset("from_second").await.unwrap();
     let err = second.flush().await.unwrap_err();
     match &err {
-        Error::Conflict { base: b, found } => {
+        Error::Conflict { base: b, found, .. } => {
             assert_eq!((*b, *found), (base, base + 1));
         }
         other => panic!("expected a conflict, got {other}"),
     }
-    assert!(
-        err.to_string()
-            .contains(&format!("generation {}", base + 1)),
-        "{err}"
-    );
+    let text = err.to_string();
+    assert!(text.contains(&format!("generation {}", base + 1)), "{text}");
+    assert!(text.contains("dataset \"a\""), "{text}");
     // The loser's pending change is intact until it decides what to do.
     assert!(second.dataset_exists("from_second"));
+    assert_eq!(
+        second.open_dataset("a").await.unwrap().get_attribute("by"),
+        Some(Attr::String("second".into()))
+    );
 
     let mut second = Atlas::open(mem.clone(), prefix()).await.unwrap();
     second.create_dataset("from_second").await.unwrap();
     second.flush().await.unwrap();
-    let seen = Atlas::open(mem, prefix()).await.unwrap().list_datasets();
-    assert!(seen.contains(&"from_first".to_string()) && seen.contains(&"from_second".to_string()));
+    let seen = Atlas::open(mem, prefix()).await.unwrap();
+    assert!(seen.dataset_exists("from_second"));
+    assert_eq!(
+        seen.open_dataset("a").await.unwrap().get_attribute("by"),
+        Some(Attr::String("first".into()))
+    );
 }
 
 /// Child process body for the two-process test; does nothing unless the parent set it up.

@@ -1,6 +1,7 @@
 //! Integration tests of atlas-store, one module per concern.
 
 mod api;
+mod catalog;
 mod durability;
 mod golden;
 mod lifecycle;

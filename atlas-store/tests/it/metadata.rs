@@ -38,7 +38,9 @@ async fn shapes_dims_fills_and_stats_of_every_array_need_no_io_after_open() {
     let counted = TestStore::new(mem);
     let atlas = Atlas::open(counted.clone(), Path::from("s")).await.unwrap();
     let after_open = counted.ops();
-    assert!(after_open <= 3, "open took {after_open} operations");
+    // List and read the newest checkpoint, list the log after it, read its one entry: four
+    // operations whatever the number of datasets.
+    assert!(after_open <= 4, "open took {after_open} operations");
     for (i, name) in atlas.list_datasets().iter().enumerate() {
         let ds = atlas.open_dataset(name).await.unwrap();
         let meta = ds.array_meta("temp").unwrap();

@@ -33,6 +33,8 @@ pub struct TestStore {
     delay_ms: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// Reads and writes made: (`"get"` or `"put"`, path, bytes put).
+    journal: std::sync::Mutex<Vec<(&'static str, String, u64)>>,
 }
 
 impl fmt::Display for TestStore {
@@ -52,7 +54,20 @@ impl TestStore {
             delay_ms: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
+            journal: Default::default(),
         })
+    }
+
+    /// Takes the reads and writes made since the last call.
+    pub fn take_journal(&self) -> Vec<(&'static str, String, u64)> {
+        std::mem::take(&mut *self.journal.lock().unwrap())
+    }
+
+    fn record(&self, op: &'static str, path: &Path, bytes: u64) {
+        self.journal
+            .lock()
+            .unwrap()
+            .push((op, path.to_string(), bytes));
     }
 
     pub fn ops(&self) -> u64 {
@@ -113,6 +128,7 @@ impl ObjectStore for TestStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let fail_after = self.op(true)?;
+        self.record("put", location, payload.content_length() as u64);
         let r = self.inner.put_opts(location, payload, opts).await?;
         if fail_after { Err(fault()) } else { Ok(r) }
     }
@@ -132,6 +148,7 @@ impl ObjectStore for TestStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         self.op(false)?;
+        self.record("get", location, 0);
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.max_in_flight.fetch_max(now, SeqCst);
         let delay = self.delay_ms.load(SeqCst);
@@ -244,6 +261,7 @@ pub async fn read_any(ds: &DatasetView, array: &str) -> String {
         DType::Int32 => read!(i32),
         DType::UInt8 => read!(u8),
         DType::String => read!(String),
+        DType::TimestampNs => read!(atlas_store::TimestampNs),
         other => panic!("test snapshot does not read {other:?}"),
     }
 }

@@ -6,6 +6,8 @@ use atlas_store::ndarray::{Array, IxDyn};
 use atlas_store::object_store::{ObjectStore, ObjectStoreExt, memory::InMemory, path::Path};
 use atlas_store::{Atlas, Error, FillValue, StoreConfig};
 
+use futures::TryStreamExt;
+
 use crate::support::{ramp, snapshot};
 
 async fn store_with_one_array() -> (Arc<InMemory>, Atlas) {
@@ -245,26 +247,39 @@ async fn opening_a_missing_or_creating_an_existing_store_is_an_error() {
 #[tokio::test]
 async fn a_corrupted_or_truncated_catalog_or_segment_is_reported_by_path() {
     let (mem, _atlas) = store_with_one_array().await;
-    let root = Path::from("s/atlas.json");
-    let good = mem.get(&root).await.unwrap().bytes().await.unwrap();
     let segment = mem.list(Some(&Path::from("s/t"))).next_meta().await;
-
-    // Catalog: a flipped byte inside the payload, then a truncation.
-    let mut bad = good.to_vec();
-    let at = bad.len() - 10;
-    bad[at] ^= 0x01;
-    mem.put(&root, bad.into()).await.unwrap();
-    let e = Atlas::open(mem.clone(), Path::from("s")).await.unwrap_err();
-    assert!(
-        matches!(e, Error::CorruptCatalog { .. }) && e.to_string().contains("s/atlas.json"),
-        "{e}"
-    );
-    mem.put(&root, good.slice(..good.len() / 2).into())
+    // The catalog is the newest checkpoint plus the log after it: damage to either is named.
+    let checkpoint = mem
+        .list(Some(&Path::from("s/_checkpoint")))
+        .next_meta()
+        .await;
+    let log = mem
+        .list(Some(&Path::from("s/_log")))
+        .try_collect::<Vec<_>>()
         .await
+        .unwrap()
+        .into_iter()
+        .max_by_key(|m| m.location.to_string())
         .unwrap();
-    let e = Atlas::open(mem.clone(), Path::from("s")).await.unwrap_err();
-    assert!(matches!(e, Error::CorruptCatalog { .. }), "{e}");
-    mem.put(&root, good.into()).await.unwrap();
+    for root in [checkpoint.location, log.location] {
+        let good = mem.get(&root).await.unwrap().bytes().await.unwrap();
+        // A flipped byte inside the payload, then a truncation.
+        let mut bad = good.to_vec();
+        let at = bad.len() - 10;
+        bad[at] ^= 0x01;
+        mem.put(&root, bad.into()).await.unwrap();
+        let e = Atlas::open(mem.clone(), Path::from("s")).await.unwrap_err();
+        assert!(
+            matches!(e, Error::CorruptCatalog { .. }) && e.to_string().contains(root.as_ref()),
+            "{e}"
+        );
+        mem.put(&root, good.slice(..good.len() / 2).into())
+            .await
+            .unwrap();
+        let e = Atlas::open(mem.clone(), Path::from("s")).await.unwrap_err();
+        assert!(matches!(e, Error::CorruptCatalog { .. }), "{e}");
+        mem.put(&root, good.into()).await.unwrap();
+    }
 
     // Segment: truncated, then same size with a flipped byte.
     let seg_bytes = mem

@@ -1,27 +1,23 @@
-//! The catalog: the one file that says what the store holds, and the commit protocol around it.
-//!
-//! Every commit writes the whole catalog for generation `g` to `_log/<g>.<ext>` with a
-//! create-if-absent put: that put is the commit point, and the writer that loses the race for a
-//! generation gets [`Error::Conflict`]. A copy then goes to `atlas.<ext>` at the root, which is
-//! where `open` starts; it then probes `_log/<g+1>`, `_log/<g+2>`, … so a crash between the two
-//! puts loses nothing. See `docs/format.md` for the bytes.
+//! Format version 1: the whole catalog in every commit. Read (and converted into a
+//! [`Snapshot`]) so stores written by earlier builds still open; the next checkpoint upgrades
+//! them to version 2. See `docs/format.md`.
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
+use std::sync::Arc;
+
 use indexmap::IndexMap;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, path::Path};
+use object_store::path::Path;
 use serde::{Deserialize, Serialize};
+
+use super::snapshot::{self, Interner, LiveSegment, Name, Settings, Snapshot};
 
 use crate::config::{Codec, MetaFormat};
 use crate::error::{Error, Result};
 use crate::schema::{ArraySchema, Attr, StatsRepr};
 
-/// The catalog format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
-
-/// Folder of per-generation commit objects.
-pub(crate) const LOG_DIR: &str = "_log";
+/// The version of this encoding.
+pub(crate) const V1: u32 = 1;
 
 const MSGPACK_MAGIC: &[u8; 8] = b"ATLASCAT";
 
@@ -79,11 +75,12 @@ pub(crate) struct SegmentEntry {
 }
 
 impl Catalog {
+    #[cfg(test)]
     pub(crate) fn empty(codec: Codec, meta_format: MetaFormat, meta_compression: Codec) -> Self {
         Catalog {
-            format_version: FORMAT_VERSION,
+            format_version: V1,
             generation: 0,
-            commit_id: new_id(),
+            commit_id: super::new_id(),
             codec,
             meta_format,
             meta_compression,
@@ -93,62 +90,90 @@ impl Catalog {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn extension(&self) -> &'static str {
         self.meta_format.extension(self.meta_compression)
     }
 
-    /// Keys of the segments some array references.
-    pub(crate) fn referenced_segments(&self) -> std::collections::BTreeSet<String> {
-        self.datasets
-            .values()
-            .flat_map(|d| d.arrays.values())
-            .filter_map(|a| a.segment.clone())
-            .collect()
+    /// The same state as a snapshot (datasets keep their order; retired segments keep their
+    /// keys, with the size and checksum version 1 did not record).
+    pub(crate) fn into_snapshot(self, origin: &str, interner: &mut Interner) -> Result<Snapshot> {
+        let mut snap = Snapshot::empty(Settings {
+            codec: self.codec,
+            meta_format: self.meta_format,
+            meta_compression: self.meta_compression,
+        });
+        snap.generation = self.generation;
+        snap.commit_id = self.commit_id.as_str().into();
+        snap.lineage.base_format = V1;
+        for (key, e) in self.segments {
+            let entry = snapshot::SegmentEntry {
+                variable: interner.name(&e.variable),
+                size: e.size,
+                crc32: e.crc32,
+            };
+            snap.segments
+                .insert(interner.name(&key), LiveSegment { entry, refs: 0 });
+        }
+        for (key, generation) in self.retired {
+            let variable = key.rsplit_once('/').map_or("", |(v, _)| v);
+            let entry = snapshot::SegmentEntry {
+                variable: interner.name(variable),
+                size: 0,
+                crc32: 0,
+            };
+            snap.retired
+                .insert(interner.name(&key), (entry, generation));
+        }
+        for (seq, (name, d)) in self.datasets.into_iter().enumerate() {
+            let arrays = d
+                .arrays
+                .into_iter()
+                .map(|(array, a)| {
+                    super::columns::check_schema(&a.schema).map_err(|reason| {
+                        Error::CorruptCatalog {
+                            path: origin.to_string(),
+                            reason: format!("{name}/{array}: {reason}"),
+                        }
+                    })?;
+                    Ok(snapshot::ArrayEntry {
+                        name: interner.name(&array),
+                        schema: interner.schema(a.schema),
+                        attributes: interner.attrs(a.attributes),
+                        segment: a.segment.as_deref().map(|s| interner.name(s)),
+                        stats: a.stats,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let ds = snapshot::Dataset {
+                seq: seq as u64,
+                attributes: interner.attrs(d.attributes),
+                arrays,
+            };
+            let name: Name = interner.name(&name);
+            snap.put_dataset(name, Arc::new(ds));
+        }
+        snap.recount(origin)?;
+        Ok(snap)
     }
 }
 
-/// A random 16-hex-digit id, unique across processes in practice.
-pub(crate) fn new_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    format!("{:016x}", h.finish())
-}
-
-pub(crate) fn root_path(prefix: &Path, ext: &str) -> Path {
-    prefix.clone().join(format!("atlas.{ext}").as_str())
-}
-
-pub(crate) fn log_path(prefix: &Path, generation: u64, ext: &str) -> Path {
-    prefix
-        .clone()
-        .join(LOG_DIR)
-        .join(format!("{generation:020}.{ext}").as_str())
-}
-
-/// Encodes a catalog: an envelope carrying the format version and a CRC-32 of the payload,
+/// Encodes a version-1 catalog (tests make version-1 stores with it): an envelope carrying the format version and a CRC-32 of the payload,
 /// then the configured compression.
+#[cfg(test)]
 pub(crate) fn encode(cat: &Catalog) -> Result<Vec<u8>> {
     let body = match cat.meta_format {
         MetaFormat::Json => {
             let payload = serde_json::to_string(cat).map_err(|e| Error::Encode(e.to_string()))?;
             let crc = crc32fast::hash(payload.as_bytes());
-            format!(
-                "{{\"atlas_catalog\":{FORMAT_VERSION},\"crc32\":{crc},\"catalog\":{payload}}}\n"
-            )
-            .into_bytes()
+            format!("{{\"atlas_catalog\":{V1},\"crc32\":{crc},\"catalog\":{payload}}}\n")
+                .into_bytes()
         }
         MetaFormat::MsgPack => {
             let payload = rmp_serde::to_vec_named(cat).map_err(|e| Error::Encode(e.to_string()))?;
             let mut out = Vec::with_capacity(payload.len() + 16);
             out.extend_from_slice(MSGPACK_MAGIC);
-            out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            out.extend_from_slice(&V1.to_le_bytes());
             out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
             out.extend_from_slice(&payload);
             out
@@ -169,7 +194,7 @@ struct JsonEnvelope<'a> {
     catalog: &'a serde_json::value::RawValue,
 }
 
-/// Decodes and checks a catalog read from `path`.
+/// Decodes and checks a version-1 catalog read from `path`.
 pub(crate) fn decode(path: &Path, bytes: &[u8], ext: &str) -> Result<Catalog> {
     let corrupt = |reason: String| Error::CorruptCatalog {
         path: path.to_string(),
@@ -185,11 +210,11 @@ pub(crate) fn decode(path: &Path, bytes: &[u8], ext: &str) -> Result<Catalog> {
             .map_err(|e| corrupt(format!("lz4 decompression failed: {e}")))?,
     };
     let check_version = |found: u32| {
-        if found > FORMAT_VERSION {
+        if found > V1 {
             Err(Error::UnsupportedVersion {
                 path: path.to_string(),
                 found,
-                supported: FORMAT_VERSION,
+                supported: V1,
             })
         } else {
             Ok(())
@@ -230,153 +255,6 @@ pub(crate) fn decode(path: &Path, bytes: &[u8], ext: &str) -> Result<Catalog> {
     };
     check_version(cat.format_version)?;
     Ok(cat)
-}
-
-/// Reads an object, `None` when it does not exist.
-async fn get_opt(store: &dyn ObjectStore, path: &Path) -> Result<Option<bytes::Bytes>> {
-    match store.get(path).await {
-        Ok(r) => Ok(Some(r.bytes().await.map_err(|e| Error::store(path, e))?)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(Error::store(path, e)),
-    }
-}
-
-/// Reads the log entry of `generation`, `None` when it was never committed.
-pub(crate) async fn read_log(
-    store: &dyn ObjectStore,
-    prefix: &Path,
-    generation: u64,
-    ext: &str,
-) -> Result<Option<Catalog>> {
-    let path = log_path(prefix, generation, ext);
-    match get_opt(store, &path).await? {
-        Some(bytes) => decode(&path, &bytes, ext).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Finds the root catalog file's extension, `None` when there is no store at `prefix`.
-pub(crate) async fn find_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<String>> {
-    let listing = store
-        .list_with_delimiter(Some(prefix))
-        .await
-        .map_err(|e| Error::store(prefix, e))?;
-    let mut found: Vec<String> = listing
-        .objects
-        .iter()
-        .filter_map(|o| o.location.filename())
-        .filter_map(|f| f.strip_prefix("atlas."))
-        .filter(|ext| MetaFormat::from_extension(ext).is_some())
-        .map(str::to_string)
-        .collect();
-    found.sort();
-    match found.len() {
-        0 => Ok(None),
-        1 => Ok(found.pop()),
-        _ => Err(Error::CorruptCatalog {
-            path: prefix.to_string(),
-            reason: format!("several catalogs found: atlas.{}", found.join(", atlas.")),
-        }),
-    }
-}
-
-/// Loads the newest committed catalog: the root copy, then any newer log entries. A store whose
-/// root copy was never written (a crash during `create`) is read from its log.
-pub(crate) async fn load_latest(store: &dyn ObjectStore, prefix: &Path) -> Result<Catalog> {
-    let not_found = || Error::StoreNotFound {
-        location: display_location(prefix),
-    };
-    let mut cat = match find_root(store, prefix).await? {
-        Some(ext) => {
-            let root = root_path(prefix, &ext);
-            let bytes = get_opt(store, &root).await?.ok_or_else(not_found)?;
-            decode(&root, &bytes, &ext)?
-        }
-        None => {
-            let log_dir = prefix.clone().join(LOG_DIR);
-            let entries: Vec<object_store::ObjectMeta> = store
-                .list(Some(&log_dir))
-                .try_collect()
-                .await
-                .map_err(|e| Error::store(&log_dir, e))?;
-            let newest = entries
-                .iter()
-                .filter_map(|m| {
-                    let name = m.location.filename()?;
-                    let (generation, ext) = name.split_once('.')?;
-                    MetaFormat::from_extension(ext)?;
-                    Some((generation.parse::<u64>().ok()?, ext.to_string()))
-                })
-                .max();
-            let (generation, ext) = newest.ok_or_else(not_found)?;
-            read_log(store, prefix, generation, &ext)
-                .await?
-                .ok_or_else(not_found)?
-        }
-    };
-    let ext = cat.extension();
-    loop {
-        let next = log_path(prefix, cat.generation + 1, ext);
-        match get_opt(store, &next).await? {
-            Some(bytes) => cat = decode(&next, &bytes, ext)?,
-            None => return Ok(cat),
-        }
-    }
-}
-
-/// Commits `cat` (whose generation is one past the writer's base). Returns
-/// [`Error::Conflict`] when another writer committed that generation first.
-pub(crate) async fn commit(store: &dyn ObjectStore, prefix: &Path, cat: &Catalog) -> Result<()> {
-    let ext = cat.extension();
-    let bytes = bytes::Bytes::from(encode(cat)?);
-    let log = log_path(prefix, cat.generation, ext);
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    match store.put_opts(&log, bytes.clone().into(), opts).await {
-        Ok(_) => {}
-        Err(object_store::Error::AlreadyExists { .. }) => {
-            // An earlier attempt may have succeeded behind an error; then the entry is ours.
-            let ours = read_log(store, prefix, cat.generation, ext)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|c| c.commit_id == cat.commit_id);
-            if !ours {
-                return Err(Error::Conflict {
-                    base: cat.generation.saturating_sub(1),
-                    found: cat.generation,
-                });
-            }
-        }
-        Err(e) => return Err(Error::store(&log, e)),
-    }
-    // The log entry is the commit; the root copy only saves `open` a probe per generation, and
-    // `open` finds the entry if this put fails, so a failure here is not a failed commit.
-    let _ = store.put(&root_path(prefix, ext), bytes.into()).await;
-    Ok(())
-}
-
-/// Lists every object under `prefix` (for vacuum and size reports).
-pub(crate) async fn list_all(
-    store: &dyn ObjectStore,
-    prefix: &Path,
-) -> Result<Vec<object_store::ObjectMeta>> {
-    let p = (!prefix.as_ref().is_empty()).then_some(prefix);
-    store
-        .list(p)
-        .try_collect()
-        .await
-        .map_err(|e| Error::store(prefix, e))
-}
-
-pub(crate) fn display_location(prefix: &Path) -> String {
-    if prefix.as_ref().is_empty() {
-        "the store root".to_string()
-    } else {
-        prefix.to_string()
-    }
 }
 
 #[cfg(test)]

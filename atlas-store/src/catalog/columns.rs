@@ -1,0 +1,516 @@
+//! The columnar encoding of datasets shared by checkpoints and log entries.
+//!
+//! Datasets and arrays are rows of a few fixed-width columns (stored as little-endian byte
+//! blobs, so decoding is a copy, not a parse per value) that point into tables of distinct
+//! strings, array definitions and attribute sets. Repetition across datasets — the same
+//! `units` on ten thousand arrays, the same shape — is stored once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::{ArrayEntry, Attrs, Dataset, Interner, Name, SegmentEntry};
+use crate::error::Error;
+use crate::schema::{ArraySchema, Attr, StatRepr, StatsRepr};
+
+/// Byte blobs as msgpack `bin`, not as arrays of integers.
+mod blob {
+    use serde::{Deserializer, Serializer, de::Visitor};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte blob")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// A column of fixed-width little-endian integers.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Col(#[serde(with = "blob")] Vec<u8>);
+
+impl Col {
+    fn push_u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn push_u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32s(&self, what: &str, rows: usize) -> std::result::Result<Vec<u32>, String> {
+        if self.0.len() != rows * 4 {
+            return Err(format!(
+                "column {what} has {} bytes for {rows} rows",
+                self.0.len()
+            ));
+        }
+        Ok(self
+            .0
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+    fn u64s(&self, what: &str, rows: usize) -> std::result::Result<Vec<u64>, String> {
+        if self.0.len() != rows * 8 {
+            return Err(format!(
+                "column {what} has {} bytes for {rows} rows",
+                self.0.len()
+            ));
+        }
+        Ok(self
+            .0
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect())
+    }
+}
+
+/// Statistic kinds in the `*_kind` columns.
+const STAT_NONE: u8 = 0;
+const STAT_INT: u8 = 1;
+const STAT_UINT: u8 = 2;
+const STAT_FLOAT: u8 = 3;
+const STAT_BYTES: u8 = 4;
+const STAT_TS: u8 = 5;
+
+/// One min or max column: kind per row, the number's bits, and byte values in row order.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct StatCol {
+    #[serde(with = "blob")]
+    kind: Vec<u8>,
+    bits: Col,
+    bytes: Vec<Col>,
+}
+
+impl StatCol {
+    fn push(&mut self, v: Option<&StatRepr>) {
+        let (kind, bits) = match v {
+            None => (STAT_NONE, 0),
+            Some(StatRepr::Int(x)) => (STAT_INT, *x as u64),
+            Some(StatRepr::UInt(x)) => (STAT_UINT, *x),
+            Some(StatRepr::Float(x)) => (STAT_FLOAT, x.to_bits()),
+            Some(StatRepr::TimestampNs(x)) => (STAT_TS, *x as u64),
+            Some(StatRepr::Bytes(b)) => {
+                self.bytes.push(Col(b.clone()));
+                (STAT_BYTES, 0)
+            }
+        };
+        self.kind.push(kind);
+        self.bits.push_u64(bits);
+    }
+
+    fn decode(
+        &self,
+        what: &str,
+        rows: usize,
+    ) -> std::result::Result<Vec<Option<StatRepr>>, String> {
+        if self.kind.len() != rows {
+            return Err(format!(
+                "column {what} has {} kinds for {rows} rows",
+                self.kind.len()
+            ));
+        }
+        let bits = self.bits.u64s(what, rows)?;
+        let mut bytes = self.bytes.iter();
+        self.kind
+            .iter()
+            .zip(bits)
+            .map(|(&k, b)| {
+                Ok(match k {
+                    STAT_NONE => None,
+                    STAT_INT => Some(StatRepr::Int(b as i64)),
+                    STAT_UINT => Some(StatRepr::UInt(b)),
+                    STAT_FLOAT => Some(StatRepr::Float(f64::from_bits(b))),
+                    STAT_TS => Some(StatRepr::TimestampNs(b as i64)),
+                    STAT_BYTES => Some(StatRepr::Bytes(
+                        bytes
+                            .next()
+                            .ok_or_else(|| format!("column {what} lacks a byte value"))?
+                            .0
+                            .clone(),
+                    )),
+                    other => return Err(format!("column {what} has unknown kind {other}")),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Datasets (and segments) in columns. Dataset rows are followed by their arrays' rows.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Columns {
+    /// Distinct strings, concatenated UTF-8, with each one's end offset.
+    #[serde(with = "blob")]
+    strings: Vec<u8>,
+    string_ends: Col,
+    /// Distinct array definitions.
+    schemas: Vec<ArraySchema>,
+    /// Distinct attribute sets: (key string, value) pairs.
+    attr_sets: Vec<Vec<(u32, Attr)>>,
+    ds_name: Col,
+    ds_seq: Col,
+    ds_attrs: Col,
+    ds_arrays: Col,
+    a_name: Col,
+    a_schema: Col,
+    a_attrs: Col,
+    /// Segment string + 1; 0 when the array has no data.
+    a_segment: Col,
+    #[serde(with = "blob")]
+    a_has_stats: Vec<u8>,
+    a_min: StatCol,
+    a_max: StatCol,
+    a_nulls: Col,
+    a_rows: Col,
+    /// Segments: key, variable, size, CRC-32, and the generation that retired it (`u64::MAX`
+    /// while live).
+    seg_key: Col,
+    seg_variable: Col,
+    seg_size: Col,
+    seg_crc: Col,
+    seg_retired: Col,
+    /// Names without rows (deleted datasets, dropped segments), by string.
+    removed: Col,
+}
+
+/// Builds [`Columns`], interning as it goes.
+#[derive(Default)]
+pub(crate) struct ColumnsWriter {
+    cols: Columns,
+    n_strings: u32,
+    strings: HashMap<Name, u32>,
+    schemas: HashMap<usize, u32>,
+    attrs: HashMap<usize, u32>,
+    datasets: usize,
+    arrays: usize,
+    segments: usize,
+    removed: usize,
+}
+
+impl ColumnsWriter {
+    fn string(&mut self, s: &Name) -> u32 {
+        if let Some(&i) = self.strings.get(s) {
+            return i;
+        }
+        self.cols.strings.extend_from_slice(s.as_bytes());
+        self.cols
+            .string_ends
+            .push_u32(self.cols.strings.len() as u32);
+        let i = self.n_strings;
+        self.n_strings += 1;
+        self.strings.insert(Name::clone(s), i);
+        i
+    }
+
+    fn string_str(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.strings.get(s) {
+            return i;
+        }
+        let n: Name = s.into();
+        self.string(&n)
+    }
+
+    // Identity by pointer: snapshots share one `Arc` per distinct definition or attribute set.
+    fn schema(&mut self, s: &Arc<ArraySchema>) -> u32 {
+        let key = Arc::as_ptr(s) as usize;
+        if let Some(&i) = self.schemas.get(&key) {
+            return i;
+        }
+        let i = self.cols.schemas.len() as u32;
+        self.cols.schemas.push((**s).clone());
+        self.schemas.insert(key, i);
+        i
+    }
+
+    fn attrs(&mut self, a: &Attrs) -> u32 {
+        let key = Arc::as_ptr(a) as usize;
+        if let Some(&i) = self.attrs.get(&key) {
+            return i;
+        }
+        let set = a
+            .iter()
+            .map(|(k, v)| (self.string_str(k), v.clone()))
+            .collect();
+        let i = self.cols.attr_sets.len() as u32;
+        self.cols.attr_sets.push(set);
+        self.attrs.insert(key, i);
+        i
+    }
+
+    pub(crate) fn dataset(&mut self, name: &Name, ds: &Dataset) {
+        let n = self.string(name);
+        let attrs = self.attrs(&ds.attributes);
+        self.cols.ds_name.push_u32(n);
+        self.cols.ds_seq.push_u64(ds.seq);
+        self.cols.ds_attrs.push_u32(attrs);
+        self.cols.ds_arrays.push_u32(ds.arrays.len() as u32);
+        for a in &ds.arrays {
+            let name = self.string(&a.name);
+            let schema = self.schema(&a.schema);
+            let attrs = self.attrs(&a.attributes);
+            let seg = a.segment.as_ref().map_or(0, |s| self.string(s) + 1);
+            let c = &mut self.cols;
+            c.a_name.push_u32(name);
+            c.a_schema.push_u32(schema);
+            c.a_attrs.push_u32(attrs);
+            c.a_segment.push_u32(seg);
+            c.a_has_stats.push(u8::from(a.stats.is_some()));
+            let s = a.stats.as_ref();
+            c.a_min.push(s.and_then(|s| s.min.as_ref()));
+            c.a_max.push(s.and_then(|s| s.max.as_ref()));
+            c.a_nulls.push_u64(s.map_or(0, |s| s.null_count));
+            c.a_rows.push_u64(s.map_or(0, |s| s.row_count));
+            self.arrays += 1;
+        }
+        self.datasets += 1;
+    }
+
+    pub(crate) fn segment(&mut self, key: &Name, e: &SegmentEntry, retired: Option<u64>) {
+        let k = self.string(key);
+        let v = self.string(&e.variable);
+        let c = &mut self.cols;
+        c.seg_key.push_u32(k);
+        c.seg_variable.push_u32(v);
+        c.seg_size.push_u64(e.size);
+        c.seg_crc.push_u32(e.crc32);
+        c.seg_retired.push_u64(retired.unwrap_or(u64::MAX));
+        self.segments += 1;
+    }
+
+    pub(crate) fn removed(&mut self, name: &Name) {
+        let n = self.string(name);
+        self.cols.removed.push_u32(n);
+        self.removed += 1;
+    }
+
+    /// The columns and their row counts (datasets, arrays, segments, removed).
+    pub(crate) fn finish(self) -> (Columns, [u64; 4]) {
+        let counts = [
+            self.datasets as u64,
+            self.arrays as u64,
+            self.segments as u64,
+            self.removed as u64,
+        ];
+        (self.cols, counts)
+    }
+}
+
+/// Decoded rows.
+pub(crate) struct Decoded {
+    pub datasets: Vec<(Name, Dataset)>,
+    /// Segments with their retiring generation (`None`: live).
+    pub segments: Vec<(Name, SegmentEntry, Option<u64>)>,
+    pub removed: Vec<Name>,
+}
+
+impl Columns {
+    /// Decodes and checks the rows; `counts` are the row counts recorded beside the columns.
+    /// Every index is checked, so a damaged entry is an error, never a panic or a wrong entry.
+    pub(crate) fn decode(
+        &self,
+        counts: [u64; 4],
+        interner: &mut Interner,
+    ) -> std::result::Result<Decoded, String> {
+        let rows = |n: u64| usize::try_from(n).map_err(|_| format!("{n} rows"));
+        let [n_ds, n_arrays, n_segs, n_removed] = [
+            rows(counts[0])?,
+            rows(counts[1])?,
+            rows(counts[2])?,
+            rows(counts[3])?,
+        ];
+        // Strings.
+        let ends = self
+            .string_ends
+            .u32s("string_ends", self.string_ends.0.len() / 4)?;
+        let mut strings: Vec<Name> = Vec::with_capacity(ends.len());
+        let mut start = 0usize;
+        for &end in &ends {
+            let end = end as usize;
+            let bytes = self
+                .strings
+                .get(start..end)
+                .ok_or_else(|| format!("string table ends at {end} of {}", self.strings.len()))?;
+            let s = std::str::from_utf8(bytes).map_err(|e| format!("string table: {e}"))?;
+            strings.push(interner.name(s));
+            start = end;
+        }
+        let string = |i: u32| {
+            strings
+                .get(i as usize)
+                .cloned()
+                .ok_or_else(|| format!("string {i} of {}", strings.len()))
+        };
+        let schemas: Vec<Arc<ArraySchema>> = self
+            .schemas
+            .iter()
+            .map(|s| {
+                check_schema(s)?;
+                Ok(interner.schema(s.clone()))
+            })
+            .collect::<std::result::Result<_, String>>()?;
+        let mut attr_sets: Vec<Attrs> = Vec::with_capacity(self.attr_sets.len());
+        for set in &self.attr_sets {
+            let mut m = IndexMap::with_capacity(set.len());
+            for (k, v) in set {
+                m.insert(string(*k)?.to_string(), v.clone());
+            }
+            attr_sets.push(interner.attrs(m));
+        }
+        let attrs = |i: u32| {
+            attr_sets
+                .get(i as usize)
+                .cloned()
+                .ok_or_else(|| format!("attribute set {i} of {}", attr_sets.len()))
+        };
+
+        let ds_name = self.ds_name.u32s("ds_name", n_ds)?;
+        let ds_seq = self.ds_seq.u64s("ds_seq", n_ds)?;
+        let ds_attrs = self.ds_attrs.u32s("ds_attrs", n_ds)?;
+        let ds_arrays = self.ds_arrays.u32s("ds_arrays", n_ds)?;
+        let a_name = self.a_name.u32s("a_name", n_arrays)?;
+        let a_schema = self.a_schema.u32s("a_schema", n_arrays)?;
+        let a_attrs = self.a_attrs.u32s("a_attrs", n_arrays)?;
+        let a_segment = self.a_segment.u32s("a_segment", n_arrays)?;
+        if self.a_has_stats.len() != n_arrays {
+            return Err("column a_has_stats has the wrong length".into());
+        }
+        let a_min = self.a_min.decode("a_min", n_arrays)?;
+        let a_max = self.a_max.decode("a_max", n_arrays)?;
+        let a_nulls = self.a_nulls.u64s("a_nulls", n_arrays)?;
+        let a_rows = self.a_rows.u64s("a_rows", n_arrays)?;
+        let total: u64 = ds_arrays.iter().map(|&n| n as u64).sum();
+        if total != n_arrays as u64 {
+            return Err(format!(
+                "datasets list {total} arrays, but there are {n_arrays} array rows"
+            ));
+        }
+        let mut a_min = a_min.into_iter();
+        let mut a_max = a_max.into_iter();
+        let mut datasets = Vec::with_capacity(n_ds);
+        let mut row = 0usize;
+        for d in 0..n_ds {
+            let name = string(ds_name[d])?;
+            let mut arrays = Vec::with_capacity(ds_arrays[d] as usize);
+            for _ in 0..ds_arrays[d] {
+                let schema = schemas
+                    .get(a_schema[row] as usize)
+                    .cloned()
+                    .ok_or_else(|| format!("schema {} of {}", a_schema[row], schemas.len()))?;
+                let (min, max) = (a_min.next().flatten(), a_max.next().flatten());
+                let stats = (self.a_has_stats[row] != 0).then(|| StatsRepr {
+                    min,
+                    max,
+                    null_count: a_nulls[row],
+                    row_count: a_rows[row],
+                });
+                let array = string(a_name[row])?;
+                if arrays.iter().any(|a: &ArrayEntry| a.name == array) {
+                    return Err(format!("dataset {name} lists array {array} twice"));
+                }
+                arrays.push(ArrayEntry {
+                    name: array,
+                    schema,
+                    attributes: attrs(a_attrs[row])?,
+                    segment: match a_segment[row] {
+                        0 => None,
+                        s => Some(string(s - 1)?),
+                    },
+                    stats,
+                });
+                row += 1;
+            }
+            datasets.push((
+                name,
+                Dataset {
+                    seq: ds_seq[d],
+                    attributes: attrs(ds_attrs[d])?,
+                    arrays,
+                },
+            ));
+        }
+
+        let seg_key = self.seg_key.u32s("seg_key", n_segs)?;
+        let seg_variable = self.seg_variable.u32s("seg_variable", n_segs)?;
+        let seg_size = self.seg_size.u64s("seg_size", n_segs)?;
+        let seg_crc = self.seg_crc.u32s("seg_crc", n_segs)?;
+        let seg_retired = self.seg_retired.u64s("seg_retired", n_segs)?;
+        let mut segments = Vec::with_capacity(n_segs);
+        for i in 0..n_segs {
+            segments.push((
+                string(seg_key[i])?,
+                SegmentEntry {
+                    variable: string(seg_variable[i])?,
+                    size: seg_size[i],
+                    crc32: seg_crc[i],
+                },
+                (seg_retired[i] != u64::MAX).then_some(seg_retired[i]),
+            ));
+        }
+        let removed = self
+            .removed
+            .u32s("removed", n_removed)?
+            .into_iter()
+            .map(string)
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Decoded {
+            datasets,
+            segments,
+            removed,
+        })
+    }
+}
+
+/// The structural checks a checksum cannot make: ranks agree, chunks fit, counts addressable.
+pub(crate) fn check_schema(s: &ArraySchema) -> std::result::Result<(), String> {
+    if s.dims.len() != s.shape.len() || s.chunk_shape.len() != s.shape.len() {
+        return Err(format!(
+            "an array definition has {} dims, shape {:?} and chunk shape {:?}",
+            s.dims.len(),
+            s.shape,
+            s.chunk_shape
+        ));
+    }
+    if s.chunk_shape
+        .iter()
+        .zip(&s.shape)
+        .any(|(&c, &n)| c == 0 || c > n.max(1))
+    {
+        return Err(format!(
+            "chunk shape {:?} does not tile shape {:?}",
+            s.chunk_shape, s.shape
+        ));
+    }
+    let count = s
+        .shape
+        .iter()
+        .try_fold(1u64, |acc, &n| acc.checked_mul(n as u64));
+    if count.is_none_or(|c| c > isize::MAX as u64) {
+        return Err(format!("shape {:?} has too many elements", s.shape));
+    }
+    Ok(())
+}
+
+/// Maps a decode failure to the error naming the file.
+pub(crate) fn corrupt(path: &str) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::CorruptCatalog {
+        path: path.to_string(),
+        reason,
+    }
+}

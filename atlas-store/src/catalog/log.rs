@@ -1,0 +1,802 @@
+//! Reading and writing the catalog's objects: the root marker, log entries, checkpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, path::Path};
+use serde::{Deserialize, Serialize};
+
+use super::columns::{Columns, ColumnsWriter, corrupt};
+use super::snapshot::{DatasetChange, Delta, Interner, LiveSegment, Name, Settings, Snapshot};
+use super::{CHECKPOINT_DIR, FORMAT_VERSION, LOG_DIR, display_location, v1};
+use crate::config::MetaFormat;
+use crate::error::{Error, Result};
+
+/// Extension of version-2 log entries and checkpoints.
+const EXT: &str = "atl";
+/// First bytes of every version-2 log entry and checkpoint.
+const MAGIC: &[u8; 6] = b"ATLAS2";
+const KIND_LOG: u8 = b'L';
+const KIND_CHECKPOINT: u8 = b'C';
+const HEADER: usize = 6 + 1 + 1 + 4 + 8 + 4;
+/// Largest decompressed entry accepted: a damaged length field must not allocate the machine.
+const MAX_DECODED: u64 = 16 << 30;
+/// Log entries read at once while replaying the tail: one per CPU, the store's read bound.
+fn tail_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn log_path(prefix: &Path, generation: u64, ext: &str) -> Path {
+    prefix
+        .clone()
+        .join(LOG_DIR)
+        .join(format!("{generation:020}.{ext}").as_str())
+}
+
+fn checkpoint_path(prefix: &Path, generation: u64) -> Path {
+    prefix
+        .clone()
+        .join(CHECKPOINT_DIR)
+        .join(format!("{generation:020}.{EXT}").as_str())
+}
+
+fn root_path(prefix: &Path, ext: &str) -> Path {
+    prefix.clone().join(format!("atlas.{ext}").as_str())
+}
+
+/// Wraps a msgpack payload: magic, kind, version, decoded length, CRC-32 of the compressed
+/// bytes, then the zstd-compressed payload.
+fn seal(kind: u8, payload: &[u8]) -> Result<Vec<u8>> {
+    let packed = zstd::bulk::compress(payload, 3).map_err(|e| Error::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER + packed.len());
+    out.extend_from_slice(MAGIC);
+    out.push(kind);
+    out.push(0);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&packed).to_le_bytes());
+    out.extend_from_slice(&packed);
+    Ok(out)
+}
+
+/// Checks and unwraps what [`seal`] wrote.
+fn unseal(path: &Path, bytes: &[u8], kind: u8) -> Result<Vec<u8>> {
+    let bad = |reason: String| Error::CorruptCatalog {
+        path: path.to_string(),
+        reason,
+    };
+    if bytes.len() < HEADER || &bytes[..6] != MAGIC {
+        return Err(bad(format!(
+            "{} bytes without the ATLAS2 header",
+            bytes.len()
+        )));
+    }
+    if bytes[6] != kind {
+        return Err(bad(format!(
+            "a {} where a {} was expected",
+            kind_name(bytes[6]),
+            kind_name(kind)
+        )));
+    }
+    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let version = word(8);
+    if version > FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_string(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let len = u64::from(word(12)) | (u64::from(word(16)) << 32);
+    let stored = word(20);
+    let packed = &bytes[HEADER..];
+    let crc = crc32fast::hash(packed);
+    if crc != stored {
+        return Err(bad(format!(
+            "checksum mismatch (stored {stored:08x}, computed {crc:08x})"
+        )));
+    }
+    if len > MAX_DECODED {
+        return Err(bad(format!("claims {len} decoded bytes")));
+    }
+    let out = zstd::bulk::decompress(packed, len as usize)
+        .map_err(|e| bad(format!("zstd decompression failed: {e}")))?;
+    if out.len() as u64 != len {
+        return Err(bad(format!(
+            "decodes to {} bytes, but the header says {len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+fn kind_name(k: u8) -> &'static str {
+    match k {
+        KIND_LOG => "log entry",
+        KIND_CHECKPOINT => "checkpoint",
+        _ => "unknown object",
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct LogDoc {
+    generation: u64,
+    commit_id: String,
+    /// Present in generation 0 only: the store's settings.
+    settings: Option<Settings>,
+    counts: [u64; 4],
+    /// Datasets put (rows), datasets removed (`removed`), segments added (segment rows).
+    columns: Columns,
+    /// Retired segments whose files are being removed.
+    dropped: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointDoc {
+    generation: u64,
+    commit_id: String,
+    settings: Settings,
+    next_seq: u64,
+    counts: [u64; 4],
+    columns: Columns,
+}
+
+/// The JSON body of the version-2 root marker.
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    settings: Settings,
+}
+
+fn encode_delta(delta: &Delta, settings: Option<Settings>) -> Result<Vec<u8>> {
+    let mut w = ColumnsWriter::default();
+    for change in &delta.datasets {
+        match change {
+            DatasetChange::Put(name, ds) => w.dataset(name, ds),
+            DatasetChange::Remove(name) => w.removed(name),
+        }
+    }
+    for (key, entry) in &delta.added_segments {
+        w.segment(key, entry, None);
+    }
+    let (columns, counts) = w.finish();
+    let doc = LogDoc {
+        generation: delta.generation,
+        commit_id: delta.commit_id.to_string(),
+        settings,
+        counts,
+        columns,
+        dropped: delta
+            .dropped_segments
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+    };
+    let payload = rmp_serde::to_vec(&doc).map_err(|e| Error::Encode(e.to_string()))?;
+    seal(KIND_LOG, &payload)
+}
+
+fn decode_delta(
+    path: &Path,
+    bytes: &[u8],
+    interner: &mut Interner,
+) -> Result<(Delta, Option<Settings>)> {
+    let payload = unseal(path, bytes, KIND_LOG)?;
+    let p = path.to_string();
+    let doc: LogDoc =
+        rmp_serde::from_slice(&payload).map_err(|e| corrupt(&p)(format!("bad log entry: {e}")))?;
+    let rows = doc
+        .columns
+        .decode(doc.counts, interner)
+        .map_err(corrupt(&p))?;
+    let mut datasets: Vec<DatasetChange> = rows
+        .removed
+        .into_iter()
+        .map(DatasetChange::Remove)
+        .collect();
+    datasets.extend(
+        rows.datasets
+            .into_iter()
+            .map(|(n, d)| DatasetChange::Put(n, Arc::new(d))),
+    );
+    let delta = Delta {
+        generation: doc.generation,
+        commit_id: interner.name(&doc.commit_id),
+        added_segments: rows.segments.into_iter().map(|(k, e, _)| (k, e)).collect(),
+        datasets,
+        dropped_segments: doc.dropped.iter().map(|k| interner.name(k)).collect(),
+    };
+    Ok((delta, doc.settings))
+}
+
+fn encode_checkpoint(snap: &Snapshot) -> Result<Vec<u8>> {
+    let mut w = ColumnsWriter::default();
+    for (name, ds) in snap.iter() {
+        w.dataset(name, ds);
+    }
+    for (key, s) in &snap.segments {
+        w.segment(key, &s.entry, None);
+    }
+    for (key, (entry, generation)) in &snap.retired {
+        w.segment(key, entry, Some(*generation));
+    }
+    let (columns, counts) = w.finish();
+    let doc = CheckpointDoc {
+        generation: snap.generation,
+        commit_id: snap.commit_id.to_string(),
+        settings: snap.settings,
+        next_seq: snap.next_seq,
+        counts,
+        columns,
+    };
+    let payload = rmp_serde::to_vec(&doc).map_err(|e| Error::Encode(e.to_string()))?;
+    seal(KIND_CHECKPOINT, &payload)
+}
+
+fn decode_checkpoint(path: &Path, bytes: &[u8], interner: &mut Interner) -> Result<Snapshot> {
+    let payload = unseal(path, bytes, KIND_CHECKPOINT)?;
+    let p = path.to_string();
+    let doc: CheckpointDoc =
+        rmp_serde::from_slice(&payload).map_err(|e| corrupt(&p)(format!("bad checkpoint: {e}")))?;
+    let rows = doc
+        .columns
+        .decode(doc.counts, interner)
+        .map_err(corrupt(&p))?;
+    let mut snap = Snapshot::empty(doc.settings);
+    snap.generation = doc.generation;
+    snap.commit_id = interner.name(&doc.commit_id);
+    for (key, entry, retired) in rows.segments {
+        match retired {
+            None => {
+                snap.segments.insert(key, LiveSegment { entry, refs: 0 });
+            }
+            Some(g) => {
+                snap.retired.insert(key, (entry, g));
+            }
+        }
+    }
+    for (name, ds) in rows.datasets {
+        if snap.datasets.contains_key(&name) {
+            return Err(corrupt(&p)(format!("dataset {name} is listed twice")));
+        }
+        snap.put_dataset(name, Arc::new(ds));
+    }
+    snap.next_seq = snap.next_seq.max(doc.next_seq);
+    snap.recount(&p)?;
+    snap.lineage.checkpoint = Some(doc.generation);
+    snap.lineage.checkpoint_bytes = bytes.len() as u64;
+    Ok(snap)
+}
+
+/// Reads an object, `None` when it does not exist.
+async fn get_opt(store: &dyn ObjectStore, path: &Path) -> Result<Option<bytes::Bytes>> {
+    match store.get(path).await {
+        Ok(r) => Ok(Some(r.bytes().await.map_err(|e| Error::store(path, e))?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::store(path, e)),
+    }
+}
+
+/// The root catalog files' extensions (`atlas.<ext>`), sorted.
+pub(crate) async fn find_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<String>> {
+    let listing = store
+        .list_with_delimiter(Some(prefix))
+        .await
+        .map_err(|e| Error::store(prefix, e))?;
+    let mut found: Vec<String> = listing
+        .objects
+        .iter()
+        .filter_map(|o| o.location.filename())
+        .filter_map(|f| f.strip_prefix("atlas."))
+        .filter(|ext| MetaFormat::from_extension(ext).is_some())
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// What the root file says.
+enum Root {
+    /// A version-2 marker.
+    Marker,
+    /// A whole version-1 catalog.
+    V1(v1::Catalog),
+}
+
+#[derive(Deserialize)]
+struct JsonVersion {
+    atlas_catalog: u32,
+}
+
+async fn read_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<Root>> {
+    let exts = find_root(store, prefix).await?;
+    if exts.is_empty() {
+        return Ok(None);
+    }
+    // During an upgrade the version-2 marker (always `atlas.json`) may sit beside the
+    // version-1 catalog it replaces; the marker wins.
+    if exts.iter().any(|e| e == "json") {
+        let path = root_path(prefix, "json");
+        if let Some(bytes) = get_opt(store, &path).await?
+            && serde_json::from_slice::<JsonVersion>(&bytes)
+                .is_ok_and(|v| v.atlas_catalog == FORMAT_VERSION)
+        {
+            decode_marker(&path, &bytes)?;
+            return Ok(Some(Root::Marker));
+        }
+    }
+    if exts.len() > 1 {
+        return Err(Error::CorruptCatalog {
+            path: prefix.to_string(),
+            reason: format!("several catalogs found: atlas.{}", exts.join(", atlas.")),
+        });
+    }
+    let path = root_path(prefix, &exts[0]);
+    let Some(bytes) = get_opt(store, &path).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Root::V1(v1::decode(&path, &bytes, &exts[0])?)))
+}
+
+fn encode_marker(settings: Settings) -> Result<Vec<u8>> {
+    let body =
+        serde_json::to_string(&Marker { settings }).map_err(|e| Error::Encode(e.to_string()))?;
+    let crc = crc32fast::hash(body.as_bytes());
+    Ok(
+        format!("{{\"atlas_catalog\":{FORMAT_VERSION},\"crc32\":{crc},\"catalog\":{body}}}\n")
+            .into_bytes(),
+    )
+}
+
+fn decode_marker(path: &Path, bytes: &[u8]) -> Result<Settings> {
+    #[derive(Deserialize)]
+    struct Env<'a> {
+        crc32: u32,
+        #[serde(borrow)]
+        catalog: &'a serde_json::value::RawValue,
+    }
+    let bad = corrupt_path(path);
+    let env: Env<'_> =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a catalog marker: {e}")))?;
+    let body = env.catalog.get();
+    let crc = crc32fast::hash(body.as_bytes());
+    if crc != env.crc32 {
+        return Err(bad(format!(
+            "checksum mismatch (stored {:08x}, computed {crc:08x})",
+            env.crc32
+        )));
+    }
+    let m: Marker = serde_json::from_str(body).map_err(|e| bad(format!("bad marker: {e}")))?;
+    Ok(m.settings)
+}
+
+fn corrupt_path(path: &Path) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::CorruptCatalog {
+        path: path.to_string(),
+        reason,
+    }
+}
+
+/// Generations of the objects in folder `dir` (`<g:020>.<ext>`), sorted, with their extension
+/// and metadata.
+async fn list_generations(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    dir: &str,
+    after: Option<u64>,
+) -> Result<Vec<(u64, String, object_store::ObjectMeta)>> {
+    let folder = prefix.clone().join(dir);
+    let listing: Vec<object_store::ObjectMeta> = match after {
+        Some(g) => {
+            let offset = folder.clone().join(format!("{g:020}.~").as_str());
+            store
+                .list_with_offset(Some(&folder), &offset)
+                .try_collect()
+                .await
+        }
+        None => store.list(Some(&folder)).try_collect().await,
+    }
+    .map_err(|e| Error::store(&folder, e))?;
+    let mut out: Vec<_> = listing
+        .into_iter()
+        .filter_map(|m| {
+            let name = m.location.filename()?.to_string();
+            let (generation, ext) = name.split_once('.')?;
+            if generation.len() != 20 {
+                return None;
+            }
+            let g = generation.parse::<u64>().ok()?;
+            let ext = ext.to_string();
+            (ext == EXT || MetaFormat::from_extension(&ext).is_some()).then_some((g, ext, m))
+        })
+        .filter(|(g, _, _)| after.is_none_or(|a| *g > a))
+        .collect();
+    out.sort_by_key(|(g, ext, _)| (*g, ext.clone()));
+    Ok(out)
+}
+
+/// The newest checkpoint's generation, `None` when there is none.
+async fn newest_checkpoint(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<u64>> {
+    Ok(list_generations(store, prefix, CHECKPOINT_DIR, None)
+        .await?
+        .into_iter()
+        .filter(|(_, ext, _)| ext == EXT)
+        .map(|(g, _, _)| g)
+        .next_back())
+}
+
+/// Creates the store: generation 0 (the settings) as the first log entry, then the marker.
+/// [`Error::Conflict`] when another creator won.
+pub(crate) async fn create(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    settings: Settings,
+) -> Result<Snapshot> {
+    let snap = Snapshot::empty(settings);
+    let delta = Delta {
+        generation: 0,
+        commit_id: Name::clone(&snap.commit_id),
+        added_segments: Vec::new(),
+        datasets: Vec::new(),
+        dropped_segments: Vec::new(),
+    };
+    let bytes = encode_delta(&delta, Some(settings))?;
+    put_log(store, prefix, 0, bytes, &snap.commit_id).await?;
+    // The log entry is the store; the marker only names the format. `open` finds the entry
+    // if this put fails.
+    let _ = store
+        .put(&root_path(prefix, "json"), encode_marker(settings)?.into())
+        .await;
+    // Every store starts with a checkpoint, so `open` never replays from generation 0; if
+    // this put fails, `open` replays the log instead.
+    let mut snap = snap;
+    if let Ok(size) = write_checkpoint(store, prefix, &snap).await {
+        snap.lineage.checkpoint = Some(0);
+        snap.lineage.checkpoint_bytes = size;
+    }
+    Ok(snap)
+}
+
+/// Create-if-absent put of a log entry; an `AlreadyExists` whose entry carries our id is a
+/// success that an earlier error hid.
+async fn put_log(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    generation: u64,
+    bytes: Vec<u8>,
+    commit_id: &str,
+) -> Result<u64> {
+    let path = log_path(prefix, generation, EXT);
+    let size = bytes.len() as u64;
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store.put_opts(&path, bytes.into(), opts).await {
+        Ok(_) => Ok(size),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            let mut interner = Interner::default();
+            let ours = match get_opt(store, &path).await {
+                Ok(Some(b)) => decode_delta(&path, &b, &mut interner)
+                    .is_ok_and(|(d, _)| &*d.commit_id == commit_id),
+                _ => false,
+            };
+            if ours {
+                Ok(size)
+            } else {
+                Err(Error::Conflict {
+                    base: generation.saturating_sub(1),
+                    found: generation,
+                    detail: String::new(),
+                })
+            }
+        }
+        Err(e) => Err(Error::store(&path, e)),
+    }
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CommitOutcome {
+    /// Bytes of the log entry.
+    pub bytes: u64,
+}
+
+/// Commits `delta` on top of `base` (its generation is `base.generation + 1`). Returns
+/// [`Error::Conflict`] when another writer committed that generation first, or when a
+/// checkpoint newer than `base` exists (the log this writer missed may be gone, so it cannot
+/// be checked for overlap).
+pub(crate) async fn commit(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    base: &Snapshot,
+    delta: &Delta,
+) -> Result<CommitOutcome> {
+    if let Some(newest) = newest_checkpoint(store, prefix).await?
+        && newest > base.generation
+    {
+        return Err(Error::Conflict {
+            base: base.generation,
+            found: newest,
+            detail: " and checkpointed the store since".into(),
+        });
+    }
+    let bytes = encode_delta(delta, None)?;
+    let size = put_log(store, prefix, delta.generation, bytes, &delta.commit_id).await?;
+    Ok(CommitOutcome { bytes: size })
+}
+
+/// Reads the version-2 log entry of `generation`, `None` when it was never committed (or has
+/// been cleaned up).
+pub(crate) async fn read_delta(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    generation: u64,
+    interner: &mut Interner,
+) -> Result<Option<(Delta, u64)>> {
+    let path = log_path(prefix, generation, EXT);
+    match get_opt(store, &path).await? {
+        Some(bytes) => {
+            let (d, _) = decode_delta(&path, &bytes, interner)?;
+            Ok(Some((d, bytes.len() as u64)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Loads the newest committed state: the newest checkpoint (or a version-1 root catalog, or
+/// generation 0), then the log after it.
+pub(crate) async fn load_latest(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+) -> Result<(Snapshot, Interner)> {
+    let not_found = || Error::StoreNotFound {
+        location: display_location(prefix),
+    };
+    let mut interner = Interner::default();
+    // A checkpoint can be cleaned up between listing and reading it; then list again.
+    for _attempt in 0..3 {
+        // With a checkpoint the store is version 2 (a version-1 store gets its marker right
+        // after its first checkpoint), so the root need not be read.
+        let newest = newest_checkpoint(store, prefix).await?;
+        let mut base: Option<Snapshot> = None;
+        match newest {
+            Some(g) => {
+                let path = checkpoint_path(prefix, g);
+                match get_opt(store, &path).await? {
+                    Some(bytes) => base = Some(decode_checkpoint(&path, &bytes, &mut interner)?),
+                    None => continue,
+                }
+            }
+            None => {
+                if let Some(Root::V1(cat)) = read_root(store, prefix).await? {
+                    let origin = prefix.to_string();
+                    base = Some(cat.into_snapshot(&origin, &mut interner)?);
+                }
+            }
+        }
+        let after = base.as_ref().map(|b| b.generation);
+        let tail = list_generations(store, prefix, LOG_DIR, after).await?;
+        if base.is_none() && tail.is_empty() {
+            return Err(not_found());
+        }
+        return replay(store, prefix, base, tail, interner).await;
+    }
+    Err(Error::CorruptCatalog {
+        path: prefix.clone().join(CHECKPOINT_DIR).to_string(),
+        reason: "the newest checkpoint kept disappearing while the store was opened".into(),
+    })
+}
+
+/// Applies the contiguous run of log entries after `base`.
+async fn replay(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    mut base: Option<Snapshot>,
+    tail: Vec<(u64, String, object_store::ObjectMeta)>,
+    mut interner: Interner,
+) -> Result<(Snapshot, Interner)> {
+    let first = base.as_ref().map_or(0, |b| b.generation + 1);
+    let mut run = Vec::new();
+    for (expected, (g, ext, _)) in (first..).zip(tail) {
+        if g < expected {
+            // Two entries for one generation: only a writer of another format version can do
+            // that; refuse rather than guess.
+            return Err(Error::CorruptCatalog {
+                path: log_path(prefix, g, &ext).to_string(),
+                reason: format!("generation {g} has more than one log entry"),
+            });
+        }
+        if g != expected {
+            break;
+        }
+        run.push((g, ext));
+    }
+    let mut fetched = futures::stream::iter(run.into_iter().map(|(g, ext)| async move {
+        let path = log_path(prefix, g, &ext);
+        get_opt(store, &path).await.map(|b| (path, ext, b))
+    }))
+    .buffered(tail_concurrency());
+    while let Some(item) = fetched.next().await {
+        let (path, ext, bytes) = item?;
+        // Cleaned up after it was listed: a newer checkpoint covers it; what was read is a
+        // consistent, slightly older state.
+        let Some(bytes) = bytes else { break };
+        let origin = path.to_string();
+        if ext == EXT {
+            let (delta, settings) = decode_delta(&path, &bytes, &mut interner)?;
+            let next = match (&base, settings) {
+                (None, Some(settings)) if delta.generation == 0 => {
+                    let mut s = Snapshot::empty(settings);
+                    s.commit_id = Name::clone(&delta.commit_id);
+                    s
+                }
+                (None, _) => {
+                    return Err(corrupt(&origin)(
+                        "the store's first log entry does not hold its settings".into(),
+                    ));
+                }
+                (Some(b), _) => b.apply(&delta, &origin)?,
+            };
+            let mut next = next;
+            next.lineage.log_bytes_since += bytes.len() as u64;
+            base = Some(next);
+        } else {
+            let cat = v1::decode(&path, &bytes, &ext)?;
+            let mut snap = cat.into_snapshot(&origin, &mut interner)?;
+            if let Some(b) = &base {
+                snap.lineage = b.lineage;
+                snap.lineage.base_format = v1::V1;
+            }
+            base = Some(snap);
+        }
+    }
+    let snap = base.ok_or_else(|| Error::StoreNotFound {
+        location: display_location(prefix),
+    })?;
+    Ok((snap, interner))
+}
+
+/// Writes a checkpoint of `snap`; when it upgrades a version-1 store, the marker replaces the
+/// version-1 root catalog. Returns the checkpoint's size.
+pub(crate) async fn write_checkpoint(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    snap: &Snapshot,
+) -> Result<u64> {
+    let bytes = encode_checkpoint(snap)?;
+    let size = bytes.len() as u64;
+    let path = checkpoint_path(prefix, snap.generation);
+    store
+        .put(&path, bytes.into())
+        .await
+        .map_err(|e| Error::store(&path, e))?;
+    if snap.lineage.base_format < FORMAT_VERSION {
+        let marker = root_path(prefix, "json");
+        store
+            .put(&marker, encode_marker(snap.settings)?.into())
+            .await
+            .map_err(|e| Error::store(&marker, e))?;
+        for ext in find_root(store, prefix).await? {
+            if ext != "json" {
+                let old = root_path(prefix, &ext);
+                match store.delete(&old).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Error::store(&old, e)),
+                }
+            }
+        }
+    }
+    Ok(size)
+}
+
+/// Removes log entries and checkpoints that the checkpoint of generation `covered` makes
+/// unnecessary, once they are older than `retention`. Returns how many objects it removed.
+///
+/// Readers never need them: `open` starts at the newest checkpoint. A writer still based on a
+/// generation before it is refused by [`commit`] (a newer checkpoint exists), so removing a
+/// log entry never lets a stale writer re-create it.
+pub(crate) async fn cleanup_log(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    covered: u64,
+    retention: Duration,
+) -> Result<usize> {
+    let now = std::time::SystemTime::now();
+    let old_enough = |m: &object_store::ObjectMeta| {
+        now.duration_since(m.last_modified.into())
+            .unwrap_or(Duration::ZERO)
+            >= retention
+    };
+    let mut doomed: Vec<Path> = Vec::new();
+    for (g, _, meta) in list_generations(store, prefix, LOG_DIR, None).await? {
+        if g <= covered && old_enough(&meta) {
+            doomed.push(meta.location);
+        }
+    }
+    for (g, _, meta) in list_generations(store, prefix, CHECKPOINT_DIR, None).await? {
+        if g < covered && old_enough(&meta) {
+            doomed.push(meta.location);
+        }
+    }
+    let mut removed = 0;
+    for path in doomed {
+        match store.delete(&path).await {
+            Ok(()) => removed += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store(&path, e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// The dataset records a delta needs for `names`, as `working` has them.
+pub(crate) fn changes_for<'a>(
+    working: &Snapshot,
+    names: impl IntoIterator<Item = &'a Name>,
+) -> Vec<DatasetChange> {
+    names
+        .into_iter()
+        .map(|n| match working.dataset(n) {
+            Some(ds) => DatasetChange::Put(Name::clone(n), Arc::clone(ds)),
+            None => DatasetChange::Remove(Name::clone(n)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Codec;
+
+    fn settings() -> Settings {
+        Settings {
+            codec: Codec::Zstd,
+            meta_format: MetaFormat::Json,
+            meta_compression: Codec::Uncompressed,
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_log_entry_fails_the_checksum() {
+        let delta = Delta {
+            generation: 3,
+            commit_id: "abc".into(),
+            added_segments: vec![],
+            datasets: vec![DatasetChange::Remove("gone".into())],
+            dropped_segments: vec![],
+        };
+        let mut bytes = encode_delta(&delta, None).unwrap();
+        let (back, _) = decode_delta(&Path::from("x"), &bytes, &mut Interner::default()).unwrap();
+        assert_eq!(back, delta);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        let err = decode_delta(&Path::from("x"), &bytes, &mut Interner::default()).unwrap_err();
+        assert!(matches!(err, Error::CorruptCatalog { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_length_field_is_refused_before_allocating() {
+        let snap = Snapshot::empty(settings());
+        let mut bytes = encode_checkpoint(&snap).unwrap();
+        bytes[16..20].copy_from_slice(&[0xff; 4]);
+        let err =
+            decode_checkpoint(&Path::from("x"), &bytes, &mut Interner::default()).unwrap_err();
+        assert!(err.to_string().contains("decoded bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_log_entry_is_not_taken_for_a_checkpoint() {
+        let delta = Delta {
+            generation: 1,
+            commit_id: "x".into(),
+            added_segments: vec![],
+            datasets: vec![],
+            dropped_segments: vec![],
+        };
+        let bytes = encode_delta(&delta, None).unwrap();
+        let err =
+            decode_checkpoint(&Path::from("x"), &bytes, &mut Interner::default()).unwrap_err();
+        assert!(err.to_string().contains("checkpoint was expected"), "{err}");
+    }
+}

@@ -1,0 +1,400 @@
+//! Catalog version 2: commits write their changes only, `open` reads one checkpoint plus the
+//! tail, disjoint writers both land, version-1 stores open and upgrade.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use atlas_store::object_store::{ObjectStore, ObjectStoreExt, memory::InMemory, path::Path};
+use atlas_store::{Atlas, Attr, Error, StoreConfig};
+use futures::TryStreamExt;
+
+use crate::support::{TestStore, ramp, ramp_dataset, snapshot, tag};
+
+fn prefix() -> Path {
+    Path::from("store")
+}
+
+/// Adds `n` datasets `<tag>_<i>` (one 24-value array and two attributes each) and flushes.
+async fn add_batch(atlas: &mut Atlas, tag_: &str, n: usize) {
+    for i in 0..n {
+        let ds = ramp_dataset(atlas, &format!("{tag_}_{i:05}"), "temp", 24, i as f32).await;
+        tag(&ds, "platform", &format!("{tag_}{i}"));
+        ds.set_array_attribute("temp", "units", Attr::String("degC".into()))
+            .unwrap();
+    }
+    atlas.flush().await.unwrap();
+}
+
+fn bytes_put_under(journal: &[(&str, String, u64)], dir: &str) -> u64 {
+    journal
+        .iter()
+        .filter(|(op, p, _)| *op == "put" && p.contains(dir))
+        .map(|(_, _, b)| b)
+        .sum()
+}
+
+async fn objects_under(store: &dyn ObjectStore, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = store
+        .list(Some(&prefix().join(dir)))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_commit_writes_bytes_in_proportion_to_its_changes_not_to_the_store() {
+    let mem = Arc::new(InMemory::new());
+    let counted = TestStore::new(mem.clone());
+    let mut atlas = Atlas::create(counted.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    // Checkpoints are measured apart: here only the log entries count.
+    atlas.set_checkpoint_interval(u64::MAX);
+    add_batch(&mut atlas, "first", 50).await;
+    counted.take_journal();
+    add_batch(&mut atlas, "small", 10).await;
+    let small_early = bytes_put_under(&counted.take_journal(), "_log/");
+    for b in 0..8 {
+        add_batch(&mut atlas, &format!("bulk{b}"), 250).await;
+    }
+    counted.take_journal();
+    add_batch(&mut atlas, "late", 10).await;
+    let small_late = bytes_put_under(&counted.take_journal(), "_log/");
+    assert!(small_early > 0);
+    assert!(
+        small_late <= small_early + small_early / 4,
+        "a 10-dataset commit wrote {small_early} log bytes into a store of 50 datasets and \
+         {small_late} into one of 2,060"
+    );
+}
+
+#[tokio::test]
+async fn open_reads_one_checkpoint_plus_the_log_after_it() {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    atlas.set_orphan_retention(Duration::ZERO);
+    for b in 0..5 {
+        add_batch(&mut atlas, &format!("b{b}"), 20).await;
+    }
+    let checkpointed = atlas.checkpoint().await.unwrap();
+    for b in 5..8 {
+        add_batch(&mut atlas, &format!("b{b}"), 20).await;
+    }
+    let expected = snapshot(&atlas).await;
+
+    let counted = TestStore::new(mem.clone());
+    let reopened = Atlas::open(counted.clone(), prefix()).await.unwrap();
+    let gets: Vec<String> = counted
+        .take_journal()
+        .into_iter()
+        .filter(|(op, _, _)| *op == "get")
+        .map(|(_, p, _)| p)
+        .collect();
+    let checkpoints: Vec<&String> = gets.iter().filter(|p| p.contains("_checkpoint/")).collect();
+    let logs: Vec<&String> = gets.iter().filter(|p| p.contains("_log/")).collect();
+    assert_eq!(
+        checkpoints,
+        vec![&format!("store/_checkpoint/{checkpointed:020}.atl")]
+    );
+    assert_eq!(logs.len(), 3, "tail entries read: {logs:?}");
+    assert_eq!(reopened.generation(), checkpointed + 3);
+    assert_eq!(snapshot(&reopened).await, expected);
+    // The checkpoint covered the log before it; with no retention, clean-up removed it.
+    let log = objects_under(&*mem, "_log").await;
+    assert_eq!(log.len(), 3, "{log:?}");
+}
+
+#[tokio::test]
+async fn two_writers_that_changed_different_datasets_both_land() {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    add_batch(&mut atlas, "base", 3).await;
+    let mut first = Atlas::open(mem.clone(), prefix()).await.unwrap();
+    let mut second = Atlas::open(mem.clone(), prefix()).await.unwrap();
+    let base = first.generation();
+
+    add_batch(&mut first, "first", 4).await;
+    tag(
+        &first.open_dataset("base_00000").await.unwrap(),
+        "by",
+        "first",
+    );
+    first.flush().await.unwrap();
+    // The second writer missed two commits; neither touched what it changes.
+    add_batch(&mut second, "second", 4).await;
+    tag(
+        &second.open_dataset("base_00001").await.unwrap(),
+        "by",
+        "second",
+    );
+    second.delete_dataset("base_00002").await.unwrap();
+    second.flush().await.unwrap();
+    assert_eq!(second.generation(), base + 4);
+
+    let seen = Atlas::open(mem, prefix()).await.unwrap();
+    assert_eq!(seen.list_datasets().len(), 3 + 4 + 4 - 1);
+    for (ds, by) in [("base_00000", "first"), ("base_00001", "second")] {
+        assert_eq!(
+            seen.open_dataset(ds).await.unwrap().get_attribute("by"),
+            Some(Attr::String(by.into()))
+        );
+    }
+    assert!(!seen.dataset_exists("base_00002"));
+    let v = seen
+        .open_dataset("second_00003")
+        .await
+        .unwrap()
+        .read_array::<f32>("temp", vec![], vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, ramp(24, 3.0).into_shared());
+    // What the second writer sees is what a fresh reader sees.
+    assert_eq!(snapshot(&second).await, snapshot(&seen).await);
+}
+
+#[tokio::test]
+async fn a_writer_based_before_a_newer_checkpoint_gets_a_conflict_not_a_lost_commit() {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    add_batch(&mut atlas, "base", 2).await;
+    let mut stale = Atlas::open(mem.clone(), prefix()).await.unwrap();
+    atlas.set_orphan_retention(Duration::ZERO);
+    add_batch(&mut atlas, "newer", 2).await;
+    atlas.checkpoint().await.unwrap();
+    // The log entry the stale writer would race for is gone; it must not re-create it.
+    ramp_dataset(&mut stale, "stale_00000", "temp", 24, 0.0).await;
+    let e = stale.flush().await;
+    let e = match e {
+        Err(e) => e,
+        Ok(()) => panic!("a stale writer committed behind a checkpoint"),
+    };
+    assert!(matches!(e, Error::Conflict { .. }), "{e}");
+    assert!(stale.dataset_exists("stale_00000"), "pending work was lost");
+    let seen = Atlas::open(mem, prefix()).await.unwrap();
+    assert!(!seen.dataset_exists("stale_00000"));
+    assert!(seen.dataset_exists("newer_00001"));
+}
+
+/// The change under test for the checkpoint sweep.
+async fn change(atlas: &mut Atlas) -> Result<(), Error> {
+    let a = atlas.open_dataset("base_00000").await?;
+    a.write_array("temp", vec![3], ramp(4, 1000.0).view())
+        .await?;
+    a.set_attribute("version", Attr::String("2".into()))?;
+    let c = atlas.create_dataset("c").await?;
+    c.define_array::<f32>("temp", vec!["z".into()], vec![8], None, None)
+        .await?;
+    c.write_array("temp", vec![0], ramp(8, -5.0).view()).await?;
+    atlas.delete_dataset("base_00001").await?;
+    atlas.flush().await
+}
+
+async fn checkpointed_store() -> Arc<InMemory> {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    atlas.set_orphan_retention(Duration::ZERO);
+    add_batch(&mut atlas, "base", 3).await;
+    atlas.checkpoint().await.unwrap();
+    add_batch(&mut atlas, "more", 2).await;
+    mem
+}
+
+#[tokio::test]
+async fn a_crash_at_any_operation_of_a_commit_checkpoint_or_clean_up_leaves_the_old_or_new_state() {
+    let before = snapshot(
+        &Atlas::open(checkpointed_store().await, prefix())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let after = {
+        let mem = checkpointed_store().await;
+        change(&mut Atlas::open(mem.clone(), prefix()).await.unwrap())
+            .await
+            .unwrap();
+        snapshot(&Atlas::open(mem, prefix()).await.unwrap()).await
+    };
+    assert_ne!(before, after);
+    let mut crashes = 0;
+    let mut checkpoint_ops = 0;
+    for after_effect in [false, true] {
+        for n in 0.. {
+            let mem = checkpointed_store().await;
+            let faulty = TestStore::new(mem.clone());
+            let mut atlas = Atlas::open(faulty.clone(), prefix()).await.unwrap();
+            // Every commit checkpoints and cleans up at once.
+            atlas.set_checkpoint_interval(1);
+            atlas.set_orphan_retention(Duration::ZERO);
+            faulty.take_journal();
+            faulty.fail_in(n, after_effect);
+            let result = change(&mut atlas).await;
+            if !faulty.fired() {
+                assert!(result.is_ok());
+                let journal = faulty.take_journal();
+                assert!(
+                    bytes_put_under(&journal, "_checkpoint/") > 0,
+                    "the change did not checkpoint"
+                );
+                break;
+            }
+            if faulty
+                .take_journal()
+                .iter()
+                .any(|(_, p, _)| p.contains("_checkpoint/"))
+            {
+                checkpoint_ops += 1;
+            }
+            crashes += 1;
+            let seen = snapshot(&Atlas::open(mem.clone(), prefix()).await.unwrap()).await;
+            assert!(
+                seen == before || seen == after,
+                "fault at op {n} (after effect: {after_effect}) left a torn state:\n{seen}"
+            );
+            if result.is_ok() {
+                assert_eq!(
+                    seen, after,
+                    "flush reported success at op {n} but did not commit"
+                );
+            }
+            faulty.disarm();
+            if result.is_err() {
+                atlas
+                    .flush()
+                    .await
+                    .unwrap_or_else(|e| panic!("retry after fault at op {n}: {e}"));
+            }
+            let retried = snapshot(&Atlas::open(mem.clone(), prefix()).await.unwrap()).await;
+            assert_eq!(
+                retried, after,
+                "retry after fault at op {n} ({after_effect})"
+            );
+            // A later checkpoint still works on whatever the fault left.
+            atlas.checkpoint().await.unwrap();
+            assert_eq!(
+                snapshot(&Atlas::open(mem, prefix()).await.unwrap()).await,
+                after
+            );
+        }
+    }
+    assert!(crashes > 10, "the sweep covered only {crashes} operations");
+    assert!(
+        checkpoint_ops > 0,
+        "no fault landed in the checkpoint or clean-up"
+    );
+}
+
+fn copy_dir(from: &FsPath, to: &FsPath) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn golden_v1() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+}
+
+fn root_names(dir: &FsPath) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("atlas."))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_version_1_store_is_upgraded_by_its_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    copy_dir(&golden_v1(), &path);
+    let before = snapshot(&Atlas::open_path(&path).await.unwrap()).await;
+
+    let mut atlas = Atlas::open_path(&path).await.unwrap();
+    let ds = ramp_dataset(&mut atlas, "profile_c", "TEMP", 6, 1.0).await;
+    ds.set_attribute("platform", Attr::String("new".into()))
+        .unwrap();
+    atlas.flush().await.unwrap();
+    assert_eq!(atlas.write_stats().checkpoints, 1);
+    assert!(
+        path.join("_checkpoint")
+            .join(format!("{:020}.atl", 3))
+            .exists()
+    );
+    let marker = std::fs::read_to_string(path.join("atlas.json")).unwrap();
+    assert!(marker.starts_with("{\"atlas_catalog\":2"), "{marker}");
+
+    let reopened = Atlas::open_path(&path).await.unwrap();
+    assert_eq!(reopened.generation(), 3);
+    let seen = snapshot(&reopened).await;
+    assert!(seen.starts_with(&before), "old contents changed:\n{seen}");
+    assert!(seen.contains("dataset profile_c"));
+}
+
+#[tokio::test]
+async fn a_checkpoint_upgrades_a_version_1_store_without_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    copy_dir(&golden_v1(), &path);
+    // A version-1 store written with MessagePack keeps its catalog as atlas.msgpack.zst; the
+    // golden one uses JSON, so the marker replaces it in place.
+    let before = snapshot(&Atlas::open_path(&path).await.unwrap()).await;
+    let mut atlas = Atlas::open_path(&path).await.unwrap();
+    assert_eq!(atlas.checkpoint().await.unwrap(), 2);
+    assert_eq!(atlas.write_stats().commits, 0);
+    assert_eq!(root_names(&path), vec!["atlas.json"]);
+    let reopened = Atlas::open_path(&path).await.unwrap();
+    assert_eq!(reopened.generation(), 2);
+    assert_eq!(snapshot(&reopened).await, before);
+    assert_eq!(
+        reopened.verify().await.unwrap(),
+        reopened.list_segments().len()
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_checkpoint_is_an_error_naming_it() {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    add_batch(&mut atlas, "a", 3).await;
+    let g = atlas.checkpoint().await.unwrap();
+    let path = prefix()
+        .join("_checkpoint")
+        .join(format!("{g:020}.atl").as_str());
+    let mut bytes = mem
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    mem.put(&path, bytes.into()).await.unwrap();
+    let e = Atlas::open(mem, prefix()).await.unwrap_err();
+    assert!(matches!(e, Error::CorruptCatalog { .. }), "{e}");
+    assert!(e.to_string().contains(&path.to_string()), "{e}");
+}
