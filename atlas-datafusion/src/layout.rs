@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use atlas_store::{ArraySchema, ArrayStats, DType, DatasetInfo};
+use atlas_store::{ArraySchema, ArrayStats, CatalogView, DType};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Error, Result};
@@ -94,8 +94,8 @@ pub fn widen(a: &DataType, b: &DataType) -> Option<DataType> {
 pub struct CoordSource {
     /// Its statistics, if committed.
     pub stats: Option<ArrayStats>,
-    /// Its definition (dtype, fill value).
-    pub schema: ArraySchema,
+    /// Its definition (dtype, fill value), shared with the catalog.
+    pub schema: Arc<ArraySchema>,
 }
 
 /// One dataset's array of the variable.
@@ -103,8 +103,8 @@ pub struct CoordSource {
 pub struct Entry {
     /// Dataset name.
     pub dataset: String,
-    /// The array's definition.
-    pub schema: ArraySchema,
+    /// The array's definition, shared with the catalog.
+    pub schema: Arc<ArraySchema>,
     /// Its statistics, if committed.
     pub stats: Option<ArrayStats>,
     /// For each table dimension, the array's axis along it (`None`: the array lacks the dim).
@@ -176,21 +176,21 @@ impl Layout {
     }
 
     /// Builds the table of `variable` from a catalog snapshot.
-    pub fn build(location: &str, variable: &str, datasets: &[DatasetInfo]) -> Result<Layout> {
+    pub fn build(location: &str, variable: &str, catalog: &CatalogView) -> Result<Layout> {
         let mut dims: Vec<String> = Vec::new();
         let mut value_type: Option<(DataType, String)> = None;
         let mut found = Vec::new();
-        for (ordinal, ds) in datasets.iter().enumerate() {
-            let Some(array) = ds.arrays.iter().find(|a| a.name == variable) else {
+        for (ordinal, ds) in catalog.datasets().enumerate() {
+            let Some(array) = ds.array(variable) else {
                 continue;
             };
-            let ty = arrow_type(&array.schema.dtype).ok_or_else(|| Error::UnsupportedType {
+            let ty = arrow_type(&array.schema().dtype).ok_or_else(|| Error::UnsupportedType {
                 variable: variable.to_string(),
-                dataset: ds.name.clone(),
-                dtype: format!("{:?}", array.schema.dtype),
+                dataset: ds.name().to_string(),
+                dtype: format!("{:?}", array.schema().dtype),
             })?;
             value_type = Some(match value_type {
-                None => (ty, ds.name.clone()),
+                None => (ty, ds.name().to_string()),
                 Some((prev, first)) => match widen(&prev, &ty) {
                     Some(w) => (w, first),
                     None => {
@@ -198,13 +198,13 @@ impl Layout {
                             variable: variable.to_string(),
                             first_dataset: first,
                             first_type: prev.to_string(),
-                            other_dataset: ds.name.clone(),
+                            other_dataset: ds.name().to_string(),
                             other_type: ty.to_string(),
                         });
                     }
                 },
             });
-            for d in &array.schema.dims {
+            for d in &array.schema().dims {
                 if !dims.contains(d) {
                     dims.push(d.clone());
                 }
@@ -212,9 +212,9 @@ impl Layout {
             found.push((ordinal, ds, array));
         }
         let Some((value_type, _)) = value_type else {
-            let mut known: Vec<&str> = datasets
-                .iter()
-                .flat_map(|d| d.arrays.iter().map(|a| a.name.as_str()))
+            let mut known: Vec<&str> = catalog
+                .datasets()
+                .flat_map(|d| d.arrays().map(|a| a.name()))
                 .collect();
             known.sort_unstable();
             known.dedup();
@@ -239,16 +239,17 @@ impl Layout {
             }
             let mut ty: Option<(DataType, String)> = None;
             for (_, ds, _) in &found {
-                let Some(c) = ds.arrays.iter().find(|a| {
-                    &a.name == dim && a.schema.dims.len() == 1 && &a.schema.dims[0] == dim
-                }) else {
+                let Some(c) = ds
+                    .array(dim)
+                    .filter(|a| a.schema().dims.len() == 1 && &a.schema().dims[0] == dim)
+                else {
                     continue;
                 };
-                let Some(t) = arrow_type(&c.schema.dtype) else {
+                let Some(t) = arrow_type(&c.schema().dtype) else {
                     continue;
                 };
                 ty = Some(match ty {
-                    None => (t, ds.name.clone()),
+                    None => (t, ds.name().to_string()),
                     Some((prev, first)) => match widen(&prev, &t) {
                         Some(w) => (w, first),
                         None => {
@@ -256,7 +257,7 @@ impl Layout {
                                 variable: dim.clone(),
                                 first_dataset: first,
                                 first_type: prev.to_string(),
-                                other_dataset: ds.name.clone(),
+                                other_dataset: ds.name().to_string(),
                                 other_type: t.to_string(),
                             });
                         }
@@ -299,33 +300,32 @@ impl Layout {
         for (ordinal, ds, array) in found {
             let axis_of_dim = dims
                 .iter()
-                .map(|d| array.schema.dims.iter().position(|x| x == d))
+                .map(|d| array.schema().dims.iter().position(|x| x == d))
                 .collect::<Vec<_>>();
             let coords = coord_dims
                 .iter()
                 .map(|&d| {
                     let axis = axis_of_dim[d]?;
-                    let len = array.schema.shape[axis];
+                    let len = array.schema().shape[axis];
                     let dim = &dims[d];
-                    ds.arrays
-                        .iter()
-                        .find(|a| {
-                            &a.name == dim
-                                && a.schema.dims.len() == 1
-                                && &a.schema.dims[0] == dim
-                                && a.schema.shape[0] == len
-                                && arrow_type(&a.schema.dtype).is_some()
+                    ds.array(dim)
+                        .filter(|a| {
+                            let s = a.schema();
+                            s.dims.len() == 1
+                                && &s.dims[0] == dim
+                                && s.shape[0] == len
+                                && arrow_type(&s.dtype).is_some()
                         })
                         .map(|a| CoordSource {
-                            stats: a.stats.clone(),
-                            schema: a.schema.clone(),
+                            stats: a.stats(),
+                            schema: a.shared_schema(),
                         })
                 })
                 .collect();
             entries.push(Entry {
-                dataset: ds.name.clone(),
-                schema: array.schema.clone(),
-                stats: array.stats.clone(),
+                dataset: ds.name().to_string(),
+                schema: array.shared_schema(),
+                stats: array.stats(),
                 axis_of_dim,
                 coords,
             });

@@ -168,11 +168,11 @@ fn attr_scalar(a: &Attr, ty: &DataType) -> ScalarValue {
 /// `_datasets`: one row per dataset, one typed column per dataset attribute key.
 pub fn datasets_table(store: &AtlasStore) -> Result<MemTable> {
     let mut keys: Vec<(String, DataType)> = Vec::new();
-    for ds in &store.datasets {
-        for (k, v) in &ds.attributes {
+    for ds in store.catalog.datasets() {
+        for (k, v) in ds.attributes() {
             let t = attr_type(v);
             match keys.iter_mut().find(|(name, _)| name == k) {
-                None => keys.push((k.clone(), t)),
+                None => keys.push((k.to_string(), t)),
                 Some((_, cur)) if *cur == t => {}
                 Some((_, cur)) => {
                     *cur = match (&*cur, &t) {
@@ -187,7 +187,7 @@ pub fn datasets_table(store: &AtlasStore) -> Result<MemTable> {
     let mut fields = vec![Field::new("dataset", dataset_type(), false)];
     let mut columns = vec![dataset_keys(
         store,
-        (0..store.datasets.len() as u32).collect(),
+        (0..store.catalog.len() as u32).collect(),
     )?];
     for (key, ty) in &keys {
         let name = if key == "dataset" {
@@ -196,14 +196,13 @@ pub fn datasets_table(store: &AtlasStore) -> Result<MemTable> {
             key
         };
         fields.push(Field::new(name, ty.clone(), true));
-        let values = store.datasets.iter().map(|ds| {
-            ds.attributes
-                .iter()
+        let values = store.catalog.datasets().map(|ds| {
+            ds.attributes()
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| attr_scalar(v, ty))
                 .unwrap_or(ScalarValue::try_from(ty).unwrap_or(ScalarValue::Null))
         });
-        columns.push(if store.datasets.is_empty() {
+        columns.push(if store.catalog.is_empty() {
             datafusion::arrow::array::new_empty_array(ty)
         } else {
             ScalarValue::iter_to_array(values)?
@@ -239,35 +238,37 @@ pub fn arrays_table(store: &AtlasStore) -> Result<MemTable> {
     let mut max = StringBuilder::new();
     let mut nulls = UInt64Builder::new();
     let mut rows = UInt64Builder::new();
-    for (i, ds) in store.datasets.iter().enumerate() {
-        for a in &ds.arrays {
+    for (i, ds) in store.catalog.datasets().enumerate() {
+        for a in ds.arrays() {
+            let schema = a.schema();
             keys.push(i as u32);
-            array.append_value(&a.name);
-            dtype.append_value(dtype_name(&a.schema.dtype));
-            for d in &a.schema.dims {
+            array.append_value(a.name());
+            dtype.append_value(dtype_name(&schema.dtype));
+            for d in &schema.dims {
                 dims.values().append_value(d);
             }
             dims.append(true);
-            for s in &a.schema.shape {
+            for s in &schema.shape {
                 shape.values().append_value(*s as u64);
             }
             shape.append(true);
-            for s in &a.schema.chunk_shape {
+            for s in &schema.chunk_shape {
                 chunks.values().append_value(*s as u64);
             }
             chunks.append(true);
-            fill.append_option(a.schema.fill_value.as_ref().map(fill_text));
-            let st = a.stats.as_ref();
+            fill.append_option(schema.fill_value.as_ref().map(fill_text));
+            let stats = a.stats();
+            let st = stats.as_ref();
             min.append_option(
                 st.and_then(|s| s.min.as_ref())
-                    .map(|v| stat_text(v, &a.schema.dtype)),
+                    .map(|v| stat_text(v, &schema.dtype)),
             );
             max.append_option(
                 st.and_then(|s| s.max.as_ref())
-                    .map(|v| stat_text(v, &a.schema.dtype)),
+                    .map(|v| stat_text(v, &schema.dtype)),
             );
             nulls.append_option(st.map(|s| s.null_count));
-            rows.append_value(a.schema.element_count());
+            rows.append_value(schema.element_count());
         }
     }
     let columns: Vec<ArrayRef> = vec![
@@ -335,13 +336,13 @@ pub fn attributes_table(store: &AtlasStore) -> Result<MemTable> {
             _ => None,
         });
     };
-    for (i, ds) in store.datasets.iter().enumerate() {
-        for (k, v) in &ds.attributes {
+    for (i, ds) in store.catalog.datasets().enumerate() {
+        for (k, v) in ds.attributes() {
             push(i as u32, None, k, v);
         }
-        for a in &ds.arrays {
-            for (k, v) in &a.attributes {
-                push(i as u32, Some(&a.name), k, v);
+        for a in ds.arrays() {
+            for (k, v) in a.attributes() {
+                push(i as u32, Some(a.name()), k, v);
             }
         }
     }

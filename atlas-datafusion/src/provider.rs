@@ -27,7 +27,7 @@ pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableP
         "_arrays" => Arc::new(arrays_table(store)?),
         "_attributes" => Arc::new(attributes_table(store)?),
         variable => {
-            let layout = Layout::build(&store.location, variable, &store.datasets)?;
+            let layout = Layout::build(&store.location, variable, &store.catalog)?;
             Arc::new(AtlasTable::new(Arc::clone(store), layout))
         }
     })

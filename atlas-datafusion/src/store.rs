@@ -4,20 +4,21 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use atlas_store::object_store::path::Path;
-use atlas_store::{Atlas, DatasetInfo};
+use atlas_store::{Atlas, CatalogView};
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use url::Url;
 
 use crate::error::{Error, Result};
 
-/// An ATLAS store opened for SQL: the handle reads go through and a snapshot of its catalog
-/// taken when it was opened (tables describe the store as of that moment).
+/// An ATLAS store opened for SQL: the handle reads go through and the handle's catalog snapshot
+/// as of the moment it was opened (shared with the handle, not copied; tables describe the
+/// store as of that moment).
 #[derive(Debug)]
 pub struct AtlasStore {
     pub(crate) atlas: Atlas,
     pub(crate) location: String,
-    pub(crate) datasets: Vec<DatasetInfo>,
+    pub(crate) catalog: CatalogView,
     /// Distinct variable names, computed once: the schema looks tables up on every query.
     variables: BTreeSet<String>,
     /// Every dataset name, the dictionary behind every `dataset` column.
@@ -78,18 +79,23 @@ impl AtlasStore {
 
     /// Wraps a handle the caller already holds. Its unflushed changes are visible to SQL.
     pub fn from_atlas(atlas: Atlas, location: &str) -> Arc<AtlasStore> {
-        let datasets = atlas.describe();
+        let catalog = atlas.catalog();
         let dictionary: ArrayRef = Arc::new(StringArray::from_iter_values(
-            datasets.iter().map(|d| d.name.as_str()),
+            catalog.datasets().map(|d| d.name()),
         ));
+        let mut variables: BTreeSet<String> = BTreeSet::new();
+        for d in catalog.datasets() {
+            for a in d.arrays() {
+                if !variables.contains(a.name()) {
+                    variables.insert(a.name().to_string());
+                }
+            }
+        }
         Arc::new(AtlasStore {
             atlas,
             location: location.to_string(),
-            variables: datasets
-                .iter()
-                .flat_map(|d| d.arrays.iter().map(|a| a.name.clone()))
-                .collect(),
-            datasets,
+            variables,
+            catalog,
             dictionary,
         })
     }
@@ -109,9 +115,9 @@ impl AtlasStore {
         self.variables.contains(name)
     }
 
-    /// The catalog snapshot.
-    pub fn datasets(&self) -> &[DatasetInfo] {
-        &self.datasets
+    /// The catalog snapshot the tables describe.
+    pub fn catalog(&self) -> &CatalogView {
+        &self.catalog
     }
 
     /// The store handle.

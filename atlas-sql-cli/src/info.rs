@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use atlas_datafusion::AtlasStore;
-use atlas_datafusion::atlas_store::DatasetInfo;
 use datafusion::execution::runtime_env::RuntimeEnv;
 
 use crate::exec::CliError;
@@ -27,31 +26,32 @@ struct VarSummary {
 
 /// A text report of a store: one line per variable.
 pub fn report(store: &AtlasStore) -> String {
-    let datasets: &[DatasetInfo] = store.datasets();
+    let catalog = store.catalog();
     let mut vars: BTreeMap<String, VarSummary> = BTreeMap::new();
     let mut keys: Vec<String> = Vec::new();
-    for ds in datasets {
-        for (k, _) in &ds.attributes {
-            if !keys.contains(k) {
-                keys.push(k.clone());
+    for ds in catalog.datasets() {
+        for (k, _) in ds.attributes() {
+            if !keys.iter().any(|x| x == k) {
+                keys.push(k.to_string());
             }
         }
-        for a in &ds.arrays {
-            let v = vars.entry(a.name.clone()).or_default();
+        for a in ds.arrays() {
+            let schema = a.schema();
+            let v = vars.entry(a.name().to_string()).or_default();
             v.datasets += 1;
-            let dt = atlas_datafusion::dtype_name(&a.schema.dtype);
+            let dt = atlas_datafusion::dtype_name(&schema.dtype);
             if !v.dtypes.contains(&dt) {
                 v.dtypes.push(dt);
             }
-            for d in &a.schema.dims {
+            for d in &schema.dims {
                 if !v.dims.contains(d) {
                     v.dims.push(d.clone());
                 }
             }
-            if !v.shapes.contains(&a.schema.shape) {
-                v.shapes.push(a.schema.shape.clone());
+            if !v.shapes.contains(&schema.shape) {
+                v.shapes.push(schema.shape.clone());
             }
-            v.elements += a.schema.element_count();
+            v.elements += schema.element_count();
         }
     }
     let segments = store.atlas().list_segments();
@@ -66,7 +66,7 @@ pub fn report(store: &AtlasStore) -> String {
         "store {}\n{} datasets, {} variables, {} segments, {} on disk, generation {}, format \
          version {}\n",
         store.location(),
-        datasets.len(),
+        catalog.len(),
         vars.len(),
         segments.len(),
         mib(total),

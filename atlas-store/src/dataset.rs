@@ -256,13 +256,14 @@ impl DatasetView {
     /// Sets a dataset attribute.
     pub fn set_attribute(&self, key: &str, value: Attr) -> Result<()> {
         let mut st = lock(&self.inner.state);
+        let (key, value) = (st.interner.name(key), st.interner.value(value));
         let ds = st
             .dataset_mut(&self.name)
             .ok_or_else(|| Error::DatasetNotFound {
                 name: self.name.clone(),
             })?;
         // Copied on write: the set may be shared with other datasets.
-        Arc::make_mut(&mut ds.attributes).insert(key.to_string(), value);
+        Arc::make_mut(&mut ds.attributes).insert(key, value);
         st.touch(&self.name);
         Ok(())
     }
@@ -281,7 +282,7 @@ impl DatasetView {
             .map(|d| {
                 d.attributes
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect()
             })
             .unwrap_or_default()
@@ -291,8 +292,9 @@ impl DatasetView {
     pub fn set_array_attribute(&self, array: &str, key: &str, value: Attr) -> Result<()> {
         let mut st = lock(&self.inner.state);
         array_entry(&st, &self.name, array)?;
+        let (key, value) = (st.interner.name(key), st.interner.value(value));
         if let Some(a) = st.dataset_mut(&self.name).and_then(|d| d.array_mut(array)) {
-            Arc::make_mut(&mut a.attributes).insert(key.to_string(), value);
+            Arc::make_mut(&mut a.attributes).insert(key, value);
         }
         st.touch(&self.name);
         Ok(())
@@ -304,7 +306,7 @@ impl DatasetView {
         Ok(array_entry(&st, &self.name, array)?
             .attributes
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect())
     }
 }

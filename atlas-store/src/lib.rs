@@ -57,7 +57,7 @@ pub use config::{
     Codec, DEFAULT_ORPHAN_RETENTION, DEFAULT_PENDING_BUDGET, MetaFormat, StoreConfig,
 };
 pub use dataset::DatasetView;
-pub use describe::{ArrayInfo, DatasetInfo};
+pub use describe::{ArrayInfo, ArrayRef, CatalogView, DatasetInfo, DatasetRef};
 pub use element::Bool;
 pub use error::{Error, Result};
 pub use io::{ReadCounter, count_reads};

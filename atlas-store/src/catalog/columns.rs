@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::{ArrayEntry, Attrs, Dataset, Interner, Name, SegmentEntry};
+use super::snapshot::{ArrayEntry, AttrSet, Attrs, Dataset, Interner, Name, SegmentEntry};
 use crate::error::Error;
 use crate::schema::{ArraySchema, Attr, StatRepr, StatsRepr};
 
@@ -81,6 +80,16 @@ impl Col {
             .collect())
     }
 }
+
+/// Attribute value kinds in `pair_kind`.
+const ATTR_BOOL: u8 = 0;
+const ATTR_INT: u8 = 1;
+const ATTR_FLOAT: u8 = 2;
+const ATTR_STRING: u8 = 3;
+const ATTR_TS: u8 = 4;
+const ATTR_INT_LIST: u8 = 5;
+const ATTR_FLOAT_LIST: u8 = 6;
+const ATTR_STRING_LIST: u8 = 7;
 
 /// Statistic kinds in the `*_kind` columns.
 const STAT_NONE: u8 = 0;
@@ -162,8 +171,15 @@ pub(crate) struct Columns {
     string_ends: Col,
     /// Distinct array definitions.
     schemas: Vec<ArraySchema>,
-    /// Distinct attribute sets: (key string, value) pairs.
-    attr_sets: Vec<Vec<(u32, Attr)>>,
+    /// Distinct attribute sets, as columns: pairs per set, then per pair its key string, value
+    /// kind, and number (the value's bits, a string, or a list's length); list elements follow
+    /// in `list_num`.
+    set_len: Col,
+    pair_key: Col,
+    #[serde(with = "blob")]
+    pair_kind: Vec<u8>,
+    pair_num: Col,
+    list_num: Col,
     ds_name: Col,
     ds_seq: Col,
     ds_attrs: Col,
@@ -202,6 +218,8 @@ pub(crate) struct ColumnsWriter {
     arrays: usize,
     segments: usize,
     removed: usize,
+    n_sets: u32,
+    n_pairs: u64,
 }
 
 impl ColumnsWriter {
@@ -244,12 +262,40 @@ impl ColumnsWriter {
         if let Some(&i) = self.attrs.get(&key) {
             return i;
         }
-        let set = a
-            .iter()
-            .map(|(k, v)| (self.string_str(k), v.clone()))
-            .collect();
-        let i = self.cols.attr_sets.len() as u32;
-        self.cols.attr_sets.push(set);
+        let i = self.n_sets;
+        self.n_sets += 1;
+        self.cols.set_len.push_u32(a.pairs().len() as u32);
+        for (k, v) in a.pairs() {
+            let k = self.string(k);
+            self.cols.pair_key.push_u32(k);
+            let (kind, num) = match &**v {
+                Attr::Bool(b) => (ATTR_BOOL, u64::from(*b)),
+                Attr::Int64(x) => (ATTR_INT, *x as u64),
+                Attr::Float64(x) => (ATTR_FLOAT, x.to_bits()),
+                Attr::String(x) => (ATTR_STRING, u64::from(self.string_str(x))),
+                Attr::TimestampNanoseconds(x) => (ATTR_TS, *x as u64),
+                Attr::Int64List(xs) => {
+                    xs.iter()
+                        .for_each(|x| self.cols.list_num.push_u64(*x as u64));
+                    (ATTR_INT_LIST, xs.len() as u64)
+                }
+                Attr::Float64List(xs) => {
+                    xs.iter()
+                        .for_each(|x| self.cols.list_num.push_u64(x.to_bits()));
+                    (ATTR_FLOAT_LIST, xs.len() as u64)
+                }
+                Attr::StringList(xs) => {
+                    for x in xs {
+                        let id = self.string_str(x);
+                        self.cols.list_num.push_u64(u64::from(id));
+                    }
+                    (ATTR_STRING_LIST, xs.len() as u64)
+                }
+            };
+            self.cols.pair_kind.push(kind);
+            self.cols.pair_num.push_u64(num);
+            self.n_pairs += 1;
+        }
         self.attrs.insert(key, i);
         i
     }
@@ -335,7 +381,7 @@ impl Columns {
             rows(counts[2])?,
             rows(counts[3])?,
         ];
-        // Strings.
+        // Strings: already distinct, so shared as they are.
         let ends = self
             .string_ends
             .u32s("string_ends", self.string_ends.0.len() / 4)?;
@@ -348,7 +394,7 @@ impl Columns {
                 .get(start..end)
                 .ok_or_else(|| format!("string table ends at {end} of {}", self.strings.len()))?;
             let s = std::str::from_utf8(bytes).map_err(|e| format!("string table: {e}"))?;
-            strings.push(interner.name(s));
+            strings.push(s.into());
             start = end;
         }
         let string = |i: u32| {
@@ -365,14 +411,7 @@ impl Columns {
                 Ok(interner.schema(s.clone()))
             })
             .collect::<std::result::Result<_, String>>()?;
-        let mut attr_sets: Vec<Attrs> = Vec::with_capacity(self.attr_sets.len());
-        for set in &self.attr_sets {
-            let mut m = IndexMap::with_capacity(set.len());
-            for (k, v) in set {
-                m.insert(string(*k)?.to_string(), v.clone());
-            }
-            attr_sets.push(interner.attrs(m));
-        }
+        let attr_sets = self.decode_attr_sets(&strings)?;
         let attrs = |i: u32| {
             attr_sets
                 .get(i as usize)
@@ -474,6 +513,92 @@ impl Columns {
             segments,
             removed,
         })
+    }
+}
+
+impl Columns {
+    /// The attribute sets; values repeated across sets (a string, a number) are shared.
+    fn decode_attr_sets(&self, strings: &[Name]) -> std::result::Result<Vec<Attrs>, String> {
+        let n_sets = self.set_len.0.len() / 4;
+        let set_len = self.set_len.u32s("set_len", n_sets)?;
+        let n_pairs = self.pair_kind.len();
+        let keys = self.pair_key.u32s("pair_key", n_pairs)?;
+        let nums = self.pair_num.u64s("pair_num", n_pairs)?;
+        let list = self.list_num.u64s("list_num", self.list_num.0.len() / 8)?;
+        let total: u64 = set_len.iter().map(|&n| u64::from(n)).sum();
+        if total != n_pairs as u64 {
+            return Err(format!(
+                "attribute sets hold {total} pairs, but there are {n_pairs}"
+            ));
+        }
+        let string = |i: u64| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| strings.get(i))
+                .ok_or_else(|| format!("string {i} of {}", strings.len()))
+        };
+        let mut by_string: HashMap<u64, Arc<Attr>> = HashMap::new();
+        let mut by_number: HashMap<(u8, u64), Arc<Attr>> = HashMap::new();
+        let mut list_at = 0usize;
+        let mut take = |n: u64| -> std::result::Result<&[u64], String> {
+            let n = usize::try_from(n).map_err(|_| format!("a list of {n} values"))?;
+            let out = list
+                .get(list_at..list_at.saturating_add(n))
+                .ok_or_else(|| format!("list values end past {}", list.len()))?;
+            list_at += n;
+            Ok(out)
+        };
+        let mut sets = Vec::with_capacity(n_sets);
+        let mut pair = 0usize;
+        for &len in &set_len {
+            let mut entries = Vec::with_capacity(len as usize);
+            for _ in 0..len {
+                let key = Name::clone(string(u64::from(keys[pair]))?);
+                let (kind, num) = (self.pair_kind[pair], nums[pair]);
+                let value = match kind {
+                    ATTR_STRING => match by_string.get(&num) {
+                        Some(v) => Arc::clone(v),
+                        None => {
+                            let v = Arc::new(Attr::String(string(num)?.to_string()));
+                            by_string.insert(num, Arc::clone(&v));
+                            v
+                        }
+                    },
+                    ATTR_BOOL | ATTR_INT | ATTR_FLOAT | ATTR_TS => {
+                        match by_number.get(&(kind, num)) {
+                            Some(v) => Arc::clone(v),
+                            None => {
+                                let v = Arc::new(match kind {
+                                    ATTR_BOOL => Attr::Bool(num != 0),
+                                    ATTR_INT => Attr::Int64(num as i64),
+                                    ATTR_FLOAT => Attr::Float64(f64::from_bits(num)),
+                                    _ => Attr::TimestampNanoseconds(num as i64),
+                                });
+                                by_number.insert((kind, num), Arc::clone(&v));
+                                v
+                            }
+                        }
+                    }
+                    ATTR_INT_LIST => Arc::new(Attr::Int64List(
+                        take(num)?.iter().map(|&x| x as i64).collect(),
+                    )),
+                    ATTR_FLOAT_LIST => Arc::new(Attr::Float64List(
+                        take(num)?.iter().map(|&x| f64::from_bits(x)).collect(),
+                    )),
+                    ATTR_STRING_LIST => Arc::new(Attr::StringList(
+                        take(num)?
+                            .iter()
+                            .map(|&i| string(i).map(|s| s.to_string()))
+                            .collect::<std::result::Result<_, _>>()?,
+                    )),
+                    other => return Err(format!("attribute kind {other} is unknown")),
+                };
+                entries.push((key, value));
+                pair += 1;
+            }
+            sets.push(Arc::new(AttrSet::from_pairs(entries)));
+        }
+        Ok(sets)
     }
 }
 

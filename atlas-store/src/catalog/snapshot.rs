@@ -9,8 +9,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
-
 use crate::config::{Codec, MetaFormat};
 use crate::error::{Error, Result};
 use crate::schema::{ArraySchema, Attr, StatsRepr};
@@ -18,8 +16,48 @@ use crate::schema::{ArraySchema, Attr, StatsRepr};
 /// An interned name (dataset, array, dimension, segment key).
 pub(crate) type Name = Arc<str>;
 
-/// An interned attribute set, in the order keys were first set.
-pub(crate) type Attrs = Arc<IndexMap<String, Attr>>;
+/// An attribute set: keys in the order they were first set, keys and values shared with every
+/// other set that repeats them (ten thousand `units = "degC"` are one key and one value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AttrSet {
+    entries: Vec<(Name, Arc<Attr>)>,
+}
+
+impl AttrSet {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Attr)> + '_ {
+        self.entries.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&Attr> {
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
+    }
+
+    /// Sets `key`, keeping its place if it was set before.
+    pub(crate) fn insert(&mut self, key: Name, value: Arc<Attr>) {
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn pairs(&self) -> &[(Name, Arc<Attr>)] {
+        &self.entries
+    }
+
+    pub(crate) fn from_pairs(entries: Vec<(Name, Arc<Attr>)>) -> Self {
+        AttrSet { entries }
+    }
+}
+
+/// A shared attribute set.
+pub(crate) type Attrs = Arc<AttrSet>;
 
 /// Persisted store settings, fixed at `create`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,7 +138,7 @@ pub(crate) struct Snapshot {
     pub generation: u64,
     pub commit_id: Name,
     pub settings: Settings,
-    pub datasets: imbl::HashMap<Name, Arc<Dataset>>,
+    pub datasets: imbl::OrdMap<Name, Arc<Dataset>>,
     pub order: imbl::OrdSet<(u64, Name)>,
     pub next_seq: u64,
     /// Segments some array references, with their reference counts.
@@ -314,42 +352,48 @@ impl Snapshot {
     }
 }
 
-/// Shares one copy of each distinct name, array definition and attribute set. Definitions and
-/// sets are found by the hash of their encoded form (floats compare by bits, so NaN fills
-/// intern too); only the hash is kept as the key, so a set held once costs no second copy.
+/// Shares one copy of each distinct name, array definition, attribute value and attribute set.
+/// Definitions are found by the hash of their encoded form, values and sets by a hash of their
+/// bits (floats compare by bits, so NaN interns too); only the hash is kept as the key, so a
+/// value held once costs no second copy.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
     names: std::collections::HashSet<Name>,
-    schemas: HashMap<u64, Vec<Arc<ArraySchema>>>,
-    attrs: HashMap<u64, Vec<Attrs>>,
+    schemas: HashMap<u64, Arc<ArraySchema>>,
+    values: HashMap<u64, Arc<Attr>>,
+    attrs: HashMap<u64, Attrs>,
     empty: Option<Attrs>,
 }
 
-fn encoded<T: serde::Serialize>(v: &T) -> Option<Vec<u8>> {
-    rmp_serde::to_vec(v).ok()
-}
-
-fn hash_of(bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
-}
-
-/// Finds `value`'s shared copy in `table`, or adds it.
-fn intern<T: serde::Serialize>(table: &mut HashMap<u64, Vec<Arc<T>>>, value: Arc<T>) -> Arc<T> {
-    let Some(key) = encoded(&*value) else {
-        return value;
-    };
-    let bucket = table.entry(hash_of(&key)).or_default();
-    if let Some(found) = bucket
-        .iter()
-        .find(|c| Arc::ptr_eq(c, &value) || encoded(&***c).as_deref() == Some(&key[..]))
-    {
-        return Arc::clone(found);
+fn hash_attr(a: &Attr, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    std::mem::discriminant(a).hash(h);
+    match a {
+        Attr::Bool(b) => b.hash(h),
+        Attr::Int64(i) | Attr::TimestampNanoseconds(i) => i.hash(h),
+        Attr::Float64(f) => f.to_bits().hash(h),
+        Attr::String(s) => s.hash(h),
+        Attr::Int64List(v) => v.hash(h),
+        Attr::Float64List(v) => v.iter().for_each(|f| f.to_bits().hash(h)),
+        Attr::StringList(v) => v.hash(h),
     }
-    bucket.push(Arc::clone(&value));
-    value
+}
+
+/// Equality by bits (NaN equals NaN), the interner's notion of "the same value".
+fn same_attr(a: &Attr, b: &Attr) -> bool {
+    let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    match (a, b) {
+        (Attr::Float64(x), Attr::Float64(y)) => x.to_bits() == y.to_bits(),
+        (Attr::Float64List(x), Attr::Float64List(y)) => bits(x) == bits(y),
+        _ => a == b,
+    }
+}
+
+fn hash_of<T: std::hash::Hash + ?Sized>(v: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
 }
 
 impl Interner {
@@ -363,22 +407,74 @@ impl Interner {
     }
 
     pub(crate) fn schema(&mut self, schema: ArraySchema) -> Arc<ArraySchema> {
-        intern(&mut self.schemas, Arc::new(schema))
+        let Ok(key) = rmp_serde::to_vec(&schema) else {
+            return Arc::new(schema);
+        };
+        match self.schemas.get(&hash_of(&key[..])) {
+            Some(found) if rmp_serde::to_vec(&**found).ok().as_deref() == Some(&key[..]) => {
+                Arc::clone(found)
+            }
+            Some(_) => Arc::new(schema),
+            None => {
+                let shared = Arc::new(schema);
+                self.schemas.insert(hash_of(&key[..]), Arc::clone(&shared));
+                shared
+            }
+        }
     }
 
-    pub(crate) fn attrs(&mut self, attrs: IndexMap<String, Attr>) -> Attrs {
-        if attrs.is_empty() {
-            return self.empty_attrs();
+    pub(crate) fn value(&mut self, v: Attr) -> Arc<Attr> {
+        use std::hash::Hasher;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        hash_attr(&v, &mut h);
+        let key = h.finish();
+        match self.values.get(&key) {
+            Some(found) if same_attr(found, &v) => Arc::clone(found),
+            Some(_) => Arc::new(v),
+            None => {
+                let shared = Arc::new(v);
+                self.values.insert(key, Arc::clone(&shared));
+                shared
+            }
         }
-        intern(&mut self.attrs, Arc::new(attrs))
+    }
+
+    /// An attribute set built from owned pairs, its keys and values shared.
+    pub(crate) fn attrs_from(&mut self, pairs: impl IntoIterator<Item = (String, Attr)>) -> Attrs {
+        let mut set = AttrSet::default();
+        for (k, v) in pairs {
+            let (k, v) = (self.name(&k), self.value(v));
+            set.insert(k, v);
+        }
+        self.share_attrs(&Arc::new(set))
     }
 
     /// The shared copy of an attribute set that may not be interned yet.
     pub(crate) fn share_attrs(&mut self, attrs: &Attrs) -> Attrs {
+        use std::hash::{Hash, Hasher};
         if attrs.is_empty() {
             return self.empty_attrs();
         }
-        intern(&mut self.attrs, Arc::clone(attrs))
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (k, v) in attrs.iter() {
+            k.hash(&mut h);
+            hash_attr(v, &mut h);
+        }
+        let key = h.finish();
+        let same = |a: &AttrSet, b: &AttrSet| {
+            a.pairs().len() == b.pairs().len()
+                && a.iter()
+                    .zip(b.iter())
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_attr(va, vb))
+        };
+        match self.attrs.get(&key) {
+            Some(found) if Arc::ptr_eq(found, attrs) || same(found, attrs) => Arc::clone(found),
+            Some(_) => Arc::clone(attrs),
+            None => {
+                self.attrs.insert(key, Arc::clone(attrs));
+                Arc::clone(attrs)
+            }
+        }
     }
 
     pub(crate) fn empty_attrs(&mut self) -> Attrs {

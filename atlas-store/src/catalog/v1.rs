@@ -139,7 +139,7 @@ impl Catalog {
                     Ok(snapshot::ArrayEntry {
                         name: interner.name(&array),
                         schema: interner.schema(a.schema),
-                        attributes: interner.attrs(a.attributes),
+                        attributes: interner.attrs_from(a.attributes),
                         segment: a.segment.as_deref().map(|s| interner.name(s)),
                         stats: a.stats,
                     })
@@ -147,7 +147,7 @@ impl Catalog {
                 .collect::<Result<Vec<_>>>()?;
             let ds = snapshot::Dataset {
                 seq: seq as u64,
-                attributes: interner.attrs(d.attributes),
+                attributes: interner.attrs_from(d.attributes),
                 arrays,
             };
             let name: Name = interner.name(&name);
