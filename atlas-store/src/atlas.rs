@@ -124,6 +124,17 @@ impl State {
         self.working.datasets.get_mut(name).map(Arc::make_mut)
     }
 
+    /// Makes `next` the committed state; the working state keeps its datasets (and any change
+    /// made since) and takes the rest of the bookkeeping.
+    pub(crate) fn adopt(&mut self, next: Arc<Snapshot>) {
+        self.working.generation = next.generation;
+        self.working.commit_id = Name::clone(&next.commit_id);
+        self.working.segments = next.segments.clone();
+        self.working.retired = next.retired.clone();
+        self.working.lineage = next.lineage;
+        self.committed = next;
+    }
+
     /// The entry of a segment this handle can see: committed, or its own spill.
     pub(crate) fn segment_entry(&self, key: &str) -> Option<SegmentEntry> {
         self.committed
@@ -953,12 +964,7 @@ impl Inner {
     async fn committed(&self, next: Arc<Snapshot>, mark: u64) {
         let garbage: Vec<Name> = {
             let mut st = lock(&self.state);
-            st.working.generation = next.generation;
-            st.working.commit_id = Name::clone(&next.commit_id);
-            st.working.segments = next.segments.clone();
-            st.working.retired = next.retired.clone();
-            st.working.lineage = next.lineage;
-            st.committed = next;
+            st.adopt(next);
             // Datasets unchanged since the commit was built take the committed copies, whose
             // attribute sets are shared with every other dataset's.
             let settled: Vec<Name> = st
@@ -1032,7 +1038,6 @@ impl Inner {
             if st.committed.generation == snap.generation {
                 let mut next = (*st.committed).clone();
                 next.lineage.base_format = catalog::FORMAT_VERSION;
-                next.lineage.checkpoint = Some(snap.generation);
                 next.lineage.checkpoint_bytes = size;
                 next.lineage.commits_since = 0;
                 next.lineage.log_bytes_since = 0;
@@ -1137,19 +1142,18 @@ impl Inner {
                 datasets,
                 dropped_segments: Vec::new(),
             };
-            // Everything retired so far, and what this rewrite retires, is about to be removed.
-            let retiring = cat
+            let mut next = cat
                 .apply(&delta, "this handle's compaction")
                 .map_err(|e| Error::Internal(e.to_string()))?;
-            delta.dropped_segments = retiring.retired.keys().cloned().collect();
+            // Everything retired so far, and what this rewrite retires, is about to be removed:
+            // the commit drops them all, which leaves nothing retired.
+            delta.dropped_segments = next.retired.keys().cloned().collect();
+            next.retired = Default::default();
             doomed = delta
                 .dropped_segments
                 .iter()
                 .map(|k| segment::object_path(&self.prefix, k))
                 .collect();
-            let mut next = cat
-                .apply(&delta, "this handle's compaction")
-                .map_err(|e| Error::Internal(e.to_string()))?;
             let outcome = catalog::commit(&*self.store, &self.prefix, &cat, &delta).await?;
             next.lineage.log_bytes_since += outcome.bytes;
             let next = Arc::new(next);
@@ -1173,11 +1177,7 @@ impl Inner {
                         }
                     }
                 }
-                st.working.generation = next.generation;
-                st.working.commit_id = Name::clone(&next.commit_id);
-                st.working.segments = next.segments.clone();
-                st.working.retired = next.retired.clone();
-                st.committed = Arc::clone(&next);
+                st.adopt(Arc::clone(&next));
                 st.stats.commits += 1;
             }
             cat = next;

@@ -53,8 +53,14 @@ impl Col {
     fn push_u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32s(&self, what: &str, rows: usize) -> std::result::Result<Vec<u32>, String> {
-        if self.0.len() != rows * 4 {
+    /// The column as `rows` values of `N` bytes each.
+    fn fixed<const N: usize, T>(
+        &self,
+        what: &str,
+        rows: usize,
+        from: fn([u8; N]) -> T,
+    ) -> std::result::Result<Vec<T>, String> {
+        if self.0.len() != rows * N {
             return Err(format!(
                 "column {what} has {} bytes for {rows} rows",
                 self.0.len()
@@ -62,22 +68,15 @@ impl Col {
         }
         Ok(self
             .0
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .chunks_exact(N)
+            .map(|c| from(c.try_into().unwrap_or([0; N])))
             .collect())
     }
+    fn u32s(&self, what: &str, rows: usize) -> std::result::Result<Vec<u32>, String> {
+        self.fixed(what, rows, u32::from_le_bytes)
+    }
     fn u64s(&self, what: &str, rows: usize) -> std::result::Result<Vec<u64>, String> {
-        if self.0.len() != rows * 8 {
-            return Err(format!(
-                "column {what} has {} bytes for {rows} rows",
-                self.0.len()
-            ));
-        }
-        Ok(self
-            .0
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect())
+        self.fixed(what, rows, u64::from_le_bytes)
     }
 }
 

@@ -111,6 +111,13 @@ fn unseal(path: &Path, bytes: &[u8], kind: u8) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Unseals and deserialises a log entry or checkpoint.
+fn read_doc<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8], kind: u8) -> Result<T> {
+    let payload = unseal(path, bytes, kind)?;
+    rmp_serde::from_slice(&payload)
+        .map_err(|e| corrupt(path.as_ref())(format!("bad {}: {e}", kind_name(kind))))
+}
+
 fn kind_name(k: u8) -> &'static str {
     match k {
         KIND_LOG => "log entry",
@@ -181,10 +188,8 @@ fn decode_delta(
     bytes: &[u8],
     interner: &mut Interner,
 ) -> Result<(Delta, Option<Settings>)> {
-    let payload = unseal(path, bytes, KIND_LOG)?;
     let p = path.to_string();
-    let doc: LogDoc =
-        rmp_serde::from_slice(&payload).map_err(|e| corrupt(&p)(format!("bad log entry: {e}")))?;
+    let doc: LogDoc = read_doc(path, bytes, KIND_LOG)?;
     let rows = doc
         .columns
         .decode(doc.counts, interner)
@@ -234,10 +239,8 @@ fn encode_checkpoint(snap: &Snapshot) -> Result<Vec<u8>> {
 }
 
 fn decode_checkpoint(path: &Path, bytes: &[u8], interner: &mut Interner) -> Result<Snapshot> {
-    let payload = unseal(path, bytes, KIND_CHECKPOINT)?;
     let p = path.to_string();
-    let doc: CheckpointDoc =
-        rmp_serde::from_slice(&payload).map_err(|e| corrupt(&p)(format!("bad checkpoint: {e}")))?;
+    let doc: CheckpointDoc = read_doc(path, bytes, KIND_CHECKPOINT)?;
     let rows = doc
         .columns
         .decode(doc.counts, interner)
@@ -263,7 +266,6 @@ fn decode_checkpoint(path: &Path, bytes: &[u8], interner: &mut Interner) -> Resu
     }
     snap.next_seq = snap.next_seq.max(doc.next_seq);
     snap.recount(&p)?;
-    snap.lineage.checkpoint = Some(doc.generation);
     snap.lineage.checkpoint_bytes = bytes.len() as u64;
     Ok(snap)
 }
@@ -303,11 +305,6 @@ enum Root {
     V1(v1::Catalog),
 }
 
-#[derive(Deserialize)]
-struct JsonVersion {
-    atlas_catalog: u32,
-}
-
 async fn read_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<Root>> {
     let exts = find_root(store, prefix).await?;
     if exts.is_empty() {
@@ -318,10 +315,10 @@ async fn read_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<Root
     if exts.iter().any(|e| e == "json") {
         let path = root_path(prefix, "json");
         if let Some(bytes) = get_opt(store, &path).await?
-            && serde_json::from_slice::<JsonVersion>(&bytes)
-                .is_ok_and(|v| v.atlas_catalog == FORMAT_VERSION)
+            && let Ok((FORMAT_VERSION, payload)) = v1::json_envelope(&path, &bytes)
         {
-            decode_marker(&path, &bytes)?;
+            serde_json::from_str::<Marker>(payload)
+                .map_err(|e| corrupt(path.as_ref())(format!("bad marker: {e}")))?;
             return Ok(Some(Root::Marker));
         }
     }
@@ -346,35 +343,6 @@ fn encode_marker(settings: Settings) -> Result<Vec<u8>> {
         format!("{{\"atlas_catalog\":{FORMAT_VERSION},\"crc32\":{crc},\"catalog\":{body}}}\n")
             .into_bytes(),
     )
-}
-
-fn decode_marker(path: &Path, bytes: &[u8]) -> Result<Settings> {
-    #[derive(Deserialize)]
-    struct Env<'a> {
-        crc32: u32,
-        #[serde(borrow)]
-        catalog: &'a serde_json::value::RawValue,
-    }
-    let bad = corrupt_path(path);
-    let env: Env<'_> =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a catalog marker: {e}")))?;
-    let body = env.catalog.get();
-    let crc = crc32fast::hash(body.as_bytes());
-    if crc != env.crc32 {
-        return Err(bad(format!(
-            "checksum mismatch (stored {:08x}, computed {crc:08x})",
-            env.crc32
-        )));
-    }
-    let m: Marker = serde_json::from_str(body).map_err(|e| bad(format!("bad marker: {e}")))?;
-    Ok(m.settings)
-}
-
-fn corrupt_path(path: &Path) -> impl Fn(String) -> Error + '_ {
-    move |reason| Error::CorruptCatalog {
-        path: path.to_string(),
-        reason,
-    }
 }
 
 /// Generations of the objects in folder `dir` (`<g:020>.<ext>`), sorted, with their extension
@@ -451,7 +419,6 @@ pub(crate) async fn create(
     // this put fails, `open` replays the log instead.
     let mut snap = snap;
     if let Ok(size) = write_checkpoint(store, prefix, &snap).await {
-        snap.lineage.checkpoint = Some(0);
         snap.lineage.checkpoint_bytes = size;
     }
     Ok(snap)

@@ -123,8 +123,6 @@ pub(crate) struct Lineage {
     /// Format version of the state this snapshot was loaded from (1: a version-1 catalog that
     /// the next commit upgrades).
     pub base_format: u32,
-    /// Generation of the newest checkpoint in this lineage.
-    pub checkpoint: Option<u64>,
     /// Bytes of that checkpoint.
     pub checkpoint_bytes: u64,
     /// Commits and log bytes since it.

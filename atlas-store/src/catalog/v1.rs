@@ -194,6 +194,26 @@ struct JsonEnvelope<'a> {
     catalog: &'a serde_json::value::RawValue,
 }
 
+/// The JSON envelope `{"atlas_catalog":V,"crc32":C,"catalog":…}` shared by version-1 catalogs
+/// and the version-2 marker: its version and its payload, whose checksum has been checked.
+pub(crate) fn json_envelope<'a>(path: &Path, body: &'a [u8]) -> Result<(u32, &'a str)> {
+    let corrupt = |reason: String| Error::CorruptCatalog {
+        path: path.to_string(),
+        reason,
+    };
+    let env: JsonEnvelope<'a> = serde_json::from_slice(body)
+        .map_err(|e| corrupt(format!("not a catalog envelope: {e}")))?;
+    let payload = env.catalog.get();
+    let crc = crc32fast::hash(payload.as_bytes());
+    if crc != env.crc32 {
+        return Err(corrupt(format!(
+            "checksum mismatch (stored {:08x}, computed {crc:08x})",
+            env.crc32
+        )));
+    }
+    Ok((env.atlas_catalog, payload))
+}
+
 /// Decodes and checks a version-1 catalog read from `path`.
 pub(crate) fn decode(path: &Path, bytes: &[u8], ext: &str) -> Result<Catalog> {
     let corrupt = |reason: String| Error::CorruptCatalog {
@@ -222,17 +242,8 @@ pub(crate) fn decode(path: &Path, bytes: &[u8], ext: &str) -> Result<Catalog> {
     };
     let cat: Catalog = match format {
         MetaFormat::Json => {
-            let env: JsonEnvelope<'_> = serde_json::from_slice(&body)
-                .map_err(|e| corrupt(format!("not a catalog envelope: {e}")))?;
-            check_version(env.atlas_catalog)?;
-            let payload = env.catalog.get();
-            let crc = crc32fast::hash(payload.as_bytes());
-            if crc != env.crc32 {
-                return Err(corrupt(format!(
-                    "checksum mismatch (stored {:08x}, computed {crc:08x})",
-                    env.crc32
-                )));
-            }
+            let (version, payload) = json_envelope(path, &body)?;
+            check_version(version)?;
             serde_json::from_str(payload).map_err(|e| corrupt(format!("bad catalog: {e}")))?
         }
         MetaFormat::MsgPack => {
