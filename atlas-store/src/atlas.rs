@@ -10,7 +10,7 @@ use ndarray::{ArcArray, Array, ArrayD, IxDyn};
 use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem, path::Path};
 
 use crate::catalog::{
-    self, ArrayEntry, Dataset, DatasetChange, Delta, Interner, Name, SegmentEntry, Snapshot,
+    self, Dataset, DatasetChange, EntryRef, Delta, Interner, Name, SegmentEntry, Snapshot,
 };
 use crate::config::StoreConfig;
 use crate::dataset::DatasetView;
@@ -121,7 +121,7 @@ impl State {
 
     /// A dataset of the working state, copied on first write.
     pub(crate) fn dataset_mut(&mut self, name: &str) -> Option<&mut Dataset> {
-        self.working.datasets.get_mut(name).map(Arc::make_mut)
+        self.working.dataset_mut(name)
     }
 
     /// Makes `next` the committed state; the working state keeps its datasets (and any change
@@ -168,7 +168,7 @@ impl std::fmt::Debug for Atlas {
         f.debug_struct("Atlas")
             .field("prefix", &self.inner.prefix)
             .field("generation", &st.committed.generation)
-            .field("datasets", &st.working.datasets.len())
+            .field("datasets", &st.working.len())
             .finish_non_exhaustive()
     }
 }
@@ -325,7 +325,7 @@ impl Atlas {
     pub async fn create_dataset(&mut self, name: &str) -> Result<DatasetView> {
         validate_name("dataset", name)?;
         let mut st = lock(&self.inner.state);
-        if st.working.datasets.contains_key(name) {
+        if st.working.contains(name) {
             return Err(Error::DatasetExists {
                 name: name.to_string(),
             });
@@ -377,7 +377,7 @@ impl Atlas {
 
     /// Whether a dataset of that name exists.
     pub fn dataset_exists(&self, name: &str) -> bool {
-        lock(&self.inner.state).working.datasets.contains_key(name)
+        lock(&self.inner.state).working.contains(name)
     }
 
     /// Distinct array (variable) names across all datasets, sorted.
@@ -385,9 +385,8 @@ impl Atlas {
         let st = lock(&self.inner.state);
         let names: BTreeSet<&str> = st
             .working
-            .datasets
-            .values()
-            .flat_map(|d| d.arrays.iter().map(|a| &*a.name))
+            .iter()
+            .flat_map(|(_, d)| d.arrays().map(|a| &**a.name()))
             .collect();
         names.into_iter().map(str::to_string).collect()
     }
@@ -589,10 +588,10 @@ impl Inner {
                 return Ok(None);
             };
             let key = (dataset.to_string(), array.to_string());
-            let base_entry = entry.segment.as_ref().and_then(|s| st.segment_entry(s));
+            let base_entry = entry.segment().and_then(|s| st.segment_entry(s));
             (
-                Arc::clone(&entry.schema),
-                entry.segment.clone(),
+                Arc::clone(entry.schema()),
+                entry.segment().cloned(),
                 base_entry,
                 st.pending.get(&key).cloned().unwrap_or_default(),
             )
@@ -674,8 +673,8 @@ impl Inner {
             };
             groups.entry(array.clone()).or_default().push(Item {
                 dataset: dataset.clone(),
-                schema: Arc::clone(&entry.schema),
-                base: entry.segment.clone(),
+                schema: Arc::clone(entry.schema()),
+                base: entry.segment().cloned(),
                 patches: patches.clone(),
             });
         }
@@ -927,12 +926,7 @@ impl Inner {
         let mut working = committed.clone();
         let dirty: Vec<Name> = st.dirty.keys().cloned().collect();
         for name in dirty {
-            match st.working.dataset(&name) {
-                Some(ds) => working.put_dataset(name, Arc::clone(ds)),
-                None => {
-                    working.remove_dataset(&name);
-                }
-            }
+            working.take_from(&st.working, &name);
         }
         st.working = working;
         st.committed = Arc::new(committed);
@@ -975,9 +969,7 @@ impl Inner {
                 .collect();
             let committed = Arc::clone(&st.committed);
             for name in settled {
-                if let Some(ds) = committed.dataset(&name) {
-                    st.working.put_dataset(name, Arc::clone(ds));
-                }
+                st.working.take_from(&committed, &name);
             }
             st.dirty.retain(|_, m| *m > mark);
             st.stats.commits += 1;
@@ -992,7 +984,7 @@ impl Inner {
                 .dirty
                 .keys()
                 .filter_map(|n| st.working.dataset(n))
-                .flat_map(|d| d.arrays.iter().filter_map(|a| a.segment.clone()))
+                .flat_map(|d| d.arrays().filter_map(|a| a.segment().cloned()))
                 .collect();
             st.own_spills
                 .retain(|k, _| !committed.segments.contains_key(k) && still_needed.contains(k));
@@ -1032,16 +1024,33 @@ impl Inner {
             let st = lock(&self.state);
             (Arc::clone(&st.committed), st.retention)
         };
+        // Folded first: the checkpoint is written from the columns, and the handle keeps them.
+        let snap = if snap.changed.is_empty() {
+            snap
+        } else {
+            Arc::new(snap.fold())
+        };
         let size = catalog::write_checkpoint(&*self.store, &self.prefix, &snap).await?;
         {
             let mut st = lock(&self.state);
             if st.committed.generation == snap.generation {
-                let mut next = (*st.committed).clone();
+                let mut next = (*snap).clone();
                 next.lineage.base_format = catalog::FORMAT_VERSION;
                 next.lineage.checkpoint_bytes = size;
                 next.lineage.commits_since = 0;
                 next.lineage.log_bytes_since = 0;
-                st.working.lineage = next.lineage;
+                // The working state: the folded state with this handle's changes since on top.
+                let mut working = next.clone();
+                working.next_seq = working.next_seq.max(st.working.next_seq);
+                let dirty: Vec<Name> = st.dirty.keys().cloned().collect();
+                for name in &dirty {
+                    working.take_from(&st.working, name);
+                }
+                st.working = working;
+                // What the interner remembered of datasets now folded is held by the columns.
+                let mut interner = Interner::default();
+                interner.seed(&next.frozen);
+                st.interner = interner;
                 st.committed = Arc::new(next);
             }
             st.stats.checkpoints += 1;
@@ -1075,12 +1084,12 @@ impl Inner {
             // Live arrays of each variable, and the segments they sit in.
             let mut by_var: BTreeMap<Name, Vec<(Name, Name, Arc<ArraySchema>)>> = BTreeMap::new();
             for (ds, d) in committed.iter() {
-                for a in &d.arrays {
-                    if let Some(seg) = &a.segment {
-                        by_var.entry(Name::clone(&a.name)).or_default().push((
-                            Name::clone(ds),
+                for a in d.arrays() {
+                    if let Some(seg) = a.segment() {
+                        by_var.entry(Name::clone(a.name())).or_default().push((
+                            Name::from(ds),
                             Name::clone(seg),
-                            Arc::clone(&a.schema),
+                            Arc::clone(a.schema()),
                         ));
                     }
                 }
@@ -1113,7 +1122,7 @@ impl Inner {
                     let Some(d) = moved
                         .get(&name)
                         .cloned()
-                        .or_else(|| committed.dataset(&ds).map(|d| (**d).clone()))
+                        .or_else(|| committed.dataset(&ds).map(|d| d.to_dataset()))
                     else {
                         continue;
                     };
@@ -1294,7 +1303,11 @@ pub(crate) fn check_bounds(
 }
 
 /// Catalog entry lookup shared by the dataset view.
-pub(crate) fn array_entry<'a>(st: &'a State, dataset: &str, array: &str) -> Result<&'a ArrayEntry> {
+pub(crate) fn array_entry<'a>(
+    st: &'a State,
+    dataset: &str,
+    array: &str,
+) -> Result<EntryRef<'a>> {
     let ds = st
         .working
         .dataset(dataset)
@@ -1305,9 +1318,8 @@ pub(crate) fn array_entry<'a>(st: &'a State, dataset: &str, array: &str) -> Resu
         dataset: dataset.to_string(),
         array: array.to_string(),
         known: ds
-            .arrays
-            .iter()
-            .map(|a| &*a.name)
+            .arrays()
+            .map(|a| &**a.name())
             .collect::<Vec<_>>()
             .join(", "),
     })
@@ -1318,7 +1330,6 @@ pub(crate) fn committed_stats(st: &State, dataset: &str, array: &str) -> Option<
     st.committed
         .dataset(dataset)?
         .array(array)?
-        .stats
-        .as_ref()
+        .stats()
         .map(|s| s.to_stats(array))
 }

@@ -42,7 +42,7 @@ impl DatasetView {
         let st = lock(&self.inner.state);
         st.working
             .dataset(&self.name)
-            .map(|d| d.arrays.iter().map(|a| a.name.to_string()).collect())
+            .map(|d| d.arrays().map(|a| a.name().to_string()).collect())
             .unwrap_or_default()
     }
 
@@ -185,7 +185,7 @@ impl DatasetView {
         let _gate = self.inner.gate.lock().await;
         let schema = {
             let st = lock(&self.inner.state);
-            Arc::clone(&array_entry(&st, &self.name, name)?.schema)
+            Arc::clone(array_entry(&st, &self.name, name)?.schema())
         };
         check_dtype::<T>(&self.name, name, &schema)?;
         if start.len() != schema.shape.len() || data.ndim() != schema.shape.len() {
@@ -243,7 +243,7 @@ impl DatasetView {
         let st = lock(&self.inner.state);
         array_entry(&st, &self.name, name)
             .ok()
-            .map(|a| (*a.schema).clone())
+            .map(|a| (**a.schema()).clone())
     }
 
     /// Statistics of array `name` as of the last flush (min, max, null count — fill-valued or
@@ -271,7 +271,7 @@ impl DatasetView {
     /// A dataset attribute.
     pub fn get_attribute(&self, key: &str) -> Option<Attr> {
         let st = lock(&self.inner.state);
-        st.working.dataset(&self.name)?.attributes.get(key).cloned()
+        st.working.dataset(&self.name)?.attributes().get(key).cloned()
     }
 
     /// All dataset attributes, in the order they were first set.
@@ -280,7 +280,7 @@ impl DatasetView {
         st.working
             .dataset(&self.name)
             .map(|d| {
-                d.attributes
+                d.attributes()
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect()
@@ -304,7 +304,7 @@ impl DatasetView {
     pub fn array_attributes(&self, array: &str) -> Result<Vec<(String, Attr)>> {
         let st = lock(&self.inner.state);
         Ok(array_entry(&st, &self.name, array)?
-            .attributes
+            .attributes()
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect())

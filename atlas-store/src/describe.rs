@@ -10,7 +10,7 @@ use std::sync::Arc;
 use array_format::{ArrayStats, DType, StatValue};
 
 use crate::atlas::{Atlas, lock};
-use crate::catalog::{ArrayEntry, Dataset, Snapshot};
+use crate::catalog::{DsRef, EntryRef, Snapshot};
 use crate::schema::{ArraySchema, Attr};
 
 /// The catalog as one handle sees it at one moment (its own unflushed changes included).
@@ -26,7 +26,7 @@ impl std::fmt::Debug for CatalogView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CatalogView")
             .field("generation", &self.snap.generation)
-            .field("datasets", &self.snap.datasets.len())
+            .field("datasets", &self.snap.len())
             .finish_non_exhaustive()
     }
 }
@@ -39,16 +39,16 @@ impl CatalogView {
 
     /// Number of datasets.
     pub fn len(&self) -> usize {
-        self.snap.datasets.len()
+        self.snap.len()
     }
 
     /// Whether the store has no dataset.
     pub fn is_empty(&self) -> bool {
-        self.snap.datasets.is_empty()
+        self.snap.len() == 0
     }
 
     /// Datasets in store order.
-    pub fn datasets(&self) -> impl Iterator<Item = DatasetRef<'_>> + '_ {
+    pub fn datasets(&self) -> impl ExactSizeIterator<Item = DatasetRef<'_>> + '_ {
         self.snap.iter().map(move |(name, ds)| DatasetRef {
             view: self,
             name,
@@ -58,7 +58,7 @@ impl CatalogView {
 
     /// One dataset by name.
     pub fn dataset(&self, name: &str) -> Option<DatasetRef<'_>> {
-        let (name, ds) = self.snap.datasets.get_key_value(name)?;
+        let (name, ds) = self.snap.get(name)?;
         Some(DatasetRef {
             view: self,
             name,
@@ -72,7 +72,7 @@ impl CatalogView {
 pub struct DatasetRef<'a> {
     view: &'a CatalogView,
     name: &'a str,
-    ds: &'a Dataset,
+    ds: DsRef<'a>,
 }
 
 impl std::fmt::Debug for DatasetRef<'_> {
@@ -91,13 +91,13 @@ impl<'a> DatasetRef<'a> {
 
     /// Dataset attributes, in the order they were first set.
     pub fn attributes(self) -> impl Iterator<Item = (&'a str, &'a Attr)> + 'a {
-        self.ds.attributes.iter()
+        self.ds.attributes().iter()
     }
 
     /// Arrays, in the order they were defined.
     pub fn arrays(self) -> impl Iterator<Item = ArrayRef<'a>> + 'a {
         let (view, name) = (self.view, self.name);
-        self.ds.arrays.iter().map(move |entry| ArrayRef {
+        self.ds.arrays().map(move |entry| ArrayRef {
             view,
             dataset: name,
             entry,
@@ -120,14 +120,14 @@ impl<'a> DatasetRef<'a> {
 pub struct ArrayRef<'a> {
     view: &'a CatalogView,
     dataset: &'a str,
-    entry: &'a ArrayEntry,
+    entry: EntryRef<'a>,
 }
 
 impl std::fmt::Debug for ArrayRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArrayRef")
             .field("dataset", &self.dataset)
-            .field("name", &&*self.entry.name)
+            .field("name", &&**self.entry.name())
             .finish_non_exhaustive()
     }
 }
@@ -135,38 +135,38 @@ impl std::fmt::Debug for ArrayRef<'_> {
 impl<'a> ArrayRef<'a> {
     /// Array (variable) name.
     pub fn name(&self) -> &'a str {
-        &self.entry.name
+        self.entry.name()
     }
 
     /// Definition: dtype, dims, shape, chunk shape, fill value.
     pub fn schema(&self) -> &'a ArraySchema {
-        &self.entry.schema
+        self.entry.schema()
     }
 
     /// The definition as a shared handle: arrays with the same definition share one.
     pub fn shared_schema(&self) -> Arc<ArraySchema> {
-        Arc::clone(&self.entry.schema)
+        Arc::clone(self.entry.schema())
     }
 
     /// Statistics of the array's current contents (see [`ArrayInfo::stats`]).
     pub fn stats(&self) -> Option<ArrayStats> {
-        let name = &*self.entry.name;
+        let name = &**self.entry.name();
         if self
             .view
             .unflushed
             .contains(&(self.dataset.to_string(), name.to_string()))
         {
             None
-        } else if self.entry.segment.is_none() {
-            Some(unwritten_stats(name, &self.entry.schema))
+        } else if self.entry.segment().is_none() {
+            Some(unwritten_stats(name, self.entry.schema()))
         } else {
-            self.entry.stats.as_ref().map(|s| s.to_stats(name))
+            self.entry.stats().map(|s| s.to_stats(name))
         }
     }
 
     /// Array attributes, in the order they were first set.
     pub fn attributes(self) -> impl Iterator<Item = (&'a str, &'a Attr)> + 'a {
-        self.entry.attributes.iter()
+        self.entry.attributes().iter()
     }
 }
 

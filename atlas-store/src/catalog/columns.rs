@@ -10,9 +10,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::{ArrayEntry, AttrSet, Attrs, Dataset, Interner, Name, SegmentEntry};
+use super::frozen::{
+    DsRef, Frozen, FrozenDataset, FrozenEntry, STAT_BYTES, STAT_FLOAT, STAT_INT, STAT_NONE, STAT_TS,
+    STAT_UINT,
+};
+use super::snapshot::{AttrSet, Attrs, Dataset, Interner, Name, SegmentEntry};
 use crate::error::Error;
-use crate::schema::{ArraySchema, Attr, StatRepr, StatsRepr};
+use crate::schema::{ArraySchema, Attr, StatRepr};
 
 /// Byte blobs as msgpack `bin`, not as arrays of integers.
 mod blob {
@@ -90,14 +94,6 @@ const ATTR_INT_LIST: u8 = 5;
 const ATTR_FLOAT_LIST: u8 = 6;
 const ATTR_STRING_LIST: u8 = 7;
 
-/// Statistic kinds in the `*_kind` columns.
-const STAT_NONE: u8 = 0;
-const STAT_INT: u8 = 1;
-const STAT_UINT: u8 = 2;
-const STAT_FLOAT: u8 = 3;
-const STAT_BYTES: u8 = 4;
-const STAT_TS: u8 = 5;
-
 /// One min or max column: kind per row, the number's bits, and byte values in row order.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct StatCol {
@@ -124,40 +120,15 @@ impl StatCol {
         self.bits.push_u64(bits);
     }
 
-    fn decode(
-        &self,
-        what: &str,
-        rows: usize,
-    ) -> std::result::Result<Vec<Option<StatRepr>>, String> {
+    /// The kind and bits columns (byte values are taken in row order by the caller).
+    fn columns(&self, what: &str, rows: usize) -> std::result::Result<(&[u8], Vec<u64>), String> {
         if self.kind.len() != rows {
             return Err(format!(
                 "column {what} has {} kinds for {rows} rows",
                 self.kind.len()
             ));
         }
-        let bits = self.bits.u64s(what, rows)?;
-        let mut bytes = self.bytes.iter();
-        self.kind
-            .iter()
-            .zip(bits)
-            .map(|(&k, b)| {
-                Ok(match k {
-                    STAT_NONE => None,
-                    STAT_INT => Some(StatRepr::Int(b as i64)),
-                    STAT_UINT => Some(StatRepr::UInt(b)),
-                    STAT_FLOAT => Some(StatRepr::Float(f64::from_bits(b))),
-                    STAT_TS => Some(StatRepr::TimestampNs(b as i64)),
-                    STAT_BYTES => Some(StatRepr::Bytes(
-                        bytes
-                            .next()
-                            .ok_or_else(|| format!("column {what} lacks a byte value"))?
-                            .0
-                            .clone(),
-                    )),
-                    other => return Err(format!("column {what} has unknown kind {other}")),
-                })
-            })
-            .collect()
+        Ok((&self.kind, self.bits.u64s(what, rows)?))
     }
 }
 
@@ -299,31 +270,44 @@ impl ColumnsWriter {
         i
     }
 
-    pub(crate) fn dataset(&mut self, name: &Name, ds: &Dataset) {
-        let n = self.string(name);
-        let attrs = self.attrs(&ds.attributes);
+    /// A dataset name: distinct by construction, so not looked up.
+    fn dataset_name(&mut self, s: &str) -> u32 {
+        self.cols.strings.extend_from_slice(s.as_bytes());
+        self.cols
+            .string_ends
+            .push_u32(self.cols.strings.len() as u32);
+        self.n_strings += 1;
+        self.n_strings - 1
+    }
+
+    pub(crate) fn dataset(&mut self, name: &str, ds: DsRef<'_>) {
+        let n = self.dataset_name(name);
+        let attrs = self.attrs(ds.attributes());
         self.cols.ds_name.push_u32(n);
-        self.cols.ds_seq.push_u64(ds.seq);
+        self.cols.ds_seq.push_u64(ds.seq());
         self.cols.ds_attrs.push_u32(attrs);
-        self.cols.ds_arrays.push_u32(ds.arrays.len() as u32);
-        for a in &ds.arrays {
-            let name = self.string(&a.name);
-            let schema = self.schema(&a.schema);
-            let attrs = self.attrs(&a.attributes);
-            let seg = a.segment.as_ref().map_or(0, |s| self.string(s) + 1);
+        let mut count = 0u32;
+        for a in ds.arrays() {
+            let name = self.string(a.name());
+            let schema = self.schema(a.schema());
+            let attrs = self.attrs(a.attributes());
+            let seg = a.segment().map_or(0, |s| self.string(s) + 1);
+            let stats = a.stats();
             let c = &mut self.cols;
             c.a_name.push_u32(name);
             c.a_schema.push_u32(schema);
             c.a_attrs.push_u32(attrs);
             c.a_segment.push_u32(seg);
-            c.a_has_stats.push(u8::from(a.stats.is_some()));
-            let s = a.stats.as_ref();
+            c.a_has_stats.push(u8::from(stats.is_some()));
+            let s = stats.as_ref();
             c.a_min.push(s.and_then(|s| s.min.as_ref()));
             c.a_max.push(s.and_then(|s| s.max.as_ref()));
             c.a_nulls.push_u64(s.map_or(0, |s| s.null_count));
             c.a_rows.push_u64(s.map_or(0, |s| s.row_count));
             self.arrays += 1;
+            count += 1;
         }
+        self.cols.ds_arrays.push_u32(count);
         self.datasets += 1;
     }
 
@@ -357,12 +341,70 @@ impl ColumnsWriter {
     }
 }
 
-/// Decoded rows.
+/// Decoded rows: the datasets as columns, in name order.
 pub(crate) struct Decoded {
-    pub datasets: Vec<(Name, Dataset)>,
+    pub frozen: Frozen,
     /// Segments with their retiring generation (`None`: live).
     pub segments: Vec<(Name, SegmentEntry, Option<u64>)>,
     pub removed: Vec<Name>,
+}
+
+impl Decoded {
+    /// The datasets as objects (a log entry's few).
+    pub(crate) fn datasets(&self, interner: &mut Interner) -> Vec<(Name, Arc<Dataset>)> {
+        (0..self.frozen.len())
+            .map(|r| {
+                (
+                    interner.name(self.frozen.name(r)),
+                    Arc::new(self.frozen.dataset(r).to_dataset()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The string table, read in place.
+struct Strings<'a> {
+    bytes: &'a [u8],
+    ends: Vec<u32>,
+    /// Strings made shared names so far (array names, keys, segments), by index.
+    names: Vec<Option<Name>>,
+}
+
+impl<'a> Strings<'a> {
+    fn new(bytes: &'a [u8], ends: &Col) -> std::result::Result<Self, String> {
+        let ends = ends.u32s("string_ends", ends.0.len() / 4)?;
+        let mut start = 0u32;
+        for &end in &ends {
+            if end < start || end as usize > bytes.len() {
+                return Err(format!("string table ends at {end} of {}", bytes.len()));
+            }
+            start = end;
+        }
+        std::str::from_utf8(bytes).map_err(|e| format!("string table: {e}"))?;
+        Ok(Strings {
+            bytes,
+            names: vec![None; ends.len()],
+            ends,
+        })
+    }
+
+    fn get(&self, i: u64) -> std::result::Result<&'a str, String> {
+        let i = usize::try_from(i).map_err(|_| format!("string {i}"))?;
+        let end = *self
+            .ends
+            .get(i)
+            .ok_or_else(|| format!("string {i} of {}", self.ends.len()))? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        // The whole table is UTF-8, but an offset can split a character.
+        std::str::from_utf8(&self.bytes[start..end]).map_err(|e| format!("string {i}: {e}"))
+    }
+
+    fn name(&mut self, i: u64, interner: &mut Interner) -> std::result::Result<Name, String> {
+        let s = self.get(i)?;
+        let slot = &mut self.names[i as usize];
+        Ok(Name::clone(slot.get_or_insert_with(|| interner.name(s))))
+    }
 }
 
 impl Columns {
@@ -380,28 +422,7 @@ impl Columns {
             rows(counts[2])?,
             rows(counts[3])?,
         ];
-        // Strings: already distinct, so shared as they are.
-        let ends = self
-            .string_ends
-            .u32s("string_ends", self.string_ends.0.len() / 4)?;
-        let mut strings: Vec<Name> = Vec::with_capacity(ends.len());
-        let mut start = 0usize;
-        for &end in &ends {
-            let end = end as usize;
-            let bytes = self
-                .strings
-                .get(start..end)
-                .ok_or_else(|| format!("string table ends at {end} of {}", self.strings.len()))?;
-            let s = std::str::from_utf8(bytes).map_err(|e| format!("string table: {e}"))?;
-            strings.push(s.into());
-            start = end;
-        }
-        let string = |i: u32| {
-            strings
-                .get(i as usize)
-                .cloned()
-                .ok_or_else(|| format!("string {i} of {}", strings.len()))
-        };
+        let mut strings = Strings::new(&self.strings, &self.string_ends)?;
         let schemas: Vec<Arc<ArraySchema>> = self
             .schemas
             .iter()
@@ -410,13 +431,7 @@ impl Columns {
                 Ok(interner.schema(s.clone()))
             })
             .collect::<std::result::Result<_, String>>()?;
-        let attr_sets = self.decode_attr_sets(&strings)?;
-        let attrs = |i: u32| {
-            attr_sets
-                .get(i as usize)
-                .cloned()
-                .ok_or_else(|| format!("attribute set {i} of {}", attr_sets.len()))
-        };
+        let attr_sets = self.decode_attr_sets(&mut strings, interner)?;
 
         let ds_name = self.ds_name.u32s("ds_name", n_ds)?;
         let ds_seq = self.ds_seq.u64s("ds_seq", n_ds)?;
@@ -429,8 +444,8 @@ impl Columns {
         if self.a_has_stats.len() != n_arrays {
             return Err("column a_has_stats has the wrong length".into());
         }
-        let a_min = self.a_min.decode("a_min", n_arrays)?;
-        let a_max = self.a_max.decode("a_max", n_arrays)?;
+        let (min_kind, min_bits) = self.a_min.columns("a_min", n_arrays)?;
+        let (max_kind, max_bits) = self.a_max.columns("a_max", n_arrays)?;
         let a_nulls = self.a_nulls.u64s("a_nulls", n_arrays)?;
         let a_rows = self.a_rows.u64s("a_rows", n_arrays)?;
         let total: u64 = ds_arrays.iter().map(|&n| n as u64).sum();
@@ -439,50 +454,104 @@ impl Columns {
                 "datasets list {total} arrays, but there are {n_arrays} array rows"
             ));
         }
-        let mut a_min = a_min.into_iter();
-        let mut a_max = a_max.into_iter();
-        let mut datasets = Vec::with_capacity(n_ds);
+        if u32::try_from(n_arrays).is_err() {
+            return Err(format!("{n_arrays} array rows"));
+        }
+
+        let mut f = Frozen {
+            schemas,
+            attr_sets,
+            ..Frozen::default()
+        };
+        // File string index -> index in `f.strings`.
+        let mut local: HashMap<u32, u32> = HashMap::new();
+        let mut local_string =
+            |i: u32, f: &mut Frozen, strings: &mut Strings<'_>, interner: &mut Interner| {
+                if let Some(&j) = local.get(&i) {
+                    return Ok::<u32, String>(j);
+                }
+                let j = f.strings.len() as u32;
+                f.strings.push(strings.name(u64::from(i), interner)?);
+                local.insert(i, j);
+                Ok(j)
+            };
+        let mut min_bytes = self.a_min.bytes.iter();
+        let mut max_bytes = self.a_max.bytes.iter();
+        f.names.reserve(n_ds * 12);
+        f.datasets.reserve_exact(n_ds);
+        f.entries.reserve_exact(n_arrays);
         let mut row = 0usize;
         for d in 0..n_ds {
-            let name = string(ds_name[d])?;
-            let mut arrays = Vec::with_capacity(ds_arrays[d] as usize);
+            let name = strings.get(u64::from(ds_name[d]))?;
+            if ds_attrs[d] as usize >= f.attr_sets.len() {
+                return Err(format!(
+                    "attribute set {} of {}",
+                    ds_attrs[d],
+                    f.attr_sets.len()
+                ));
+            }
+            let first = f.entries.len();
             for _ in 0..ds_arrays[d] {
-                let schema = schemas
-                    .get(a_schema[row] as usize)
-                    .cloned()
-                    .ok_or_else(|| format!("schema {} of {}", a_schema[row], schemas.len()))?;
-                let (min, max) = (a_min.next().flatten(), a_max.next().flatten());
-                let stats = (self.a_has_stats[row] != 0).then(|| StatsRepr {
+                if a_schema[row] as usize >= f.schemas.len() {
+                    return Err(format!("schema {} of {}", a_schema[row], f.schemas.len()));
+                }
+                if a_attrs[row] as usize >= f.attr_sets.len() {
+                    return Err(format!(
+                        "attribute set {} of {}",
+                        a_attrs[row],
+                        f.attr_sets.len()
+                    ));
+                }
+                let array = local_string(a_name[row], &mut f, &mut strings, interner)?;
+                if f.entries[first..].iter().any(|e| e.name == array) {
+                    return Err(format!(
+                        "dataset {name} lists array {} twice",
+                        f.strings[array as usize]
+                    ));
+                }
+                let segment = match a_segment[row] {
+                    0 => 0,
+                    s => local_string(s - 1, &mut f, &mut strings, interner)? + 1,
+                };
+                let mut bits = |kind: u8, v: u64, bytes: &mut std::slice::Iter<'_, Col>| {
+                    match kind {
+                        STAT_NONE | STAT_INT | STAT_UINT | STAT_FLOAT | STAT_TS => Ok(v),
+                        STAT_BYTES => {
+                            let b = bytes
+                                .next()
+                                .ok_or_else(|| format!("dataset {name} lacks a byte statistic"))?;
+                            f.bytes.push(b.0.clone().into_boxed_slice());
+                            Ok(f.bytes.len() as u64 - 1)
+                        }
+                        other => Err(format!("statistic kind {other} is unknown")),
+                    }
+                };
+                let min = bits(min_kind[row], min_bits[row], &mut min_bytes)?;
+                let max = bits(max_kind[row], max_bits[row], &mut max_bytes)?;
+                f.entries.push(FrozenEntry {
                     min,
                     max,
-                    null_count: a_nulls[row],
-                    row_count: a_rows[row],
-                });
-                let array = string(a_name[row])?;
-                if arrays.iter().any(|a: &ArrayEntry| a.name == array) {
-                    return Err(format!("dataset {name} lists array {array} twice"));
-                }
-                arrays.push(ArrayEntry {
+                    nulls: a_nulls[row],
+                    rows: a_rows[row],
                     name: array,
-                    schema,
-                    attributes: attrs(a_attrs[row])?,
-                    segment: match a_segment[row] {
-                        0 => None,
-                        s => Some(string(s - 1)?),
-                    },
-                    stats,
+                    schema: a_schema[row],
+                    attrs: a_attrs[row],
+                    segment,
+                    has_stats: self.a_has_stats[row] != 0,
+                    min_kind: min_kind[row],
+                    max_kind: max_kind[row],
                 });
                 row += 1;
             }
-            datasets.push((
-                name,
-                Dataset {
-                    seq: ds_seq[d],
-                    attributes: attrs(ds_attrs[d])?,
-                    arrays,
-                },
-            ));
+            f.names.push_str(name);
+            f.datasets.push(FrozenDataset {
+                seq: ds_seq[d],
+                name_end: f.names.len() as u64,
+                attrs: ds_attrs[d],
+                entries_end: f.entries.len() as u32,
+            });
         }
+        let f = f.into_name_order()?;
 
         let seg_key = self.seg_key.u32s("seg_key", n_segs)?;
         let seg_variable = self.seg_variable.u32s("seg_variable", n_segs)?;
@@ -492,9 +561,9 @@ impl Columns {
         let mut segments = Vec::with_capacity(n_segs);
         for i in 0..n_segs {
             segments.push((
-                string(seg_key[i])?,
+                strings.name(u64::from(seg_key[i]), interner)?,
                 SegmentEntry {
-                    variable: string(seg_variable[i])?,
+                    variable: strings.name(u64::from(seg_variable[i]), interner)?,
                     size: seg_size[i],
                     crc32: seg_crc[i],
                 },
@@ -505,10 +574,10 @@ impl Columns {
             .removed
             .u32s("removed", n_removed)?
             .into_iter()
-            .map(string)
+            .map(|i| strings.name(u64::from(i), interner))
             .collect::<std::result::Result<_, _>>()?;
         Ok(Decoded {
-            datasets,
+            frozen: f,
             segments,
             removed,
         })
@@ -517,7 +586,11 @@ impl Columns {
 
 impl Columns {
     /// The attribute sets; values repeated across sets (a string, a number) are shared.
-    fn decode_attr_sets(&self, strings: &[Name]) -> std::result::Result<Vec<Attrs>, String> {
+    fn decode_attr_sets(
+        &self,
+        strings: &mut Strings<'_>,
+        interner: &mut Interner,
+    ) -> std::result::Result<Vec<Attrs>, String> {
         let n_sets = self.set_len.0.len() / 4;
         let set_len = self.set_len.u32s("set_len", n_sets)?;
         let n_pairs = self.pair_kind.len();
@@ -530,12 +603,6 @@ impl Columns {
                 "attribute sets hold {total} pairs, but there are {n_pairs}"
             ));
         }
-        let string = |i: u64| {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| strings.get(i))
-                .ok_or_else(|| format!("string {i} of {}", strings.len()))
-        };
         let mut by_string: HashMap<u64, Arc<Attr>> = HashMap::new();
         let mut by_number: HashMap<(u8, u64), Arc<Attr>> = HashMap::new();
         let mut list_at = 0usize;
@@ -552,13 +619,13 @@ impl Columns {
         for &len in &set_len {
             let mut entries = Vec::with_capacity(len as usize);
             for _ in 0..len {
-                let key = Name::clone(string(u64::from(keys[pair]))?);
+                let key = strings.name(u64::from(keys[pair]), interner)?;
                 let (kind, num) = (self.pair_kind[pair], nums[pair]);
                 let value = match kind {
                     ATTR_STRING => match by_string.get(&num) {
                         Some(v) => Arc::clone(v),
                         None => {
-                            let v = Arc::new(Attr::String(string(num)?.to_string()));
+                            let v = Arc::new(Attr::String(strings.get(num)?.to_string()));
                             by_string.insert(num, Arc::clone(&v));
                             v
                         }
@@ -587,7 +654,7 @@ impl Columns {
                     ATTR_STRING_LIST => Arc::new(Attr::StringList(
                         take(num)?
                             .iter()
-                            .map(|&i| string(i).map(|s| s.to_string()))
+                            .map(|&i| strings.get(i).map(str::to_string))
                             .collect::<std::result::Result<_, _>>()?,
                     )),
                     other => return Err(format!("attribute kind {other} is unknown")),

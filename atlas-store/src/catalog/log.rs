@@ -1,6 +1,5 @@
 //! Reading and writing the catalog's objects: the root marker, log entries, checkpoints.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -8,6 +7,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, path::Path}
 use serde::{Deserialize, Serialize};
 
 use super::columns::{Columns, ColumnsWriter, corrupt};
+use super::frozen::DsRef;
 use super::snapshot::{DatasetChange, Delta, Interner, LiveSegment, Name, Settings, Snapshot};
 use super::{CHECKPOINT_DIR, FORMAT_VERSION, LOG_DIR, display_location, v1};
 use crate::config::MetaFormat;
@@ -159,7 +159,7 @@ fn encode_delta(delta: &Delta, settings: Option<Settings>) -> Result<Vec<u8>> {
     let mut w = ColumnsWriter::default();
     for change in &delta.datasets {
         match change {
-            DatasetChange::Put(name, ds) => w.dataset(name, ds),
+            DatasetChange::Put(name, ds) => w.dataset(name, DsRef::Owned(ds)),
             DatasetChange::Remove(name) => w.removed(name),
         }
     }
@@ -196,13 +196,13 @@ fn decode_delta(
         .map_err(corrupt(&p))?;
     let mut datasets: Vec<DatasetChange> = rows
         .removed
-        .into_iter()
-        .map(DatasetChange::Remove)
+        .iter()
+        .map(|n| DatasetChange::Remove(Name::clone(n)))
         .collect();
     datasets.extend(
-        rows.datasets
+        rows.datasets(interner)
             .into_iter()
-            .map(|(n, d)| DatasetChange::Put(n, Arc::new(d))),
+            .map(|(n, d)| DatasetChange::Put(n, d)),
     );
     let delta = Delta {
         generation: doc.generation,
@@ -216,7 +216,8 @@ fn decode_delta(
 
 fn encode_checkpoint(snap: &Snapshot) -> Result<Vec<u8>> {
     let mut w = ColumnsWriter::default();
-    for (name, ds) in snap.iter() {
+    // In name order, so that `open` takes the rows as they are.
+    for (name, ds) in snap.iter_by_name() {
         w.dataset(name, ds);
     }
     for (key, s) in &snap.segments {
@@ -258,12 +259,7 @@ fn decode_checkpoint(path: &Path, bytes: &[u8], interner: &mut Interner) -> Resu
             }
         }
     }
-    for (name, ds) in rows.datasets {
-        if snap.datasets.contains_key(&name) {
-            return Err(corrupt(&p)(format!("dataset {name} is listed twice")));
-        }
-        snap.put_dataset(name, Arc::new(ds));
-    }
+    snap.set_base(rows.frozen);
     snap.next_seq = snap.next_seq.max(doc.next_seq);
     snap.recount(&p)?;
     snap.lineage.checkpoint_bytes = bytes.len() as u64;
@@ -592,7 +588,7 @@ async fn replay(
         let origin = path.to_string();
         if ext == EXT {
             let (delta, settings) = decode_delta(&path, &bytes, &mut interner)?;
-            let next = match (&base, settings) {
+            let next = match (base.take(), settings) {
                 (None, Some(settings)) if delta.generation == 0 => {
                     let mut s = Snapshot::empty(settings);
                     s.commit_id = Name::clone(&delta.commit_id);
@@ -603,7 +599,10 @@ async fn replay(
                         "the store's first log entry does not hold its settings".into(),
                     ));
                 }
-                (Some(b), _) => b.apply(&delta, &origin)?,
+                (Some(mut b), _) => {
+                    b.apply_in_place(&delta, &origin)?;
+                    b
+                }
             };
             let mut next = next;
             next.lineage.log_bytes_since += bytes.len() as u64;
@@ -621,6 +620,13 @@ async fn replay(
     let snap = base.ok_or_else(|| Error::StoreNotFound {
         location: display_location(prefix),
     })?;
+    // The tail joins the columns: after `open` the store is held as one compact base.
+    let snap = if snap.changed.is_empty() {
+        snap
+    } else {
+        snap.fold()
+    };
+    interner.seed(&snap.frozen);
     Ok((snap, interner))
 }
 
@@ -705,7 +711,7 @@ pub(crate) fn changes_for<'a>(
     names
         .into_iter()
         .map(|n| match working.dataset(n) {
-            Some(ds) => DatasetChange::Put(Name::clone(n), Arc::clone(ds)),
+            Some(ds) => DatasetChange::Put(Name::clone(n), ds.shared()),
             None => DatasetChange::Remove(Name::clone(n)),
         })
         .collect()

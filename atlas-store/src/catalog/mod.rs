@@ -15,6 +15,7 @@
 //! [`v1`]) still open; their first checkpoint upgrades them. See `docs/format.md`.
 
 pub(crate) mod columns;
+pub(crate) mod frozen;
 pub(crate) mod log;
 pub(crate) mod snapshot;
 pub(crate) mod v1;
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 pub(crate) use log::{
     changes_for, cleanup_log, commit, create, find_root, load_latest, read_delta, write_checkpoint,
 };
+pub(crate) use frozen::{DsRef, EntryRef};
 pub(crate) use snapshot::{
     ArrayEntry, Dataset, DatasetChange, Delta, Interner, Name, SegmentEntry, Settings, Snapshot,
 };

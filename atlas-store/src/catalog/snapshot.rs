@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::{Codec, MetaFormat};
 use crate::error::{Error, Result};
+use super::frozen::{DsRef, EntryRef, Frozen, FrozenBuilder};
 use crate::schema::{ArraySchema, Attr, StatsRepr};
 
 /// An interned name (dataset, array, dimension, segment key).
@@ -131,13 +132,23 @@ pub(crate) struct Lineage {
 }
 
 /// Everything the store holds as of one generation. Cheap to clone.
+///
+/// Datasets live in two layers: `frozen`, the columns of every dataset as of the last fold
+/// (opening a store or writing a checkpoint folds), and `changed`, the datasets created,
+/// changed or deleted since, as objects in a persistent map. A commit touches only `changed`;
+/// a reader looks there first.
 #[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
     pub generation: u64,
     pub commit_id: Name,
     pub settings: Settings,
-    pub datasets: imbl::OrdMap<Name, Arc<Dataset>>,
+    pub frozen: Arc<Frozen>,
+    /// Datasets changed since the fold: `Some` as they now are, `None` deleted.
+    pub changed: imbl::OrdMap<Name, Option<Arc<Dataset>>>,
+    /// Store order `(seq, name)` of the datasets in `changed` that exist.
     pub order: imbl::OrdSet<(u64, Name)>,
+    /// Number of datasets.
+    len: usize,
     pub next_seq: u64,
     /// Segments some array references, with their reference counts.
     pub segments: imbl::OrdMap<Name, LiveSegment>,
@@ -146,6 +157,60 @@ pub(crate) struct Snapshot {
     pub retired: imbl::OrdMap<Name, (SegmentEntry, u64)>,
     pub lineage: Lineage,
 }
+
+/// Datasets in store order: the base's order merged with the changed datasets' order.
+pub(crate) struct SnapshotIter<'a> {
+    snap: &'a Snapshot,
+    left: usize,
+    frozen: std::iter::Peekable<std::slice::Iter<'a, u32>>,
+    changed: std::iter::Peekable<imbl::ordset::Iter<'a, (u64, Name), imbl::shared_ptr::DefaultSharedPtr>>,
+}
+
+impl<'a> Iterator for SnapshotIter<'a> {
+    type Item = (&'a str, DsRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let f = &*self.snap.frozen;
+        loop {
+            // Base rows shadowed by a change are skipped.
+            while let Some(&&r) = self.frozen.peek() {
+                if self.snap.changed.is_empty()
+                    || !self.snap.changed.contains_key(f.name(r as usize))
+                {
+                    break;
+                }
+                self.frozen.next();
+            }
+            let base = self
+                .frozen
+                .peek()
+                .map(|&&r| (f.datasets[r as usize].seq, f.name(r as usize)));
+            let take_changed = match (self.changed.peek(), base) {
+                (Some((seq, name)), Some(b)) => (*seq, &**name) < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return None,
+            };
+            if take_changed {
+                let (_, name) = self.changed.next()?;
+                if let Some((k, Some(d))) = self.snap.changed.get_key_value(name) {
+                    self.left = self.left.saturating_sub(1);
+                    return Some((&**k, DsRef::Owned(d)));
+                }
+            } else {
+                let r = *self.frozen.next()? as usize;
+                self.left = self.left.saturating_sub(1);
+                return Some((f.name(r), f.dataset(r)));
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for SnapshotIter<'_> {}
 
 /// A change to one dataset, as a commit records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,8 +247,10 @@ impl Snapshot {
             generation: 0,
             commit_id: crate::catalog::new_id().into(),
             settings,
-            datasets: Default::default(),
+            frozen: Arc::default(),
+            changed: Default::default(),
             order: Default::default(),
+            len: 0,
             next_seq: 0,
             segments: Default::default(),
             retired: Default::default(),
@@ -194,16 +261,138 @@ impl Snapshot {
         }
     }
 
-    pub(crate) fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
-        self.datasets.get(name)
+    pub(crate) fn dataset(&self, name: &str) -> Option<DsRef<'_>> {
+        self.get(name).map(|(_, d)| d)
+    }
+
+    /// A dataset with its name as the snapshot holds it.
+    pub(crate) fn get(&self, name: &str) -> Option<(&str, DsRef<'_>)> {
+        match self.changed.get_key_value(name) {
+            Some((k, Some(d))) => Some((&**k, DsRef::Owned(d))),
+            Some((_, None)) => None,
+            None => {
+                let row = self.frozen.find(name)?;
+                Some((self.frozen.name(row), self.frozen.dataset(row)))
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        match self.changed.get(name) {
+            Some(d) => d.is_some(),
+            None => self.frozen.find(name).is_some(),
+        }
+    }
+
+    /// Number of datasets.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Datasets in store order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Name, &Arc<Dataset>)> + '_ {
-        self.order.iter().filter_map(|(_, name)| {
-            let (k, v) = self.datasets.get_key_value(name)?;
-            Some((k, v))
+    pub(crate) fn iter(&self) -> SnapshotIter<'_> {
+        SnapshotIter {
+            snap: self,
+            left: self.len,
+            frozen: self.frozen.order.iter().peekable(),
+            changed: self.order.iter().peekable(),
+        }
+    }
+
+    /// Datasets in name order.
+    pub(crate) fn iter_by_name(&self) -> impl Iterator<Item = (&str, DsRef<'_>)> + '_ {
+        let f = &*self.frozen;
+        let mut changed = self.changed.iter().peekable();
+        let mut rows = 0..f.len();
+        std::iter::from_fn(move || {
+            loop {
+                let row_name = rows.clone().next().map(|r| f.name(r));
+                let take_changed = match (changed.peek(), row_name) {
+                    (Some((k, _)), Some(n)) => &***k <= n,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => return None,
+                };
+                if take_changed {
+                    let (k, v) = changed.next()?;
+                    if row_name == Some(&**k) {
+                        rows.next();
+                    }
+                    if let Some(d) = v {
+                        return Some((&**k, DsRef::Owned(d)));
+                    }
+                } else {
+                    let r = rows.next()?;
+                    return Some((f.name(r), f.dataset(r)));
+                }
+            }
         })
+    }
+
+    /// Makes `frozen` the datasets of this (empty) snapshot.
+    pub(crate) fn set_base(&mut self, frozen: Frozen) {
+        self.len = frozen.len();
+        let top = frozen.datasets.iter().map(|d| d.seq + 1).max().unwrap_or(0);
+        self.next_seq = self.next_seq.max(top);
+        self.frozen = Arc::new(frozen);
+        self.changed = Default::default();
+        self.order = Default::default();
+    }
+
+    /// The snapshot with `changed` folded into new columns.
+    pub(crate) fn fold(&self) -> Snapshot {
+        let mut b = FrozenBuilder::default();
+        for (name, ds) in self.iter_by_name() {
+            b.push(name, ds);
+        }
+        let mut next = self.clone();
+        next.frozen = Arc::new(b.finish());
+        next.changed = Default::default();
+        next.order = Default::default();
+        next
+    }
+
+    /// Makes this snapshot's `name` what `other` has (both share their base, or `other`'s
+    /// dataset is copied).
+    pub(crate) fn take_from(&mut self, other: &Snapshot, name: &Name) {
+        match other.changed.get(name) {
+            Some(Some(d)) => self.put_dataset(Name::clone(name), Arc::clone(d)),
+            Some(None) => {
+                self.remove_dataset(name);
+            }
+            None if Arc::ptr_eq(&self.frozen, &other.frozen) => {
+                // `other` reads it from the shared base; so does this one, once its change goes.
+                match self.changed.remove(name) {
+                    Some(Some(d)) => {
+                        self.order.remove(&(d.seq, Name::clone(name)));
+                        if self.frozen.find(name).is_none() {
+                            self.len -= 1;
+                        }
+                    }
+                    // Only a base row is marked deleted.
+                    Some(None) => self.len += 1,
+                    None => {}
+                }
+            }
+            None => match other.dataset(name) {
+                Some(d) => self.put_dataset(Name::clone(name), d.shared()),
+                None => {
+                    self.remove_dataset(name);
+                }
+            },
+        }
+    }
+
+    /// A dataset to change, copied into `changed` on first write.
+    pub(crate) fn dataset_mut(&mut self, name: &str) -> Option<&mut Dataset> {
+        if !self.changed.contains_key(name) {
+            let row = self.frozen.find(name)?;
+            let d = self.frozen.dataset(row).to_dataset();
+            let key: Name = self.frozen.name(row).into();
+            self.order.insert((d.seq, Name::clone(&key)));
+            self.changed.insert(key, Some(Arc::new(d)));
+        }
+        self.changed.get_mut(name)?.as_mut().map(Arc::make_mut)
     }
 
     /// Looks up a segment, live or retired.
@@ -217,20 +406,45 @@ impl Snapshot {
     /// Inserts or replaces a dataset in the working state (no reference counting: that is done
     /// when a commit applies its delta to the committed snapshot).
     pub(crate) fn put_dataset(&mut self, name: Name, ds: Arc<Dataset>) {
-        if let Some(old) = self.datasets.get(&name)
-            && old.seq != ds.seq
-        {
-            self.order.remove(&(old.seq, Name::clone(&name)));
+        match self.changed.get(&name) {
+            Some(Some(old)) => {
+                self.order.remove(&(old.seq, Name::clone(&name)));
+            }
+            Some(None) => self.len += 1,
+            None => {
+                if self.frozen.find(&name).is_none() {
+                    self.len += 1;
+                }
+            }
         }
         self.order.insert((ds.seq, Name::clone(&name)));
         self.next_seq = self.next_seq.max(ds.seq + 1);
-        self.datasets.insert(name, ds);
+        self.changed.insert(name, Some(ds));
     }
 
     /// Removes a dataset from the working state.
     pub(crate) fn remove_dataset(&mut self, name: &str) -> Option<Arc<Dataset>> {
-        let (key, old) = self.datasets.remove_with_key(name)?;
-        self.order.remove(&(old.seq, key));
+        let row = self.frozen.find(name);
+        let old = match self.changed.get_key_value(name) {
+            Some((_, None)) => return None,
+            Some((key, Some(old))) => {
+                let (key, old) = (Name::clone(key), Arc::clone(old));
+                self.order.remove(&(old.seq, Name::clone(&key)));
+                if row.is_some() {
+                    self.changed.insert(key, None);
+                } else {
+                    self.changed.remove(&key);
+                }
+                old
+            }
+            None => {
+                let row = row?;
+                let old = Arc::new(self.frozen.dataset(row).to_dataset());
+                self.changed.insert(self.frozen.name(row).into(), None);
+                old
+            }
+        };
+        self.len -= 1;
         Some(old)
     }
 
@@ -238,6 +452,13 @@ impl Snapshot {
     /// reference goes are retired. Fails (naming `origin`) when the delta references a segment
     /// neither this snapshot nor the delta knows: a damaged or foreign log entry.
     pub(crate) fn apply(&self, delta: &Delta, origin: &str) -> Result<Snapshot> {
+        let mut next = self.clone();
+        next.apply_in_place(delta, origin)?;
+        Ok(next)
+    }
+
+    /// [`Snapshot::apply`] on this snapshot (left half-changed on error).
+    pub(crate) fn apply_in_place(&mut self, delta: &Delta, origin: &str) -> Result<()> {
         let corrupt = |reason: String| Error::CorruptCatalog {
             path: origin.to_string(),
             reason,
@@ -248,7 +469,7 @@ impl Snapshot {
                 delta.generation, self.generation
             )));
         }
-        let mut next = self.clone();
+        let next = self;
         next.generation = delta.generation;
         next.commit_id = Name::clone(&delta.commit_id);
         for (key, entry) in &delta.added_segments {
@@ -313,13 +534,31 @@ impl Snapshot {
             next.retired.remove(key);
         }
         next.lineage.commits_since += 1;
-        Ok(next)
+        Ok(())
     }
 
     /// Recomputes segment reference counts from the datasets (after loading a full state).
     pub(crate) fn recount(&mut self, origin: &str) -> Result<()> {
         let mut refs: HashMap<Name, u64> = HashMap::new();
-        for ds in self.datasets.values() {
+        // Base rows count by string index first: four million entries, a few hundred segments.
+        let f = &*self.frozen;
+        let mut by_index = vec![0u64; f.strings.len() + 1];
+        for row in 0..f.len() {
+            if !self.changed.is_empty() && self.changed.contains_key(f.name(row)) {
+                continue;
+            }
+            for e in f.dataset(row).arrays() {
+                if let EntryRef::Frozen(f, i) = e {
+                    by_index[f.entries[i].segment as usize] += 1;
+                }
+            }
+        }
+        for (i, n) in by_index.into_iter().enumerate().skip(1) {
+            if n > 0 {
+                *refs.entry(Name::clone(&f.strings[i - 1])).or_default() += n;
+            }
+        }
+        for ds in self.changed.values().flatten() {
             for seg in ds.arrays.iter().filter_map(|a| a.segment.as_ref()) {
                 *refs.entry(Name::clone(seg)).or_default() += 1;
             }
@@ -387,6 +626,23 @@ fn same_attr(a: &Attr, b: &Attr) -> bool {
     }
 }
 
+fn value_key(v: &Attr) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    hash_attr(v, &mut h);
+    h.finish()
+}
+
+fn attrs_key(attrs: &AttrSet) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (k, v) in attrs.iter() {
+        k.hash(&mut h);
+        hash_attr(v, &mut h);
+    }
+    h.finish()
+}
+
 fn hash_of<T: std::hash::Hash + ?Sized>(v: &T) -> u64 {
     use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -422,10 +678,7 @@ impl Interner {
     }
 
     pub(crate) fn value(&mut self, v: Attr) -> Arc<Attr> {
-        use std::hash::Hasher;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        hash_attr(&v, &mut h);
-        let key = h.finish();
+        let key = value_key(&v);
         match self.values.get(&key) {
             Some(found) if same_attr(found, &v) => Arc::clone(found),
             Some(_) => Arc::new(v),
@@ -449,16 +702,10 @@ impl Interner {
 
     /// The shared copy of an attribute set that may not be interned yet.
     pub(crate) fn share_attrs(&mut self, attrs: &Attrs) -> Attrs {
-        use std::hash::{Hash, Hasher};
         if attrs.is_empty() {
             return self.empty_attrs();
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for (k, v) in attrs.iter() {
-            k.hash(&mut h);
-            hash_attr(v, &mut h);
-        }
-        let key = h.finish();
+        let key = attrs_key(attrs);
         let same = |a: &AttrSet, b: &AttrSet| {
             a.pairs().len() == b.pairs().len()
                 && a.iter()
@@ -475,7 +722,161 @@ impl Interner {
         }
     }
 
+    /// Registers what a base shares (names of arrays and segments, definitions, the attribute
+    /// sets arrays use or more than one dataset uses, and their values), so that later commits
+    /// share them too. A set only one dataset holds (its `station_id`) is left out: remembering
+    /// a million of those would cost more than it saves.
+    pub(crate) fn seed(&mut self, f: &Frozen) {
+        for name in &f.strings {
+            self.names.insert(Name::clone(name));
+        }
+        for schema in &f.schemas {
+            if let Ok(key) = rmp_serde::to_vec(&**schema) {
+                self.schemas
+                    .entry(hash_of(&key[..]))
+                    .or_insert_with(|| Arc::clone(schema));
+            }
+        }
+        let mut uses = vec![0u8; f.attr_sets.len()];
+        for e in &f.entries {
+            uses[e.attrs as usize] = 2;
+        }
+        for d in &f.datasets {
+            let u = &mut uses[d.attrs as usize];
+            *u = u.saturating_add(1);
+        }
+        for (set, _) in f.attr_sets.iter().zip(uses).filter(|(_, u)| *u >= 2) {
+            if set.is_empty() {
+                continue;
+            }
+            for (k, v) in set.pairs() {
+                self.names.insert(Name::clone(k));
+                self.values.entry(value_key(v)).or_insert_with(|| Arc::clone(v));
+            }
+            self.attrs
+                .entry(attrs_key(set))
+                .or_insert_with(|| Arc::clone(set));
+        }
+    }
+
     pub(crate) fn empty_attrs(&mut self) -> Attrs {
         Arc::clone(self.empty.get_or_insert_with(Attrs::default))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::{Codec, MetaFormat};
+
+    fn settings() -> Settings {
+        Settings {
+            codec: Codec::Zstd,
+            meta_format: MetaFormat::Json,
+            meta_compression: Codec::Uncompressed,
+        }
+    }
+
+    fn dataset(seq: u64, tag: i64, interner: &mut Interner) -> Arc<Dataset> {
+        Arc::new(Dataset {
+            seq,
+            attributes: interner.attrs_from([("tag".to_string(), Attr::Int64(tag))]),
+            arrays: Vec::new(),
+        })
+    }
+
+    fn tag(d: DsRef<'_>) -> Option<&Attr> {
+        d.attributes().get("tag")
+    }
+
+    /// Checks every way of reading `snap` against the model (name -> (seq, tag)).
+    fn check(snap: &Snapshot, model: &BTreeMap<String, (u64, i64)>) {
+        assert_eq!(snap.len(), model.len());
+        let by_name: Vec<(String, u64, Option<Attr>)> = snap
+            .iter_by_name()
+            .map(|(n, d)| (n.to_string(), d.seq(), tag(d).cloned()))
+            .collect();
+        let want: Vec<(String, u64, Option<Attr>)> = model
+            .iter()
+            .map(|(n, (s, t))| (n.clone(), *s, Some(Attr::Int64(*t))))
+            .collect();
+        assert_eq!(by_name, want);
+        let mut in_order = want.clone();
+        in_order.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let got: Vec<(String, u64, Option<Attr>)> = snap
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.seq(), tag(d).cloned()))
+            .collect();
+        assert_eq!(got, in_order);
+        for i in 0..40 {
+            let name = format!("d{i:02}");
+            assert_eq!(snap.contains(&name), model.contains_key(&name), "{name}");
+            assert_eq!(
+                snap.dataset(&name).and_then(tag).cloned(),
+                model.get(&name).map(|(_, t)| Attr::Int64(*t))
+            );
+        }
+    }
+
+    #[test]
+    fn a_snapshot_reads_the_same_through_its_changes_and_after_folding_them() {
+        let mut interner = Interner::default();
+        let mut snap = Snapshot::empty(settings());
+        let mut model: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+        // A small linear congruential generator: the same sequence on every run.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % n
+        };
+        for step in 0..3000i64 {
+            let name = format!("d{:02}", next(40));
+            match next(10) {
+                0..=3 => {
+                    let seq = snap.next_seq;
+                    let key = interner.name(&name);
+                    let seq = model.get(&name).map_or(seq, |(s, _)| *s);
+                    snap.put_dataset(key, dataset(seq, step, &mut interner));
+                    model.insert(name, (seq, step));
+                }
+                4 | 5 => {
+                    let had = snap.remove_dataset(&name).is_some();
+                    assert_eq!(had, model.remove(&name).is_some());
+                }
+                6 | 7 => {
+                    let value = interner.value(Attr::Int64(step));
+                    let key = interner.name("tag");
+                    match snap.dataset_mut(&name) {
+                        Some(d) => {
+                            Arc::make_mut(&mut d.attributes).insert(key, value);
+                            model.get_mut(&name).expect("in the model").1 = step;
+                        }
+                        None => assert!(!model.contains_key(&name)),
+                    }
+                }
+                8 => {
+                    // Another snapshot of the same base takes this one's view of a name.
+                    let mut other = snap.fold();
+                    let mut copy = snap.clone();
+                    other.remove_dataset(&name);
+                    copy.take_from(&other, &interner.name(&name));
+                    let mut m = model.clone();
+                    m.remove(&name);
+                    check(&copy, &m);
+                    let mut back = snap.clone();
+                    back.take_from(&copy, &interner.name(&name));
+                    check(&back, &m);
+                    // And back again, from the snapshot both share their base with.
+                    back.take_from(&snap, &interner.name(&name));
+                    check(&back, &model);
+                }
+                _ => snap = snap.fold(),
+            }
+            check(&snap, &model);
+        }
     }
 }

@@ -154,7 +154,7 @@ impl Catalog {
             snap.put_dataset(name, Arc::new(ds));
         }
         snap.recount(origin)?;
-        Ok(snap)
+        Ok(snap.fold())
     }
 }
 
