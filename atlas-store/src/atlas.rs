@@ -10,7 +10,7 @@ use ndarray::{ArcArray, Array, ArrayD, IxDyn};
 use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem, path::Path};
 
 use crate::catalog::{
-    self, Dataset, DatasetChange, EntryRef, Delta, Interner, Name, SegmentEntry, Snapshot,
+    self, Dataset, DatasetChange, Delta, EntryRef, Held, Interner, Name, SegmentEntry, Snapshot,
 };
 use crate::config::StoreConfig;
 use crate::dataset::DatasetView;
@@ -20,9 +20,12 @@ use crate::schema::{ArraySchema, StatsRepr, stats_to_repr, validate_name};
 
 /// Commits after which a checkpoint is written even if the log is still small.
 const CHECKPOINT_COMMITS: u64 = 100;
-/// Log bytes after which a checkpoint is written when the store has none yet; with one, the
-/// log is checkpointed once it outweighs it, so replay never costs more than the checkpoint.
+/// Log bytes after which a checkpoint is written at the least.
 const CHECKPOINT_MIN_LOG_BYTES: u64 = 1 << 20;
+/// A checkpoint is written once the log since the last one reaches this fraction of it: `open`
+/// then replays at most an eighth of the store as log, and checkpoint writes, each O(store),
+/// come once per eighth of the store changed, so their cost per changed dataset stays flat.
+const CHECKPOINT_LOG_FRACTION: u64 = 8;
 use crate::segment::{self, SegmentCache};
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the state is only
@@ -299,7 +302,8 @@ impl Atlas {
     }
 
     /// Sets after how many commits a checkpoint is written at the latest (default 100; a
-    /// checkpoint is also written once the log since the last one outweighs it).
+    /// checkpoint is also written once the log since the last one weighs an eighth of it, and
+    /// at least 1 MiB).
     pub fn set_checkpoint_interval(&self, commits: u64) {
         lock(&self.inner.state).checkpoint_commits = commits.max(1);
     }
@@ -359,8 +363,8 @@ impl Atlas {
                 name: name.to_string(),
             });
         };
-        for array in &ds.arrays {
-            st.drop_pending(&(name.to_string(), array.name.to_string()));
+        for array in ds.get().arrays() {
+            st.drop_pending(&(name.to_string(), array.name().to_string()));
         }
         st.touch(name);
         Ok(())
@@ -846,7 +850,7 @@ impl Inner {
                 continue;
             };
             // Share the attribute sets other datasets already hold.
-            let mut shared = (**ds).clone();
+            let mut shared = ds.get().to_dataset();
             shared.attributes = st.interner.share_attrs(&shared.attributes);
             for a in &mut shared.arrays {
                 a.attributes = st.interner.share_attrs(&a.attributes);
@@ -860,7 +864,7 @@ impl Inner {
                     added.push((Name::clone(seg), entry));
                 }
             }
-            *ds = Arc::new(shared);
+            *ds = Held::Owned(Arc::new(shared));
         }
         let delta = Delta {
             generation: base.generation + 1,
@@ -1012,7 +1016,8 @@ impl Inner {
         };
         let due = l.base_format < catalog::FORMAT_VERSION
             || l.commits_since >= every
-            || l.log_bytes_since >= l.checkpoint_bytes.max(CHECKPOINT_MIN_LOG_BYTES);
+            || l.log_bytes_since
+                >= (l.checkpoint_bytes / CHECKPOINT_LOG_FRACTION).max(CHECKPOINT_MIN_LOG_BYTES);
         if due {
             let _ = self.checkpoint_now().await;
         }
@@ -1142,7 +1147,7 @@ impl Inner {
             let mut datasets = Vec::with_capacity(moved.len());
             for (name, d) in moved {
                 let key = lock(&self.state).interner.name(&name);
-                datasets.push(DatasetChange::Put(key, Arc::new(d)));
+                datasets.push(DatasetChange::Put(key, Held::Owned(Arc::new(d))));
             }
             let mut delta = Delta {
                 generation,
@@ -1177,12 +1182,12 @@ impl Inner {
                     let Some(w) = st.dataset_mut(name) else {
                         continue;
                     };
-                    for a in &d.arrays {
-                        if let Some(wa) = w.array_mut(&a.name)
-                            && wa.schema == a.schema
+                    for a in d.get().arrays() {
+                        if let Some(wa) = w.array_mut(a.name())
+                            && wa.schema == *a.schema()
                         {
-                            wa.segment = a.segment.clone();
-                            wa.stats = a.stats.clone();
+                            wa.segment = a.segment().cloned();
+                            wa.stats = a.stats();
                         }
                     }
                 }
@@ -1303,11 +1308,7 @@ pub(crate) fn check_bounds(
 }
 
 /// Catalog entry lookup shared by the dataset view.
-pub(crate) fn array_entry<'a>(
-    st: &'a State,
-    dataset: &str,
-    array: &str,
-) -> Result<EntryRef<'a>> {
+pub(crate) fn array_entry<'a>(st: &'a State, dataset: &str, array: &str) -> Result<EntryRef<'a>> {
     let ds = st
         .working
         .dataset(dataset)

@@ -271,7 +271,11 @@ impl DatasetView {
     /// A dataset attribute.
     pub fn get_attribute(&self, key: &str) -> Option<Attr> {
         let st = lock(&self.inner.state);
-        st.working.dataset(&self.name)?.attributes().get(key).cloned()
+        st.working
+            .dataset(&self.name)?
+            .attributes()
+            .get(key)
+            .cloned()
     }
 
     /// All dataset attributes, in the order they were first set.

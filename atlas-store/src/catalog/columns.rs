@@ -5,21 +5,26 @@
 //! strings, array definitions and attribute sets. Repetition across datasets — the same
 //! `units` on ten thousand arrays, the same shape — is stored once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::frozen::AttrsRef;
 use super::frozen::{
-    DsRef, Frozen, FrozenDataset, FrozenEntry, STAT_BYTES, STAT_FLOAT, STAT_INT, STAT_NONE, STAT_TS,
-    STAT_UINT,
+    DsRef, Frozen, FrozenDataset, FrozenEntry, STAT_BYTES, STAT_FLOAT, STAT_INT, STAT_NONE,
+    STAT_TS, STAT_UINT,
 };
-use super::snapshot::{AttrSet, Attrs, Dataset, Interner, Name, SegmentEntry};
+use super::snapshot::{Interner, Name, SegmentEntry};
 use crate::error::Error;
 use crate::schema::{ArraySchema, Attr, StatRepr};
 
-/// Byte blobs as msgpack `bin`, not as arrays of integers.
+/// Byte blobs as msgpack `bin`, not as arrays of integers; read in place from the decoded
+/// payload when the deserializer allows it (a checkpoint's columns are not copied again).
 mod blob {
+    use std::borrow::Cow;
+
     use serde::{Deserializer, Serializer, de::Visitor};
 
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -28,34 +33,37 @@ mod blob {
 
     struct V;
     impl<'de> Visitor<'de> for V {
-        type Value = Vec<u8>;
+        type Value = Cow<'de, [u8]>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a byte blob")
         }
-        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
+        fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
         }
-        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_vec()))
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(V)
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, [u8]>, D::Error> {
+        d.deserialize_bytes(V)
     }
 }
 
 /// A column of fixed-width little-endian integers.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub(crate) struct Col(#[serde(with = "blob")] Vec<u8>);
+pub(crate) struct Col<'a>(#[serde(borrow, with = "blob")] Cow<'a, [u8]>);
 
-impl Col {
+impl Col<'_> {
     fn push_u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.to_mut().extend_from_slice(&v.to_le_bytes());
     }
     fn push_u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.to_mut().extend_from_slice(&v.to_le_bytes());
     }
     /// The column as `rows` values of `N` bytes each.
     fn fixed<const N: usize, T>(
@@ -76,11 +84,47 @@ impl Col {
             .map(|c| from(c.try_into().unwrap_or([0; N])))
             .collect())
     }
+    /// The column as `rows` values of `N` bytes, read in place.
+    fn view<const N: usize>(
+        &self,
+        what: &str,
+        rows: usize,
+    ) -> std::result::Result<View<'_, N>, String> {
+        if self.0.len() != rows * N {
+            return Err(format!(
+                "column {what} has {} bytes for {rows} rows",
+                self.0.len()
+            ));
+        }
+        Ok(View(&self.0))
+    }
     fn u32s(&self, what: &str, rows: usize) -> std::result::Result<Vec<u32>, String> {
         self.fixed(what, rows, u32::from_le_bytes)
     }
     fn u64s(&self, what: &str, rows: usize) -> std::result::Result<Vec<u64>, String> {
         self.fixed(what, rows, u64::from_le_bytes)
+    }
+}
+
+/// A fixed-width column read in place (its length checked when made).
+#[derive(Clone, Copy)]
+struct View<'a, const N: usize>(&'a [u8]);
+
+impl View<'_, 4> {
+    fn at(&self, i: usize) -> u32 {
+        self.0
+            .get(i * 4..i * 4 + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+}
+
+impl View<'_, 8> {
+    fn at(&self, i: usize) -> u64 {
+        self.0
+            .get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
     }
 }
 
@@ -96,14 +140,16 @@ const ATTR_STRING_LIST: u8 = 7;
 
 /// One min or max column: kind per row, the number's bits, and byte values in row order.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct StatCol {
-    #[serde(with = "blob")]
-    kind: Vec<u8>,
-    bits: Col,
-    bytes: Vec<Col>,
+struct StatCol<'a> {
+    #[serde(borrow, with = "blob")]
+    kind: Cow<'a, [u8]>,
+    #[serde(borrow)]
+    bits: Col<'a>,
+    #[serde(borrow)]
+    bytes: Vec<Col<'a>>,
 }
 
-impl StatCol {
+impl StatCol<'_> {
     fn push(&mut self, v: Option<&StatRepr>) {
         let (kind, bits) = match v {
             None => (STAT_NONE, 0),
@@ -112,78 +158,107 @@ impl StatCol {
             Some(StatRepr::Float(x)) => (STAT_FLOAT, x.to_bits()),
             Some(StatRepr::TimestampNs(x)) => (STAT_TS, *x as u64),
             Some(StatRepr::Bytes(b)) => {
-                self.bytes.push(Col(b.clone()));
+                self.bytes.push(Col(Cow::Owned(b.clone())));
                 (STAT_BYTES, 0)
             }
         };
-        self.kind.push(kind);
+        self.kind.to_mut().push(kind);
         self.bits.push_u64(bits);
     }
 
     /// The kind and bits columns (byte values are taken in row order by the caller).
-    fn columns(&self, what: &str, rows: usize) -> std::result::Result<(&[u8], Vec<u64>), String> {
+    fn columns(
+        &self,
+        what: &str,
+        rows: usize,
+    ) -> std::result::Result<(&[u8], View<'_, 8>), String> {
         if self.kind.len() != rows {
             return Err(format!(
                 "column {what} has {} kinds for {rows} rows",
                 self.kind.len()
             ));
         }
-        Ok((&self.kind, self.bits.u64s(what, rows)?))
+        Ok((&self.kind, self.bits.view::<8>(what, rows)?))
     }
 }
 
 /// Datasets (and segments) in columns. Dataset rows are followed by their arrays' rows.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Columns {
+pub(crate) struct Columns<'a> {
     /// Distinct strings, concatenated UTF-8, with each one's end offset.
-    #[serde(with = "blob")]
-    strings: Vec<u8>,
-    string_ends: Col,
+    #[serde(borrow, with = "blob")]
+    strings: Cow<'a, [u8]>,
+    #[serde(borrow)]
+    string_ends: Col<'a>,
     /// Distinct array definitions.
     schemas: Vec<ArraySchema>,
     /// Distinct attribute sets, as columns: pairs per set, then per pair its key string, value
     /// kind, and number (the value's bits, a string, or a list's length); list elements follow
     /// in `list_num`.
-    set_len: Col,
-    pair_key: Col,
-    #[serde(with = "blob")]
-    pair_kind: Vec<u8>,
-    pair_num: Col,
-    list_num: Col,
-    ds_name: Col,
-    ds_seq: Col,
-    ds_attrs: Col,
-    ds_arrays: Col,
-    a_name: Col,
-    a_schema: Col,
-    a_attrs: Col,
+    #[serde(borrow)]
+    set_len: Col<'a>,
+    #[serde(borrow)]
+    pair_key: Col<'a>,
+    #[serde(borrow, with = "blob")]
+    pair_kind: Cow<'a, [u8]>,
+    #[serde(borrow)]
+    pair_num: Col<'a>,
+    #[serde(borrow)]
+    list_num: Col<'a>,
+    #[serde(borrow)]
+    ds_name: Col<'a>,
+    #[serde(borrow)]
+    ds_seq: Col<'a>,
+    #[serde(borrow)]
+    ds_attrs: Col<'a>,
+    #[serde(borrow)]
+    ds_arrays: Col<'a>,
+    #[serde(borrow)]
+    a_name: Col<'a>,
+    #[serde(borrow)]
+    a_schema: Col<'a>,
+    #[serde(borrow)]
+    a_attrs: Col<'a>,
     /// Segment string + 1; 0 when the array has no data.
-    a_segment: Col,
-    #[serde(with = "blob")]
-    a_has_stats: Vec<u8>,
-    a_min: StatCol,
-    a_max: StatCol,
-    a_nulls: Col,
-    a_rows: Col,
+    #[serde(borrow)]
+    a_segment: Col<'a>,
+    #[serde(borrow, with = "blob")]
+    a_has_stats: Cow<'a, [u8]>,
+    #[serde(borrow)]
+    a_min: StatCol<'a>,
+    #[serde(borrow)]
+    a_max: StatCol<'a>,
+    #[serde(borrow)]
+    a_nulls: Col<'a>,
+    #[serde(borrow)]
+    a_rows: Col<'a>,
     /// Segments: key, variable, size, CRC-32, and the generation that retired it (`u64::MAX`
     /// while live).
-    seg_key: Col,
-    seg_variable: Col,
-    seg_size: Col,
-    seg_crc: Col,
-    seg_retired: Col,
+    #[serde(borrow)]
+    seg_key: Col<'a>,
+    #[serde(borrow)]
+    seg_variable: Col<'a>,
+    #[serde(borrow)]
+    seg_size: Col<'a>,
+    #[serde(borrow)]
+    seg_crc: Col<'a>,
+    #[serde(borrow)]
+    seg_retired: Col<'a>,
     /// Names without rows (deleted datasets, dropped segments), by string.
-    removed: Col,
+    #[serde(borrow)]
+    removed: Col<'a>,
 }
 
 /// Builds [`Columns`], interning as it goes.
 #[derive(Default)]
 pub(crate) struct ColumnsWriter {
-    cols: Columns,
+    cols: Columns<'static>,
     n_strings: u32,
-    strings: HashMap<Name, u32>,
+    hasher: std::collections::hash_map::RandomState,
+    strings: HashMap<u64, u32>,
     schemas: HashMap<usize, u32>,
-    attrs: HashMap<usize, u32>,
+    /// Sets written, by pointer (objects) or by base and index (columns).
+    attrs: HashMap<(usize, u32), u32>,
     datasets: usize,
     arrays: usize,
     segments: usize,
@@ -193,26 +268,33 @@ pub(crate) struct ColumnsWriter {
 }
 
 impl ColumnsWriter {
-    fn string(&mut self, s: &Name) -> u32 {
-        if let Some(&i) = self.strings.get(s) {
-            return i;
-        }
-        self.cols.strings.extend_from_slice(s.as_bytes());
-        self.cols
-            .string_ends
-            .push_u32(self.cols.strings.len() as u32);
-        let i = self.n_strings;
-        self.n_strings += 1;
-        self.strings.insert(Name::clone(s), i);
-        i
+    /// The bytes of string `i` already written.
+    fn written(&self, i: u32) -> &[u8] {
+        let end = |i: u32| {
+            let at = i as usize * 4;
+            self.cols.string_ends.0[at..at + 4]
+                .try_into()
+                .map_or(0, u32::from_le_bytes) as usize
+        };
+        let start = if i == 0 { 0 } else { end(i - 1) };
+        &self.cols.strings[start..end(i)]
     }
 
-    fn string_str(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.strings.get(s) {
+    /// A string, found by hash (so a million distinct values cost no key copies); a hash
+    /// collision writes the string twice, which readers do not mind.
+    fn string(&mut self, s: &str) -> u32 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.hasher.build_hasher();
+        h.write(s.as_bytes());
+        let key = h.finish();
+        if let Some(&i) = self.strings.get(&key)
+            && self.written(i) == s.as_bytes()
+        {
             return i;
         }
-        let n: Name = s.into();
-        self.string(&n)
+        let i = self.dataset_name(s);
+        self.strings.entry(key).or_insert(i);
+        i
     }
 
     // Identity by pointer: snapshots share one `Arc` per distinct definition or attribute set.
@@ -227,22 +309,26 @@ impl ColumnsWriter {
         i
     }
 
-    fn attrs(&mut self, a: &Attrs) -> u32 {
-        let key = Arc::as_ptr(a) as usize;
+    fn attrs(&mut self, a: AttrsRef<'_>) -> u32 {
+        let key = match a {
+            AttrsRef::Owned(a) => (Arc::as_ptr(a) as usize, u32::MAX),
+            AttrsRef::Frozen(f, s) => (f as *const Frozen as usize, s),
+        };
         if let Some(&i) = self.attrs.get(&key) {
             return i;
         }
         let i = self.n_sets;
         self.n_sets += 1;
-        self.cols.set_len.push_u32(a.pairs().len() as u32);
-        for (k, v) in a.pairs() {
+        let mut len = 0u32;
+        for (k, v) in a.iter() {
+            len += 1;
             let k = self.string(k);
             self.cols.pair_key.push_u32(k);
-            let (kind, num) = match &**v {
+            let (kind, num) = match v {
                 Attr::Bool(b) => (ATTR_BOOL, u64::from(*b)),
                 Attr::Int64(x) => (ATTR_INT, *x as u64),
                 Attr::Float64(x) => (ATTR_FLOAT, x.to_bits()),
-                Attr::String(x) => (ATTR_STRING, u64::from(self.string_str(x))),
+                Attr::String(x) => (ATTR_STRING, u64::from(self.string(x))),
                 Attr::TimestampNanoseconds(x) => (ATTR_TS, *x as u64),
                 Attr::Int64List(xs) => {
                     xs.iter()
@@ -256,23 +342,24 @@ impl ColumnsWriter {
                 }
                 Attr::StringList(xs) => {
                     for x in xs {
-                        let id = self.string_str(x);
+                        let id = self.string(x);
                         self.cols.list_num.push_u64(u64::from(id));
                     }
                     (ATTR_STRING_LIST, xs.len() as u64)
                 }
             };
-            self.cols.pair_kind.push(kind);
+            self.cols.pair_kind.to_mut().push(kind);
             self.cols.pair_num.push_u64(num);
             self.n_pairs += 1;
         }
+        self.cols.set_len.push_u32(len);
         self.attrs.insert(key, i);
         i
     }
 
     /// A dataset name: distinct by construction, so not looked up.
     fn dataset_name(&mut self, s: &str) -> u32 {
-        self.cols.strings.extend_from_slice(s.as_bytes());
+        self.cols.strings.to_mut().extend_from_slice(s.as_bytes());
         self.cols
             .string_ends
             .push_u32(self.cols.strings.len() as u32);
@@ -298,7 +385,7 @@ impl ColumnsWriter {
             c.a_schema.push_u32(schema);
             c.a_attrs.push_u32(attrs);
             c.a_segment.push_u32(seg);
-            c.a_has_stats.push(u8::from(stats.is_some()));
+            c.a_has_stats.to_mut().push(u8::from(stats.is_some()));
             let s = stats.as_ref();
             c.a_min.push(s.and_then(|s| s.min.as_ref()));
             c.a_max.push(s.and_then(|s| s.max.as_ref()));
@@ -330,7 +417,7 @@ impl ColumnsWriter {
     }
 
     /// The columns and their row counts (datasets, arrays, segments, removed).
-    pub(crate) fn finish(self) -> (Columns, [u64; 4]) {
+    pub(crate) fn finish(self) -> (Columns<'static>, [u64; 4]) {
         let counts = [
             self.datasets as u64,
             self.arrays as u64,
@@ -349,26 +436,12 @@ pub(crate) struct Decoded {
     pub removed: Vec<Name>,
 }
 
-impl Decoded {
-    /// The datasets as objects (a log entry's few).
-    pub(crate) fn datasets(&self, interner: &mut Interner) -> Vec<(Name, Arc<Dataset>)> {
-        (0..self.frozen.len())
-            .map(|r| {
-                (
-                    interner.name(self.frozen.name(r)),
-                    Arc::new(self.frozen.dataset(r).to_dataset()),
-                )
-            })
-            .collect()
-    }
-}
-
 /// The string table, read in place.
 struct Strings<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
     ends: Vec<u32>,
-    /// Strings made shared names so far (array names, keys, segments), by index.
-    names: Vec<Option<Name>>,
+    /// Strings made shared names so far (array names, keys, segments), by index: few.
+    names: HashMap<u64, Name>,
 }
 
 impl<'a> Strings<'a> {
@@ -381,10 +454,10 @@ impl<'a> Strings<'a> {
             }
             start = end;
         }
-        std::str::from_utf8(bytes).map_err(|e| format!("string table: {e}"))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("string table: {e}"))?;
         Ok(Strings {
-            bytes,
-            names: vec![None; ends.len()],
+            text,
+            names: HashMap::new(),
             ends,
         })
     }
@@ -394,20 +467,26 @@ impl<'a> Strings<'a> {
         let end = *self
             .ends
             .get(i)
-            .ok_or_else(|| format!("string {i} of {}", self.ends.len()))? as usize;
+            .ok_or_else(|| format!("string {i} of {}", self.ends.len()))?
+            as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         // The whole table is UTF-8, but an offset can split a character.
-        std::str::from_utf8(&self.bytes[start..end]).map_err(|e| format!("string {i}: {e}"))
+        self.text
+            .get(start..end)
+            .ok_or_else(|| format!("string {i} splits a character"))
     }
 
     fn name(&mut self, i: u64, interner: &mut Interner) -> std::result::Result<Name, String> {
-        let s = self.get(i)?;
-        let slot = &mut self.names[i as usize];
-        Ok(Name::clone(slot.get_or_insert_with(|| interner.name(s))))
+        if let Some(n) = self.names.get(&i) {
+            return Ok(Name::clone(n));
+        }
+        let n = interner.name(self.get(i)?);
+        self.names.insert(i, Name::clone(&n));
+        Ok(n)
     }
 }
 
-impl Columns {
+impl Columns<'_> {
     /// Decodes and checks the rows; `counts` are the row counts recorded beside the columns.
     /// Every index is checked, so a damaged entry is an error, never a panic or a wrong entry.
     pub(crate) fn decode(
@@ -431,24 +510,22 @@ impl Columns {
                 Ok(interner.schema(s.clone()))
             })
             .collect::<std::result::Result<_, String>>()?;
-        let attr_sets = self.decode_attr_sets(&mut strings, interner)?;
-
-        let ds_name = self.ds_name.u32s("ds_name", n_ds)?;
-        let ds_seq = self.ds_seq.u64s("ds_seq", n_ds)?;
-        let ds_attrs = self.ds_attrs.u32s("ds_attrs", n_ds)?;
-        let ds_arrays = self.ds_arrays.u32s("ds_arrays", n_ds)?;
-        let a_name = self.a_name.u32s("a_name", n_arrays)?;
-        let a_schema = self.a_schema.u32s("a_schema", n_arrays)?;
-        let a_attrs = self.a_attrs.u32s("a_attrs", n_arrays)?;
-        let a_segment = self.a_segment.u32s("a_segment", n_arrays)?;
+        let ds_name = self.ds_name.view::<4>("ds_name", n_ds)?;
+        let ds_seq = self.ds_seq.view::<8>("ds_seq", n_ds)?;
+        let ds_attrs = self.ds_attrs.view::<4>("ds_attrs", n_ds)?;
+        let ds_arrays = self.ds_arrays.view::<4>("ds_arrays", n_ds)?;
+        let a_name = self.a_name.view::<4>("a_name", n_arrays)?;
+        let a_schema = self.a_schema.view::<4>("a_schema", n_arrays)?;
+        let a_attrs = self.a_attrs.view::<4>("a_attrs", n_arrays)?;
+        let a_segment = self.a_segment.view::<4>("a_segment", n_arrays)?;
         if self.a_has_stats.len() != n_arrays {
             return Err("column a_has_stats has the wrong length".into());
         }
         let (min_kind, min_bits) = self.a_min.columns("a_min", n_arrays)?;
         let (max_kind, max_bits) = self.a_max.columns("a_max", n_arrays)?;
-        let a_nulls = self.a_nulls.u64s("a_nulls", n_arrays)?;
-        let a_rows = self.a_rows.u64s("a_rows", n_arrays)?;
-        let total: u64 = ds_arrays.iter().map(|&n| n as u64).sum();
+        let a_nulls = self.a_nulls.view::<8>("a_nulls", n_arrays)?;
+        let a_rows = self.a_rows.view::<8>("a_rows", n_arrays)?;
+        let total: u64 = (0..n_ds).map(|d| u64::from(ds_arrays.at(d))).sum();
         if total != n_arrays as u64 {
             return Err(format!(
                 "datasets list {total} arrays, but there are {n_arrays} array rows"
@@ -460,21 +537,10 @@ impl Columns {
 
         let mut f = Frozen {
             schemas,
-            attr_sets,
             ..Frozen::default()
         };
-        // File string index -> index in `f.strings`.
-        let mut local: HashMap<u32, u32> = HashMap::new();
-        let mut local_string =
-            |i: u32, f: &mut Frozen, strings: &mut Strings<'_>, interner: &mut Interner| {
-                if let Some(&j) = local.get(&i) {
-                    return Ok::<u32, String>(j);
-                }
-                let j = f.strings.len() as u32;
-                f.strings.push(strings.name(u64::from(i), interner)?);
-                local.insert(i, j);
-                Ok(j)
-            };
+        let mut local = Local(vec![u32::MAX; strings.ends.len()]);
+        self.decode_attr_sets(&mut f, &mut local, &mut strings, interner)?;
         let mut min_bytes = self.a_min.bytes.iter();
         let mut max_bytes = self.a_max.bytes.iter();
         f.names.reserve(n_ds * 12);
@@ -482,60 +548,55 @@ impl Columns {
         f.entries.reserve_exact(n_arrays);
         let mut row = 0usize;
         for d in 0..n_ds {
-            let name = strings.get(u64::from(ds_name[d]))?;
-            if ds_attrs[d] as usize >= f.attr_sets.len() {
-                return Err(format!(
-                    "attribute set {} of {}",
-                    ds_attrs[d],
-                    f.attr_sets.len()
-                ));
+            let name = strings.get(u64::from(ds_name.at(d)))?;
+            if ds_attrs.at(d) as usize >= f.sets() {
+                return Err(format!("attribute set {} of {}", ds_attrs.at(d), f.sets()));
             }
             let first = f.entries.len();
-            for _ in 0..ds_arrays[d] {
-                if a_schema[row] as usize >= f.schemas.len() {
-                    return Err(format!("schema {} of {}", a_schema[row], f.schemas.len()));
-                }
-                if a_attrs[row] as usize >= f.attr_sets.len() {
+            for _ in 0..ds_arrays.at(d) {
+                if a_schema.at(row) as usize >= f.schemas.len() {
                     return Err(format!(
-                        "attribute set {} of {}",
-                        a_attrs[row],
-                        f.attr_sets.len()
+                        "schema {} of {}",
+                        a_schema.at(row),
+                        f.schemas.len()
                     ));
                 }
-                let array = local_string(a_name[row], &mut f, &mut strings, interner)?;
+                if a_attrs.at(row) as usize >= f.sets() {
+                    return Err(format!("attribute set {} of {}", a_attrs.at(row), f.sets()));
+                }
+                let array = local.get(a_name.at(row), &mut f, &mut strings, interner)?;
                 if f.entries[first..].iter().any(|e| e.name == array) {
                     return Err(format!(
                         "dataset {name} lists array {} twice",
                         f.strings[array as usize]
                     ));
                 }
-                let segment = match a_segment[row] {
+                let segment = match a_segment.at(row) {
                     0 => 0,
-                    s => local_string(s - 1, &mut f, &mut strings, interner)? + 1,
+                    s => local.get(s - 1, &mut f, &mut strings, interner)? + 1,
                 };
-                let mut bits = |kind: u8, v: u64, bytes: &mut std::slice::Iter<'_, Col>| {
-                    match kind {
-                        STAT_NONE | STAT_INT | STAT_UINT | STAT_FLOAT | STAT_TS => Ok(v),
-                        STAT_BYTES => {
-                            let b = bytes
-                                .next()
-                                .ok_or_else(|| format!("dataset {name} lacks a byte statistic"))?;
-                            f.bytes.push(b.0.clone().into_boxed_slice());
-                            Ok(f.bytes.len() as u64 - 1)
-                        }
-                        other => Err(format!("statistic kind {other} is unknown")),
+                let mut bits = |kind: u8, v: u64, bytes: &mut std::slice::Iter<'_, Col>| match kind
+                {
+                    STAT_NONE | STAT_INT | STAT_UINT | STAT_FLOAT | STAT_TS => Ok(v),
+                    STAT_BYTES => {
+                        let b = bytes
+                            .next()
+                            .ok_or_else(|| format!("dataset {name} lacks a byte statistic"))?;
+                        f.bytes.push(Box::from(&*b.0));
+                        Ok(f.bytes.len() as u64 - 1)
                     }
+                    other => Err(format!("statistic kind {other} is unknown")),
                 };
-                let min = bits(min_kind[row], min_bits[row], &mut min_bytes)?;
-                let max = bits(max_kind[row], max_bits[row], &mut max_bytes)?;
+                let min = bits(min_kind[row], min_bits.at(row), &mut min_bytes)?;
+                let max = bits(max_kind[row], max_bits.at(row), &mut max_bytes)?;
                 f.entries.push(FrozenEntry {
                     min,
                     max,
-                    nulls: a_nulls[row],
-                    rows: a_rows[row],
+                    nulls: a_nulls.at(row),
+                    rows: a_rows.at(row),
                     name: array,
-                    schema: a_schema[row],
-                    attrs: a_attrs[row],
+                    schema: a_schema.at(row),
+                    attrs: a_attrs.at(row),
                     segment,
                     has_stats: self.a_has_stats[row] != 0,
                     min_kind: min_kind[row],
@@ -545,9 +606,9 @@ impl Columns {
             }
             f.names.push_str(name);
             f.datasets.push(FrozenDataset {
-                seq: ds_seq[d],
+                seq: ds_seq.at(d),
                 name_end: f.names.len() as u64,
-                attrs: ds_attrs[d],
+                attrs: ds_attrs.at(d),
                 entries_end: f.entries.len() as u32,
             });
         }
@@ -584,27 +645,31 @@ impl Columns {
     }
 }
 
-impl Columns {
-    /// The attribute sets; values repeated across sets (a string, a number) are shared.
+impl Columns<'_> {
+    /// The attribute sets, into `f`'s set columns; values repeated across sets (a string, a
+    /// number) are stored once.
     fn decode_attr_sets(
         &self,
+        f: &mut Frozen,
+        local: &mut Local,
         strings: &mut Strings<'_>,
         interner: &mut Interner,
-    ) -> std::result::Result<Vec<Attrs>, String> {
+    ) -> std::result::Result<(), String> {
         let n_sets = self.set_len.0.len() / 4;
         let set_len = self.set_len.u32s("set_len", n_sets)?;
         let n_pairs = self.pair_kind.len();
-        let keys = self.pair_key.u32s("pair_key", n_pairs)?;
-        let nums = self.pair_num.u64s("pair_num", n_pairs)?;
+        let keys = self.pair_key.view::<4>("pair_key", n_pairs)?;
+        let nums = self.pair_num.view::<8>("pair_num", n_pairs)?;
         let list = self.list_num.u64s("list_num", self.list_num.0.len() / 8)?;
         let total: u64 = set_len.iter().map(|&n| u64::from(n)).sum();
-        if total != n_pairs as u64 {
+        if total != n_pairs as u64 || u32::try_from(n_pairs).is_err() {
             return Err(format!(
                 "attribute sets hold {total} pairs, but there are {n_pairs}"
             ));
         }
-        let mut by_string: HashMap<u64, Arc<Attr>> = HashMap::new();
-        let mut by_number: HashMap<(u8, u64), Arc<Attr>> = HashMap::new();
+        // Value of each string of the table, once made (`u32::MAX`: not yet).
+        let mut by_string: Vec<u32> = vec![u32::MAX; strings.ends.len()];
+        let mut by_number: HashMap<(u8, u64), u32> = HashMap::new();
         let mut list_at = 0usize;
         let mut take = |n: u64| -> std::result::Result<&[u64], String> {
             let n = usize::try_from(n).map_err(|_| format!("a list of {n} values"))?;
@@ -614,57 +679,99 @@ impl Columns {
             list_at += n;
             Ok(out)
         };
-        let mut sets = Vec::with_capacity(n_sets);
+        let push = |f: &mut Frozen, v: Attr| {
+            f.values.push(Arc::new(v));
+            f.values.len() as u32 - 1
+        };
+        f.set_ends.reserve_exact(n_sets);
+        f.pairs.reserve_exact(n_pairs);
         let mut pair = 0usize;
         for &len in &set_len {
-            let mut entries = Vec::with_capacity(len as usize);
             for _ in 0..len {
-                let key = strings.name(u64::from(keys[pair]), interner)?;
-                let (kind, num) = (self.pair_kind[pair], nums[pair]);
+                let key = local.get(keys.at(pair), f, strings, interner)?;
+                let (kind, num) = (self.pair_kind[pair], nums.at(pair));
                 let value = match kind {
-                    ATTR_STRING => match by_string.get(&num) {
-                        Some(v) => Arc::clone(v),
-                        None => {
-                            let v = Arc::new(Attr::String(strings.get(num)?.to_string()));
-                            by_string.insert(num, Arc::clone(&v));
-                            v
+                    ATTR_STRING => {
+                        let text = strings.get(num)?;
+                        match by_string[num as usize] {
+                            u32::MAX => {
+                                let v = push(f, Attr::String(text.to_string()));
+                                by_string[num as usize] = v;
+                                v
+                            }
+                            v => v,
                         }
-                    },
+                    }
                     ATTR_BOOL | ATTR_INT | ATTR_FLOAT | ATTR_TS => {
                         match by_number.get(&(kind, num)) {
-                            Some(v) => Arc::clone(v),
+                            Some(&v) => v,
                             None => {
-                                let v = Arc::new(match kind {
-                                    ATTR_BOOL => Attr::Bool(num != 0),
-                                    ATTR_INT => Attr::Int64(num as i64),
-                                    ATTR_FLOAT => Attr::Float64(f64::from_bits(num)),
-                                    _ => Attr::TimestampNanoseconds(num as i64),
-                                });
-                                by_number.insert((kind, num), Arc::clone(&v));
+                                let v = push(
+                                    f,
+                                    match kind {
+                                        ATTR_BOOL => Attr::Bool(num != 0),
+                                        ATTR_INT => Attr::Int64(num as i64),
+                                        ATTR_FLOAT => Attr::Float64(f64::from_bits(num)),
+                                        _ => Attr::TimestampNanoseconds(num as i64),
+                                    },
+                                );
+                                by_number.insert((kind, num), v);
                                 v
                             }
                         }
                     }
-                    ATTR_INT_LIST => Arc::new(Attr::Int64List(
-                        take(num)?.iter().map(|&x| x as i64).collect(),
-                    )),
-                    ATTR_FLOAT_LIST => Arc::new(Attr::Float64List(
-                        take(num)?.iter().map(|&x| f64::from_bits(x)).collect(),
-                    )),
-                    ATTR_STRING_LIST => Arc::new(Attr::StringList(
-                        take(num)?
-                            .iter()
-                            .map(|&i| strings.get(i).map(str::to_string))
-                            .collect::<std::result::Result<_, _>>()?,
-                    )),
+                    ATTR_INT_LIST => {
+                        let v = Attr::Int64List(take(num)?.iter().map(|&x| x as i64).collect());
+                        push(f, v)
+                    }
+                    ATTR_FLOAT_LIST => {
+                        let v = Attr::Float64List(
+                            take(num)?.iter().map(|&x| f64::from_bits(x)).collect(),
+                        );
+                        push(f, v)
+                    }
+                    ATTR_STRING_LIST => {
+                        let v = Attr::StringList(
+                            take(num)?
+                                .iter()
+                                .map(|&i| strings.get(i).map(str::to_string))
+                                .collect::<std::result::Result<_, _>>()?,
+                        );
+                        push(f, v)
+                    }
                     other => return Err(format!("attribute kind {other} is unknown")),
                 };
-                entries.push((key, value));
+                f.pairs.push((key, value));
                 pair += 1;
             }
-            sets.push(Arc::new(AttrSet::from_pairs(entries)));
+            f.set_ends.push(f.pairs.len() as u32);
         }
-        Ok(sets)
+        Ok(())
+    }
+}
+
+/// File string index -> index in the output's `strings` (`u32::MAX`: not yet), made on first
+/// use; strings only datasets use (their names) are never made shared names.
+struct Local(Vec<u32>);
+
+impl Local {
+    fn get(
+        &mut self,
+        i: u32,
+        f: &mut Frozen,
+        strings: &mut Strings<'_>,
+        interner: &mut Interner,
+    ) -> std::result::Result<u32, String> {
+        if let Some(&j) = self.0.get(i as usize)
+            && j != u32::MAX
+        {
+            return Ok(j);
+        }
+        let name = strings.name(u64::from(i), interner)?;
+        let j = f.strings.len() as u32;
+        f.strings.push(name);
+        self.0[i as usize] = j;
+        Ok(j)
     }
 }
 

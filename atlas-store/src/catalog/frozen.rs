@@ -13,8 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::snapshot::{ArrayEntry, Attrs, Dataset, Name};
-use crate::schema::{ArraySchema, StatRepr, StatsRepr};
+use super::snapshot::{ArrayEntry, AttrSet, Attrs, Dataset, Name};
+use crate::schema::{ArraySchema, Attr, StatRepr, StatsRepr};
 
 /// Statistic kinds of a [`FrozenEntry`] (the same codes as the catalog columns).
 pub(crate) const STAT_NONE: u8 = 0;
@@ -60,7 +60,7 @@ pub(crate) struct FrozenEntry {
     pub name: u32,
     /// Index into [`Frozen::schemas`].
     pub schema: u32,
-    /// Index into [`Frozen::attr_sets`].
+    /// Index of an attribute set (see [`Frozen::set_ends`]).
     pub attrs: u32,
     /// Index into [`Frozen::strings`] + 1; 0 when the array has no data.
     pub segment: u32,
@@ -72,10 +72,16 @@ pub(crate) struct FrozenEntry {
 /// Datasets in columns, in name order.
 #[derive(Debug, Default)]
 pub(crate) struct Frozen {
-    /// Array names and segment keys.
+    /// Array names, segment keys and attribute keys.
     pub strings: Vec<Name>,
     pub schemas: Vec<Arc<ArraySchema>>,
-    pub attr_sets: Vec<Attrs>,
+    /// Distinct attribute values.
+    pub values: Vec<Arc<Attr>>,
+    /// Attribute sets: set `s` holds `pairs[set_ends[s - 1]..set_ends[s]]`, each a key (into
+    /// `strings`) and a value (into `values`). A dataset's own `station_id` costs one pair and
+    /// one value, not a set object.
+    pub set_ends: Vec<u32>,
+    pub pairs: Vec<(u32, u32)>,
     /// Byte-valued statistics (string arrays), by index.
     pub bytes: Vec<Box<[u8]>>,
     /// Dataset names, concatenated in name order.
@@ -107,6 +113,22 @@ impl Frozen {
             self.datasets[row - 1].entries_end as usize
         };
         start..self.datasets[row].entries_end as usize
+    }
+
+    /// The pairs of attribute set `set`.
+    pub(crate) fn set(&self, set: u32) -> &[(u32, u32)] {
+        let s = set as usize;
+        let start = if s == 0 {
+            0
+        } else {
+            self.set_ends[s - 1] as usize
+        };
+        &self.pairs[start..self.set_ends[s] as usize]
+    }
+
+    /// Number of attribute sets.
+    pub(crate) fn sets(&self) -> usize {
+        self.set_ends.len()
     }
 
     /// The row of a dataset.
@@ -168,13 +190,26 @@ impl Frozen {
     }
 }
 
-/// Builds a [`Frozen`] from datasets given in name order, sharing table rows by pointer.
+/// Table indices of one source [`Frozen`] already copied into the output (`u32::MAX`: not
+/// yet), so copying a row costs array lookups, not hashing.
+struct Remap {
+    source: usize,
+    strings: Vec<u32>,
+    schemas: Vec<u32>,
+    sets: Vec<u32>,
+    values: Vec<u32>,
+}
+
+/// Builds a [`Frozen`] from datasets given in name order. Rows of other `Frozen`s are copied
+/// by index; objects share table rows by pointer.
 #[derive(Default)]
 pub(crate) struct FrozenBuilder {
     out: Frozen,
     strings: HashMap<Name, u32>,
     schemas: HashMap<usize, u32>,
-    attrs: HashMap<usize, u32>,
+    sets: HashMap<usize, u32>,
+    values: HashMap<usize, u32>,
+    remaps: Vec<Remap>,
 }
 
 impl FrozenBuilder {
@@ -199,71 +234,161 @@ impl FrozenBuilder {
         i
     }
 
-    fn attrs(&mut self, a: &Attrs) -> u32 {
-        let key = Arc::as_ptr(a) as usize;
-        if let Some(&i) = self.attrs.get(&key) {
+    fn value(&mut self, v: &Arc<Attr>) -> u32 {
+        let key = Arc::as_ptr(v) as usize;
+        if let Some(&i) = self.values.get(&key) {
             return i;
         }
-        let i = self.out.attr_sets.len() as u32;
-        self.out.attr_sets.push(Arc::clone(a));
-        self.attrs.insert(key, i);
+        let i = self.out.values.len() as u32;
+        self.out.values.push(Arc::clone(v));
+        self.values.insert(key, i);
         i
+    }
+
+    fn end_set(&mut self) -> u32 {
+        self.out.set_ends.push(self.out.pairs.len() as u32);
+        self.out.set_ends.len() as u32 - 1
+    }
+
+    /// The index of `f`'s remap, made on first use.
+    fn remap(&mut self, f: &Frozen) -> usize {
+        let ptr = f as *const Frozen as usize;
+        if let Some(i) = self.remaps.iter().position(|r| r.source == ptr) {
+            return i;
+        }
+        self.remaps.push(Remap {
+            source: ptr,
+            strings: vec![u32::MAX; f.strings.len()],
+            schemas: vec![u32::MAX; f.schemas.len()],
+            sets: vec![u32::MAX; f.sets()],
+            values: vec![u32::MAX; f.values.len()],
+        });
+        self.remaps.len() - 1
+    }
+
+    fn frozen_string(&mut self, m: usize, f: &Frozen, i: u32) -> u32 {
+        let slot = self.remaps[m].strings[i as usize];
+        if slot != u32::MAX {
+            return slot;
+        }
+        let j = self.string(&f.strings[i as usize]);
+        self.remaps[m].strings[i as usize] = j;
+        j
+    }
+
+    fn frozen_set(&mut self, m: usize, f: &Frozen, set: u32) -> u32 {
+        let slot = self.remaps[m].sets[set as usize];
+        if slot != u32::MAX {
+            return slot;
+        }
+        for &(k, v) in f.set(set) {
+            let k = self.frozen_string(m, f, k);
+            // Distinct within the source already: copied once, not looked up.
+            let v = match self.remaps[m].values[v as usize] {
+                u32::MAX => {
+                    self.out.values.push(Arc::clone(&f.values[v as usize]));
+                    let j = self.out.values.len() as u32 - 1;
+                    self.remaps[m].values[v as usize] = j;
+                    j
+                }
+                j => j,
+            };
+            self.out.pairs.push((k, v));
+        }
+        let j = self.end_set();
+        self.remaps[m].sets[set as usize] = j;
+        j
+    }
+
+    fn attrs(&mut self, a: AttrsRef<'_>) -> u32 {
+        match a {
+            AttrsRef::Frozen(f, set) => {
+                let m = self.remap(f);
+                self.frozen_set(m, f, set)
+            }
+            AttrsRef::Owned(a) => {
+                let key = Arc::as_ptr(a) as usize;
+                if let Some(&i) = self.sets.get(&key) {
+                    return i;
+                }
+                for (k, v) in a.pairs() {
+                    let (k, v) = (self.string(k), self.value(v));
+                    self.out.pairs.push((k, v));
+                }
+                let i = self.end_set();
+                self.sets.insert(key, i);
+                i
+            }
+        }
+    }
+
+    fn frozen_entry(&mut self, f: &Frozen, i: usize) -> FrozenEntry {
+        let m = self.remap(f);
+        let r = f.entries[i];
+        let name = self.frozen_string(m, f, r.name);
+        let schema = match self.remaps[m].schemas[r.schema as usize] {
+            u32::MAX => {
+                let j = self.schema(&f.schemas[r.schema as usize]);
+                self.remaps[m].schemas[r.schema as usize] = j;
+                j
+            }
+            j => j,
+        };
+        let attrs = self.frozen_set(m, f, r.attrs);
+        let segment = match r.segment {
+            0 => 0,
+            s => self.frozen_string(m, f, s - 1) + 1,
+        };
+        let mut bits = |kind: u8, v: u64| {
+            if kind == STAT_BYTES {
+                self.out.bytes.push(f.bytes[v as usize].clone());
+                self.out.bytes.len() as u64 - 1
+            } else {
+                v
+            }
+        };
+        FrozenEntry {
+            min: bits(r.min_kind, r.min),
+            max: bits(r.max_kind, r.max),
+            name,
+            schema,
+            attrs,
+            segment,
+            ..r
+        }
+    }
+
+    fn owned_entry(&mut self, a: &ArrayEntry) -> FrozenEntry {
+        let name = self.string(&a.name);
+        let schema = self.schema(&a.schema);
+        let attrs = self.attrs(AttrsRef::Owned(&a.attributes));
+        let segment = a.segment.as_ref().map_or(0, |s| self.string(s) + 1);
+        let s = a.stats.as_ref();
+        let (min_kind, min) = stat_bits(s.and_then(|s| s.min.as_ref()), &mut self.out.bytes);
+        let (max_kind, max) = stat_bits(s.and_then(|s| s.max.as_ref()), &mut self.out.bytes);
+        FrozenEntry {
+            min,
+            max,
+            nulls: s.map_or(0, |s| s.null_count),
+            rows: s.map_or(0, |s| s.row_count),
+            name,
+            schema,
+            attrs,
+            segment,
+            has_stats: s.is_some(),
+            min_kind,
+            max_kind,
+        }
     }
 
     /// Appends a dataset; names must come in increasing order.
     pub(crate) fn push(&mut self, name: &str, ds: DsRef<'_>) {
-        debug_assert!(
-            self.out.datasets.is_empty()
-                || self.out.name(self.out.datasets.len() - 1) < name
-        );
         self.out.names.push_str(name);
         let attrs = self.attrs(ds.attributes());
         for e in ds.arrays() {
-            let name = self.string(e.name());
-            let schema = self.schema(e.schema());
-            let attrs = self.attrs(e.attributes());
-            let segment = e.segment().map_or(0, |s| self.string(s) + 1);
             let row = match e {
-                EntryRef::Frozen(f, i) => {
-                    let r = f.entries[i];
-                    let mut bits = |kind: u8, v: u64| {
-                        if kind == STAT_BYTES {
-                            self.out.bytes.push(f.bytes[v as usize].clone());
-                            self.out.bytes.len() as u64 - 1
-                        } else {
-                            v
-                        }
-                    };
-                    FrozenEntry {
-                        min: bits(r.min_kind, r.min),
-                        max: bits(r.max_kind, r.max),
-                        name,
-                        schema,
-                        attrs,
-                        segment,
-                        ..r
-                    }
-                }
-                EntryRef::Owned(a) => {
-                    let s = a.stats.as_ref();
-                    let (min_kind, min) =
-                        stat_bits(s.and_then(|s| s.min.as_ref()), &mut self.out.bytes);
-                    let (max_kind, max) =
-                        stat_bits(s.and_then(|s| s.max.as_ref()), &mut self.out.bytes);
-                    FrozenEntry {
-                        min,
-                        max,
-                        nulls: s.map_or(0, |s| s.null_count),
-                        rows: s.map_or(0, |s| s.row_count),
-                        name,
-                        schema,
-                        attrs,
-                        segment,
-                        has_stats: s.is_some(),
-                        min_kind,
-                        max_kind,
-                    }
-                }
+                EntryRef::Frozen(f, i) => self.frozen_entry(f, i),
+                EntryRef::Owned(a) => self.owned_entry(a),
             };
             self.out.entries.push(row);
         }
@@ -279,6 +404,9 @@ impl FrozenBuilder {
         self.out.names.shrink_to_fit();
         self.out.datasets.shrink_to_fit();
         self.out.entries.shrink_to_fit();
+        self.out.pairs.shrink_to_fit();
+        self.out.values.shrink_to_fit();
+        self.out.set_ends.shrink_to_fit();
         self.out.sort_order();
         self.out
     }
@@ -299,10 +427,10 @@ impl<'a> DsRef<'a> {
         }
     }
 
-    pub(crate) fn attributes(self) -> &'a Attrs {
+    pub(crate) fn attributes(self) -> AttrsRef<'a> {
         match self {
-            DsRef::Owned(d) => &d.attributes,
-            DsRef::Frozen(f, r) => &f.attr_sets[f.datasets[r].attrs as usize],
+            DsRef::Owned(d) => AttrsRef::Owned(&d.attributes),
+            DsRef::Frozen(f, r) => AttrsRef::Frozen(f, f.datasets[r].attrs),
         }
     }
 
@@ -331,7 +459,7 @@ impl<'a> DsRef<'a> {
             DsRef::Owned(d) => (**d).clone(),
             DsRef::Frozen(..) => Dataset {
                 seq: self.seq(),
-                attributes: Arc::clone(self.attributes()),
+                attributes: self.attributes().to_attrs(),
                 arrays: self.arrays().map(EntryRef::to_entry).collect(),
             },
         }
@@ -377,10 +505,10 @@ impl<'a> EntryRef<'a> {
         }
     }
 
-    pub(crate) fn attributes(self) -> &'a Attrs {
+    pub(crate) fn attributes(self) -> AttrsRef<'a> {
         match self {
-            EntryRef::Owned(a) => &a.attributes,
-            EntryRef::Frozen(f, i) => &f.attr_sets[f.entries[i].attrs as usize],
+            EntryRef::Owned(a) => AttrsRef::Owned(&a.attributes),
+            EntryRef::Frozen(f, i) => AttrsRef::Frozen(f, f.entries[i].attrs),
         }
     }
 
@@ -427,10 +555,72 @@ impl<'a> EntryRef<'a> {
             EntryRef::Frozen(..) => ArrayEntry {
                 name: Name::clone(self.name()),
                 schema: Arc::clone(self.schema()),
-                attributes: Arc::clone(self.attributes()),
+                attributes: self.attributes().to_attrs(),
                 segment: self.segment().cloned(),
                 stats: self.stats(),
             },
+        }
+    }
+}
+
+/// An attribute set: a column range or a set object.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AttrsRef<'a> {
+    Owned(&'a Attrs),
+    Frozen(&'a Frozen, u32),
+}
+
+impl<'a> AttrsRef<'a> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = (&'a str, &'a Attr)> + 'a {
+        let (owned, frozen) = match self {
+            AttrsRef::Owned(a) => (Some(a.pairs().iter()), None),
+            AttrsRef::Frozen(f, s) => (None, Some((f, f.set(s).iter()))),
+        };
+        owned
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (&**k, &**v))
+            .chain(frozen.into_iter().flat_map(|(f, pairs)| {
+                pairs.map(move |&(k, v)| (&*f.strings[k as usize], &*f.values[v as usize]))
+            }))
+    }
+
+    pub(crate) fn get(self, key: &str) -> Option<&'a Attr> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The set as a shared object (keys and values shared with the columns).
+    pub(crate) fn to_attrs(self) -> Attrs {
+        match self {
+            AttrsRef::Owned(a) => Arc::clone(a),
+            AttrsRef::Frozen(f, s) => Arc::new(AttrSet::from_pairs(
+                f.set(s)
+                    .iter()
+                    .map(|&(k, v)| {
+                        (
+                            Name::clone(&f.strings[k as usize]),
+                            Arc::clone(&f.values[v as usize]),
+                        )
+                    })
+                    .collect(),
+            )),
+        }
+    }
+}
+
+/// A dataset a snapshot holds in its changes: objects, or a row of a log entry's columns
+/// (what `open` replays, without making objects of it).
+#[derive(Debug, Clone)]
+pub(crate) enum Held {
+    Owned(Arc<Dataset>),
+    Row(Arc<Frozen>, u32),
+}
+
+impl Held {
+    pub(crate) fn get(&self) -> DsRef<'_> {
+        match self {
+            Held::Owned(d) => DsRef::Owned(d),
+            Held::Row(f, r) => DsRef::Frozen(f, *r as usize),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Reading and writing the catalog's objects: the root marker, log entries, checkpoints.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -7,7 +8,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, path::Path}
 use serde::{Deserialize, Serialize};
 
 use super::columns::{Columns, ColumnsWriter, corrupt};
-use super::frozen::DsRef;
+use super::frozen::Held;
 use super::snapshot::{DatasetChange, Delta, Interner, LiveSegment, Name, Settings, Snapshot};
 use super::{CHECKPOINT_DIR, FORMAT_VERSION, LOG_DIR, display_location, v1};
 use crate::config::MetaFormat;
@@ -112,9 +113,9 @@ fn unseal(path: &Path, bytes: &[u8], kind: u8) -> Result<Vec<u8>> {
 }
 
 /// Unseals and deserialises a log entry or checkpoint.
-fn read_doc<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8], kind: u8) -> Result<T> {
-    let payload = unseal(path, bytes, kind)?;
-    rmp_serde::from_slice(&payload)
+/// Deserializes an unsealed payload; the document's columns borrow from it.
+fn read_doc<'de, T: Deserialize<'de>>(path: &Path, payload: &'de [u8], kind: u8) -> Result<T> {
+    rmp_serde::from_slice(payload)
         .map_err(|e| corrupt(path.as_ref())(format!("bad {}: {e}", kind_name(kind))))
 }
 
@@ -127,26 +128,28 @@ fn kind_name(k: u8) -> &'static str {
 }
 
 #[derive(Serialize, Deserialize)]
-struct LogDoc {
+struct LogDoc<'a> {
     generation: u64,
     commit_id: String,
     /// Present in generation 0 only: the store's settings.
     settings: Option<Settings>,
     counts: [u64; 4],
     /// Datasets put (rows), datasets removed (`removed`), segments added (segment rows).
-    columns: Columns,
+    #[serde(borrow)]
+    columns: Columns<'a>,
     /// Retired segments whose files are being removed.
     dropped: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct CheckpointDoc {
+struct CheckpointDoc<'a> {
     generation: u64,
     commit_id: String,
     settings: Settings,
     next_seq: u64,
     counts: [u64; 4],
-    columns: Columns,
+    #[serde(borrow)]
+    columns: Columns<'a>,
 }
 
 /// The JSON body of the version-2 root marker.
@@ -159,7 +162,7 @@ fn encode_delta(delta: &Delta, settings: Option<Settings>) -> Result<Vec<u8>> {
     let mut w = ColumnsWriter::default();
     for change in &delta.datasets {
         match change {
-            DatasetChange::Put(name, ds) => w.dataset(name, DsRef::Owned(ds)),
+            DatasetChange::Put(name, ds) => w.dataset(name, ds.get()),
             DatasetChange::Remove(name) => w.removed(name),
         }
     }
@@ -189,7 +192,8 @@ fn decode_delta(
     interner: &mut Interner,
 ) -> Result<(Delta, Option<Settings>)> {
     let p = path.to_string();
-    let doc: LogDoc = read_doc(path, bytes, KIND_LOG)?;
+    let payload = unseal(path, bytes, KIND_LOG)?;
+    let doc: LogDoc<'_> = read_doc(path, &payload, KIND_LOG)?;
     let rows = doc
         .columns
         .decode(doc.counts, interner)
@@ -199,11 +203,14 @@ fn decode_delta(
         .iter()
         .map(|n| DatasetChange::Remove(Name::clone(n)))
         .collect();
-    datasets.extend(
-        rows.datasets(interner)
-            .into_iter()
-            .map(|(n, d)| DatasetChange::Put(n, d)),
-    );
+    // The datasets stay rows of the entry's columns: replaying a long tail makes no objects.
+    let frozen = Arc::new(rows.frozen);
+    datasets.extend((0..frozen.len()).map(|r| {
+        DatasetChange::Put(
+            frozen.name(r).into(),
+            Held::Row(Arc::clone(&frozen), r as u32),
+        )
+    }));
     let delta = Delta {
         generation: doc.generation,
         commit_id: interner.name(&doc.commit_id),
@@ -241,7 +248,8 @@ fn encode_checkpoint(snap: &Snapshot) -> Result<Vec<u8>> {
 
 fn decode_checkpoint(path: &Path, bytes: &[u8], interner: &mut Interner) -> Result<Snapshot> {
     let p = path.to_string();
-    let doc: CheckpointDoc = read_doc(path, bytes, KIND_CHECKPOINT)?;
+    let payload = unseal(path, bytes, KIND_CHECKPOINT)?;
+    let doc: CheckpointDoc<'_> = read_doc(path, &payload, KIND_CHECKPOINT)?;
     let rows = doc
         .columns
         .decode(doc.counts, interner)
@@ -516,34 +524,69 @@ pub(crate) async fn load_latest(
     let not_found = || Error::StoreNotFound {
         location: display_location(prefix),
     };
-    let mut interner = Interner::default();
     // A checkpoint can be cleaned up between listing and reading it; then list again.
     for _attempt in 0..3 {
+        let mut interner = Interner::default();
         // With a checkpoint the store is version 2 (a version-1 store gets its marker right
         // after its first checkpoint), so the root need not be read.
         let newest = newest_checkpoint(store, prefix).await?;
-        let mut base: Option<Snapshot> = None;
-        match newest {
+        let (checkpoint, v1_base) = match newest {
             Some(g) => {
                 let path = checkpoint_path(prefix, g);
                 match get_opt(store, &path).await? {
-                    Some(bytes) => base = Some(decode_checkpoint(&path, &bytes, &mut interner)?),
+                    Some(bytes) => (Some((g, path, bytes)), None),
                     None => continue,
                 }
             }
-            None => {
-                if let Some(Root::V1(cat)) = read_root(store, prefix).await? {
+            None => match read_root(store, prefix).await? {
+                Some(Root::V1(cat)) => {
                     let origin = prefix.to_string();
-                    base = Some(cat.into_snapshot(&origin, &mut interner)?);
+                    (None, Some(cat.into_snapshot(&origin, &mut interner)?))
                 }
-            }
-        }
-        let after = base.as_ref().map(|b| b.generation);
+                _ => (None, None),
+            },
+        };
+        let after = match (&checkpoint, &v1_base) {
+            (Some((g, ..)), _) => Some(*g),
+            (None, Some(b)) => Some(b.generation),
+            (None, None) => None,
+        };
         let tail = list_generations(store, prefix, LOG_DIR, after).await?;
-        if base.is_none() && tail.is_empty() {
+        if after.is_none() && tail.is_empty() {
             return Err(not_found());
         }
-        return replay(store, prefix, base, tail, interner).await;
+        let fetched = fetch_tail(store, prefix, after.map_or(0, |g| g + 1), tail).await?;
+        let (base, decoded) = match checkpoint {
+            None => (v1_base, decode_tail(&fetched, &mut interner)?),
+            Some((g, path, bytes)) => {
+                // A large checkpoint is decoded on a second thread while this one decodes the
+                // log after it.
+                let (base, decoded) = if bytes.len() >= PARALLEL_DECODE_BYTES && !fetched.is_empty()
+                {
+                    std::thread::scope(|s| {
+                        let base =
+                            s.spawn(|| decode_checkpoint(&path, &bytes, &mut Interner::default()));
+                        let decoded = decode_tail(&fetched, &mut interner);
+                        let base = base.join().unwrap_or_else(|_| {
+                            Err(Error::Internal("decoding a checkpoint panicked".into()))
+                        });
+                        (base, decoded)
+                    })
+                } else {
+                    let base = decode_checkpoint(&path, &bytes, &mut interner);
+                    (base, decode_tail(&fetched, &mut interner))
+                };
+                let base = base?;
+                if base.generation != g {
+                    return Err(corrupt(path.as_ref())(format!(
+                        "holds generation {} under the name of generation {g}",
+                        base.generation
+                    )));
+                }
+                (Some(base), decoded?)
+            }
+        };
+        return replay(prefix, base, fetched, decoded, interner);
     }
     Err(Error::CorruptCatalog {
         path: prefix.clone().join(CHECKPOINT_DIR).to_string(),
@@ -551,15 +594,22 @@ pub(crate) async fn load_latest(
     })
 }
 
-/// Applies the contiguous run of log entries after `base`.
-async fn replay(
+/// Checkpoints at least this large are decoded beside the log tail, on a second thread.
+const PARALLEL_DECODE_BYTES: usize = 1 << 20;
+
+/// One log entry read at open: its path, extension and bytes.
+type Fetched = (Path, String, bytes::Bytes);
+
+/// A decoded version-2 log entry (`None`: a version-1 catalog, decoded when replayed).
+type DecodedEntry = Option<(Delta, Option<Settings>)>;
+
+/// Reads the contiguous run of log entries from generation `first`.
+async fn fetch_tail(
     store: &dyn ObjectStore,
     prefix: &Path,
-    mut base: Option<Snapshot>,
+    first: u64,
     tail: Vec<(u64, String, object_store::ObjectMeta)>,
-    mut interner: Interner,
-) -> Result<(Snapshot, Interner)> {
-    let first = base.as_ref().map_or(0, |b| b.generation + 1);
+) -> Result<Vec<Fetched>> {
     let mut run = Vec::new();
     for (expected, (g, ext, _)) in (first..).zip(tail) {
         if g < expected {
@@ -580,52 +630,79 @@ async fn replay(
         get_opt(store, &path).await.map(|b| (path, ext, b))
     }))
     .buffered(tail_concurrency());
+    let mut out = Vec::new();
     while let Some(item) = fetched.next().await {
         let (path, ext, bytes) = item?;
         // Cleaned up after it was listed: a newer checkpoint covers it; what was read is a
         // consistent, slightly older state.
         let Some(bytes) = bytes else { break };
+        out.push((path, ext, bytes));
+    }
+    Ok(out)
+}
+
+/// Decodes the version-2 entries of a fetched tail (`None` for version-1 ones, decoded as they
+/// are replayed).
+fn decode_tail(
+    fetched: &[Fetched],
+    interner: &mut Interner,
+) -> Result<Vec<DecodedEntry>> {
+    fetched
+        .iter()
+        .map(|(path, ext, bytes)| {
+            (ext == EXT)
+                .then(|| decode_delta(path, bytes, interner))
+                .transpose()
+        })
+        .collect()
+}
+
+/// Applies a fetched and decoded run of log entries to `base`. The tail stays as the
+/// snapshot's changes, held as rows of the entries' columns; the next checkpoint folds it.
+fn replay(
+    prefix: &Path,
+    mut base: Option<Snapshot>,
+    fetched: Vec<Fetched>,
+    decoded: Vec<DecodedEntry>,
+    mut interner: Interner,
+) -> Result<(Snapshot, Interner)> {
+    for ((path, ext, bytes), decoded) in fetched.into_iter().zip(decoded) {
         let origin = path.to_string();
-        if ext == EXT {
-            let (delta, settings) = decode_delta(&path, &bytes, &mut interner)?;
-            let next = match (base.take(), settings) {
-                (None, Some(settings)) if delta.generation == 0 => {
-                    let mut s = Snapshot::empty(settings);
-                    s.commit_id = Name::clone(&delta.commit_id);
-                    s
-                }
-                (None, _) => {
-                    return Err(corrupt(&origin)(
-                        "the store's first log entry does not hold its settings".into(),
-                    ));
-                }
-                (Some(mut b), _) => {
-                    b.apply_in_place(&delta, &origin)?;
-                    b
-                }
-            };
-            let mut next = next;
-            next.lineage.log_bytes_since += bytes.len() as u64;
-            base = Some(next);
-        } else {
-            let cat = v1::decode(&path, &bytes, &ext)?;
-            let mut snap = cat.into_snapshot(&origin, &mut interner)?;
-            if let Some(b) = &base {
-                snap.lineage = b.lineage;
-                snap.lineage.base_format = v1::V1;
+        match decoded {
+            Some((delta, settings)) => {
+                let mut next = match (base.take(), settings) {
+                    (None, Some(settings)) if delta.generation == 0 => {
+                        let mut s = Snapshot::empty(settings);
+                        s.commit_id = Name::clone(&delta.commit_id);
+                        s
+                    }
+                    (None, _) => {
+                        return Err(corrupt(&origin)(
+                            "the store's first log entry does not hold its settings".into(),
+                        ));
+                    }
+                    (Some(mut b), _) => {
+                        b.apply_in_place(&delta, &origin)?;
+                        b
+                    }
+                };
+                next.lineage.log_bytes_since += bytes.len() as u64;
+                base = Some(next);
             }
-            base = Some(snap);
+            None => {
+                let cat = v1::decode(&path, &bytes, &ext)?;
+                let mut snap = cat.into_snapshot(&origin, &mut interner)?;
+                if let Some(b) = &base {
+                    snap.lineage = b.lineage;
+                    snap.lineage.base_format = v1::V1;
+                }
+                base = Some(snap);
+            }
         }
     }
     let snap = base.ok_or_else(|| Error::StoreNotFound {
         location: display_location(prefix),
     })?;
-    // The tail joins the columns: after `open` the store is held as one compact base.
-    let snap = if snap.changed.is_empty() {
-        snap
-    } else {
-        snap.fold()
-    };
     interner.seed(&snap.frozen);
     Ok((snap, interner))
 }
@@ -710,8 +787,8 @@ pub(crate) fn changes_for<'a>(
 ) -> Vec<DatasetChange> {
     names
         .into_iter()
-        .map(|n| match working.dataset(n) {
-            Some(ds) => DatasetChange::Put(Name::clone(n), ds.shared()),
+        .map(|n| match working.held(n) {
+            Some(ds) => DatasetChange::Put(Name::clone(n), ds),
             None => DatasetChange::Remove(Name::clone(n)),
         })
         .collect()
@@ -741,7 +818,8 @@ mod tests {
         };
         let mut bytes = encode_delta(&delta, None).unwrap();
         let (back, _) = decode_delta(&Path::from("x"), &bytes, &mut Interner::default()).unwrap();
-        assert_eq!(back, delta);
+        assert_eq!((back.generation, &back.commit_id), (3, &delta.commit_id));
+        assert!(matches!(&back.datasets[..], [DatasetChange::Remove(n)] if &**n == "gone"));
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
         let err = decode_delta(&Path::from("x"), &bytes, &mut Interner::default()).unwrap_err();

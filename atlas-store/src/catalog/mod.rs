@@ -24,10 +24,10 @@ use object_store::{ObjectStore, path::Path};
 
 use crate::error::{Error, Result};
 
+pub(crate) use frozen::{DsRef, EntryRef, Held};
 pub(crate) use log::{
     changes_for, cleanup_log, commit, create, find_root, load_latest, read_delta, write_checkpoint,
 };
-pub(crate) use frozen::{DsRef, EntryRef};
 pub(crate) use snapshot::{
     ArrayEntry, Dataset, DatasetChange, Delta, Interner, Name, SegmentEntry, Settings, Snapshot,
 };

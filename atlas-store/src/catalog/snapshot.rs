@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::frozen::{AttrsRef, DsRef, EntryRef, Frozen, FrozenBuilder, Held};
 use crate::config::{Codec, MetaFormat};
 use crate::error::{Error, Result};
-use super::frozen::{DsRef, EntryRef, Frozen, FrozenBuilder};
 use crate::schema::{ArraySchema, Attr, StatsRepr};
 
 /// An interned name (dataset, array, dimension, segment key).
@@ -27,13 +27,6 @@ pub(crate) struct AttrSet {
 impl AttrSet {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Attr)> + '_ {
         self.entries.iter().map(|(k, v)| (&**k, &**v))
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<&Attr> {
-        self.entries
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, v)| &**v)
     }
 
     /// Sets `key`, keeping its place if it was set before.
@@ -144,7 +137,7 @@ pub(crate) struct Snapshot {
     pub settings: Settings,
     pub frozen: Arc<Frozen>,
     /// Datasets changed since the fold: `Some` as they now are, `None` deleted.
-    pub changed: imbl::OrdMap<Name, Option<Arc<Dataset>>>,
+    pub changed: imbl::OrdMap<Name, Option<Held>>,
     /// Store order `(seq, name)` of the datasets in `changed` that exist.
     pub order: imbl::OrdSet<(u64, Name)>,
     /// Number of datasets.
@@ -158,12 +151,26 @@ pub(crate) struct Snapshot {
     pub lineage: Lineage,
 }
 
+/// A bit per base row.
+struct Shadowed(Vec<u64>);
+
+impl Shadowed {
+    fn contains(&self, row: usize) -> bool {
+        self.0
+            .get(row / 64)
+            .is_some_and(|w| w & (1 << (row % 64)) != 0)
+    }
+}
+
 /// Datasets in store order: the base's order merged with the changed datasets' order.
 pub(crate) struct SnapshotIter<'a> {
     snap: &'a Snapshot,
+    shadowed: Shadowed,
     left: usize,
     frozen: std::iter::Peekable<std::slice::Iter<'a, u32>>,
-    changed: std::iter::Peekable<imbl::ordset::Iter<'a, (u64, Name), imbl::shared_ptr::DefaultSharedPtr>>,
+    changed: std::iter::Peekable<
+        imbl::ordset::Iter<'a, (u64, Name), imbl::shared_ptr::DefaultSharedPtr>,
+    >,
 }
 
 impl<'a> Iterator for SnapshotIter<'a> {
@@ -174,9 +181,7 @@ impl<'a> Iterator for SnapshotIter<'a> {
         loop {
             // Base rows shadowed by a change are skipped.
             while let Some(&&r) = self.frozen.peek() {
-                if self.snap.changed.is_empty()
-                    || !self.snap.changed.contains_key(f.name(r as usize))
-                {
+                if !self.shadowed.contains(r as usize) {
                     break;
                 }
                 self.frozen.next();
@@ -195,7 +200,7 @@ impl<'a> Iterator for SnapshotIter<'a> {
                 let (_, name) = self.changed.next()?;
                 if let Some((k, Some(d))) = self.snap.changed.get_key_value(name) {
                     self.left = self.left.saturating_sub(1);
-                    return Some((&**k, DsRef::Owned(d)));
+                    return Some((&**k, d.get()));
                 }
             } else {
                 let r = *self.frozen.next()? as usize;
@@ -213,10 +218,10 @@ impl<'a> Iterator for SnapshotIter<'a> {
 impl ExactSizeIterator for SnapshotIter<'_> {}
 
 /// A change to one dataset, as a commit records it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) enum DatasetChange {
     /// The dataset as it now is (created, or changed in any way).
-    Put(Name, Arc<Dataset>),
+    Put(Name, Held),
     /// The dataset was deleted.
     Remove(Name),
 }
@@ -230,7 +235,7 @@ impl DatasetChange {
 }
 
 /// What one commit changed: the log entry of its generation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Delta {
     pub generation: u64,
     pub commit_id: Name,
@@ -265,10 +270,21 @@ impl Snapshot {
         self.get(name).map(|(_, d)| d)
     }
 
+    /// A dataset as a commit records it.
+    pub(crate) fn held(&self, name: &str) -> Option<Held> {
+        match self.changed.get(name) {
+            Some(d) => d.clone(),
+            None => Some(Held::Row(
+                Arc::clone(&self.frozen),
+                self.frozen.find(name)? as u32,
+            )),
+        }
+    }
+
     /// A dataset with its name as the snapshot holds it.
     pub(crate) fn get(&self, name: &str) -> Option<(&str, DsRef<'_>)> {
         match self.changed.get_key_value(name) {
-            Some((k, Some(d))) => Some((&**k, DsRef::Owned(d))),
+            Some((k, Some(d))) => Some((&**k, d.get())),
             Some((_, None)) => None,
             None => {
                 let row = self.frozen.find(name)?;
@@ -284,6 +300,20 @@ impl Snapshot {
         }
     }
 
+    /// The base rows a change stands in for: O(changes), not O(store), to find.
+    fn shadowed(&self) -> Shadowed {
+        if self.changed.is_empty() {
+            return Shadowed(Vec::new());
+        }
+        let mut bits = vec![0u64; self.frozen.len().div_ceil(64)];
+        for name in self.changed.keys() {
+            if let Some(r) = self.frozen.find(name) {
+                bits[r / 64] |= 1 << (r % 64);
+            }
+        }
+        Shadowed(bits)
+    }
+
     /// Number of datasets.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -293,6 +323,7 @@ impl Snapshot {
     pub(crate) fn iter(&self) -> SnapshotIter<'_> {
         SnapshotIter {
             snap: self,
+            shadowed: self.shadowed(),
             left: self.len,
             frozen: self.frozen.order.iter().peekable(),
             changed: self.order.iter().peekable(),
@@ -319,7 +350,7 @@ impl Snapshot {
                         rows.next();
                     }
                     if let Some(d) = v {
-                        return Some((&**k, DsRef::Owned(d)));
+                        return Some((&**k, d.get()));
                     }
                 } else {
                     let r = rows.next()?;
@@ -356,7 +387,7 @@ impl Snapshot {
     /// dataset is copied).
     pub(crate) fn take_from(&mut self, other: &Snapshot, name: &Name) {
         match other.changed.get(name) {
-            Some(Some(d)) => self.put_dataset(Name::clone(name), Arc::clone(d)),
+            Some(Some(d)) => self.put_held(Name::clone(name), d.clone()),
             Some(None) => {
                 self.remove_dataset(name);
             }
@@ -364,7 +395,7 @@ impl Snapshot {
                 // `other` reads it from the shared base; so does this one, once its change goes.
                 match self.changed.remove(name) {
                     Some(Some(d)) => {
-                        self.order.remove(&(d.seq, Name::clone(name)));
+                        self.order.remove(&(d.get().seq(), Name::clone(name)));
                         if self.frozen.find(name).is_none() {
                             self.len -= 1;
                         }
@@ -390,9 +421,17 @@ impl Snapshot {
             let d = self.frozen.dataset(row).to_dataset();
             let key: Name = self.frozen.name(row).into();
             self.order.insert((d.seq, Name::clone(&key)));
-            self.changed.insert(key, Some(Arc::new(d)));
+            self.changed.insert(key, Some(Held::Owned(Arc::new(d))));
         }
-        self.changed.get_mut(name)?.as_mut().map(Arc::make_mut)
+        let slot = self.changed.get_mut(name)?;
+        if let Some(Held::Row(f, r)) = slot {
+            *slot = Some(Held::Owned(Arc::new(f.dataset(*r as usize).to_dataset())));
+        }
+        match slot {
+            Some(Held::Owned(d)) => Some(Arc::make_mut(d)),
+            // A row was made objects of just above.
+            Some(Held::Row(..)) | None => None,
+        }
     }
 
     /// Looks up a segment, live or retired.
@@ -406,9 +445,15 @@ impl Snapshot {
     /// Inserts or replaces a dataset in the working state (no reference counting: that is done
     /// when a commit applies its delta to the committed snapshot).
     pub(crate) fn put_dataset(&mut self, name: Name, ds: Arc<Dataset>) {
+        self.put_held(name, Held::Owned(ds));
+    }
+
+    /// [`Snapshot::put_dataset`] of a dataset held either way.
+    pub(crate) fn put_held(&mut self, name: Name, ds: Held) {
+        let seq = ds.get().seq();
         match self.changed.get(&name) {
             Some(Some(old)) => {
-                self.order.remove(&(old.seq, Name::clone(&name)));
+                self.order.remove(&(old.get().seq(), Name::clone(&name)));
             }
             Some(None) => self.len += 1,
             None => {
@@ -417,19 +462,19 @@ impl Snapshot {
                 }
             }
         }
-        self.order.insert((ds.seq, Name::clone(&name)));
-        self.next_seq = self.next_seq.max(ds.seq + 1);
+        self.order.insert((seq, Name::clone(&name)));
+        self.next_seq = self.next_seq.max(seq + 1);
         self.changed.insert(name, Some(ds));
     }
 
     /// Removes a dataset from the working state.
-    pub(crate) fn remove_dataset(&mut self, name: &str) -> Option<Arc<Dataset>> {
+    pub(crate) fn remove_dataset(&mut self, name: &str) -> Option<Held> {
         let row = self.frozen.find(name);
         let old = match self.changed.get_key_value(name) {
             Some((_, None)) => return None,
             Some((key, Some(old))) => {
-                let (key, old) = (Name::clone(key), Arc::clone(old));
-                self.order.remove(&(old.seq, Name::clone(&key)));
+                let (key, old) = (Name::clone(key), old.clone());
+                self.order.remove(&(old.get().seq(), Name::clone(&key)));
                 if row.is_some() {
                     self.changed.insert(key, None);
                 } else {
@@ -439,9 +484,8 @@ impl Snapshot {
             }
             None => {
                 let row = row?;
-                let old = Arc::new(self.frozen.dataset(row).to_dataset());
                 self.changed.insert(self.frozen.name(row).into(), None);
-                old
+                Held::Row(Arc::clone(&self.frozen), row as u32)
             }
         };
         self.len -= 1;
@@ -487,7 +531,7 @@ impl Snapshot {
         for change in &delta.datasets {
             let name = change.name();
             if let Some(old) = next.remove_dataset(name) {
-                for seg in old.arrays.iter().filter_map(|a| a.segment.as_ref()) {
+                for seg in old.get().arrays().filter_map(|a| a.segment()) {
                     if let Some(s) = next.segments.get_mut(seg) {
                         s.refs = s.refs.saturating_sub(1);
                         if s.refs == 0 {
@@ -497,8 +541,8 @@ impl Snapshot {
                 }
             }
             if let DatasetChange::Put(name, ds) = change {
-                for a in &ds.arrays {
-                    let Some(seg) = &a.segment else { continue };
+                for a in ds.get().arrays() {
+                    let Some(seg) = a.segment() else { continue };
                     if next.segments.get(seg).is_none()
                         && let Some((entry, _)) = next.retired.remove(seg)
                     {
@@ -512,12 +556,12 @@ impl Snapshot {
                             return Err(corrupt(format!(
                                 "array {name}/{} references segment {seg}, which the catalog \
                                  does not list",
-                                a.name
+                                a.name()
                             )));
                         }
                     }
                 }
-                next.put_dataset(Name::clone(name), Arc::clone(ds));
+                next.put_held(Name::clone(name), ds.clone());
             }
         }
         // Newly added segments nobody references (superseded spills) are retired too.
@@ -543,8 +587,9 @@ impl Snapshot {
         // Base rows count by string index first: four million entries, a few hundred segments.
         let f = &*self.frozen;
         let mut by_index = vec![0u64; f.strings.len() + 1];
+        let shadowed = self.shadowed();
         for row in 0..f.len() {
-            if !self.changed.is_empty() && self.changed.contains_key(f.name(row)) {
+            if shadowed.contains(row) {
                 continue;
             }
             for e in f.dataset(row).arrays() {
@@ -559,7 +604,7 @@ impl Snapshot {
             }
         }
         for ds in self.changed.values().flatten() {
-            for seg in ds.arrays.iter().filter_map(|a| a.segment.as_ref()) {
+            for seg in ds.get().arrays().filter_map(|a| a.segment()) {
                 *refs.entry(Name::clone(seg)).or_default() += 1;
             }
         }
@@ -737,7 +782,7 @@ impl Interner {
                     .or_insert_with(|| Arc::clone(schema));
             }
         }
-        let mut uses = vec![0u8; f.attr_sets.len()];
+        let mut uses = vec![0u8; f.sets()];
         for e in &f.entries {
             uses[e.attrs as usize] = 2;
         }
@@ -745,17 +790,18 @@ impl Interner {
             let u = &mut uses[d.attrs as usize];
             *u = u.saturating_add(1);
         }
-        for (set, _) in f.attr_sets.iter().zip(uses).filter(|(_, u)| *u >= 2) {
+        for (set, _) in uses.into_iter().enumerate().filter(|(_, u)| *u >= 2) {
+            let set = AttrsRef::Frozen(f, set as u32).to_attrs();
             if set.is_empty() {
                 continue;
             }
             for (k, v) in set.pairs() {
                 self.names.insert(Name::clone(k));
-                self.values.entry(value_key(v)).or_insert_with(|| Arc::clone(v));
+                self.values
+                    .entry(value_key(v))
+                    .or_insert_with(|| Arc::clone(v));
             }
-            self.attrs
-                .entry(attrs_key(set))
-                .or_insert_with(|| Arc::clone(set));
+            self.attrs.entry(attrs_key(&set)).or_insert(set);
         }
     }
 
