@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::frozen::AttrsRef;
 use super::frozen::{
-    DsRef, Frozen, FrozenDataset, FrozenEntry, STAT_BYTES, STAT_FLOAT, STAT_INT, STAT_NONE,
-    STAT_TS, STAT_UINT,
+    DsRef, EntryRef, Frozen, FrozenDataset, FrozenEntry, STAT_BYTES, STAT_FLOAT, STAT_INT,
+    STAT_NONE, STAT_TS, STAT_UINT,
 };
 use super::snapshot::{Interner, Name, SegmentEntry};
 use crate::error::Error;
@@ -249,6 +249,16 @@ pub(crate) struct Columns<'a> {
     removed: Col<'a>,
 }
 
+/// See [`ColumnsWriter::remaps`].
+struct WriteRemap {
+    source: usize,
+    strings: Vec<u32>,
+    schemas: Vec<u32>,
+    sets: Vec<u32>,
+    /// String id of each string value.
+    values: Vec<u32>,
+}
+
 /// Builds [`Columns`], interning as it goes.
 #[derive(Default)]
 pub(crate) struct ColumnsWriter {
@@ -257,8 +267,11 @@ pub(crate) struct ColumnsWriter {
     hasher: std::collections::hash_map::RandomState,
     strings: HashMap<u64, u32>,
     schemas: HashMap<usize, u32>,
-    /// Sets written, by pointer (objects) or by base and index (columns).
-    attrs: HashMap<(usize, u32), u32>,
+    /// Sets written, by pointer (objects).
+    attrs: HashMap<usize, u32>,
+    /// Table indices of each base already written (`u32::MAX`: not yet), so writing a
+    /// checkpoint from columns costs array lookups, not hashing.
+    remaps: Vec<WriteRemap>,
     datasets: usize,
     arrays: usize,
     segments: usize,
@@ -309,52 +322,163 @@ impl ColumnsWriter {
         i
     }
 
-    fn attrs(&mut self, a: AttrsRef<'_>) -> u32 {
-        let key = match a {
-            AttrsRef::Owned(a) => (Arc::as_ptr(a) as usize, u32::MAX),
-            AttrsRef::Frozen(f, s) => (f as *const Frozen as usize, s),
+    fn remap(&mut self, f: &Frozen) -> usize {
+        let ptr = f as *const Frozen as usize;
+        if let Some(i) = self.remaps.iter().position(|r| r.source == ptr) {
+            return i;
+        }
+        self.remaps.push(WriteRemap {
+            source: ptr,
+            strings: vec![u32::MAX; f.strings.len()],
+            schemas: vec![u32::MAX; f.schemas.len()],
+            sets: vec![u32::MAX; f.sets()],
+            values: vec![u32::MAX; f.values.len()],
+        });
+        self.remaps.len() - 1
+    }
+
+    fn frozen_string(&mut self, m: usize, f: &Frozen, i: u32) -> u32 {
+        match self.remaps[m].strings[i as usize] {
+            u32::MAX => {
+                let j = self.string(&f.strings[i as usize]);
+                self.remaps[m].strings[i as usize] = j;
+                j
+            }
+            j => j,
+        }
+    }
+
+    /// A set of a base, its pairs written from the columns.
+    fn frozen_attrs(&mut self, m: usize, f: &Frozen, set: u32) -> u32 {
+        if let Some(&i) = self.remaps[m].sets.get(set as usize)
+            && i != u32::MAX
+        {
+            return i;
+        }
+        let i = self.n_sets;
+        self.n_sets += 1;
+        let pairs = f.set(set);
+        for &(k, v) in pairs {
+            let k = self.frozen_string(m, f, k);
+            self.cols.pair_key.push_u32(k);
+            match &*f.values[v as usize] {
+                Attr::String(x) => {
+                    let id = match self.remaps[m].values[v as usize] {
+                        u32::MAX => {
+                            let id = self.string(x);
+                            self.remaps[m].values[v as usize] = id;
+                            id
+                        }
+                        id => id,
+                    };
+                    self.cols.pair_kind.to_mut().push(ATTR_STRING);
+                    self.cols.pair_num.push_u64(u64::from(id));
+                }
+                other => self.value(other),
+            }
+            self.n_pairs += 1;
+        }
+        self.cols.set_len.push_u32(pairs.len() as u32);
+        self.remaps[m].sets[set as usize] = i;
+        i
+    }
+
+    /// One pair's value: its kind, its number, and a list's elements.
+    fn value(&mut self, v: &Attr) {
+        let (kind, num) = match v {
+            Attr::Bool(b) => (ATTR_BOOL, u64::from(*b)),
+            Attr::Int64(x) => (ATTR_INT, *x as u64),
+            Attr::Float64(x) => (ATTR_FLOAT, x.to_bits()),
+            Attr::String(x) => (ATTR_STRING, u64::from(self.string(x))),
+            Attr::TimestampNanoseconds(x) => (ATTR_TS, *x as u64),
+            Attr::Int64List(xs) => {
+                xs.iter()
+                    .for_each(|x| self.cols.list_num.push_u64(*x as u64));
+                (ATTR_INT_LIST, xs.len() as u64)
+            }
+            Attr::Float64List(xs) => {
+                xs.iter()
+                    .for_each(|x| self.cols.list_num.push_u64(x.to_bits()));
+                (ATTR_FLOAT_LIST, xs.len() as u64)
+            }
+            Attr::StringList(xs) => {
+                for x in xs {
+                    let id = self.string(x);
+                    self.cols.list_num.push_u64(u64::from(id));
+                }
+                (ATTR_STRING_LIST, xs.len() as u64)
+            }
         };
+        self.cols.pair_kind.to_mut().push(kind);
+        self.cols.pair_num.push_u64(num);
+    }
+
+    fn attrs(&mut self, a: AttrsRef<'_>) -> u32 {
+        let a = match a {
+            AttrsRef::Frozen(f, s) => {
+                let m = self.remap(f);
+                return self.frozen_attrs(m, f, s);
+            }
+            AttrsRef::Owned(a) => a,
+        };
+        let key = Arc::as_ptr(a) as usize;
         if let Some(&i) = self.attrs.get(&key) {
             return i;
         }
         let i = self.n_sets;
         self.n_sets += 1;
-        let mut len = 0u32;
-        for (k, v) in a.iter() {
-            len += 1;
+        for (k, v) in a.pairs() {
             let k = self.string(k);
             self.cols.pair_key.push_u32(k);
-            let (kind, num) = match v {
-                Attr::Bool(b) => (ATTR_BOOL, u64::from(*b)),
-                Attr::Int64(x) => (ATTR_INT, *x as u64),
-                Attr::Float64(x) => (ATTR_FLOAT, x.to_bits()),
-                Attr::String(x) => (ATTR_STRING, u64::from(self.string(x))),
-                Attr::TimestampNanoseconds(x) => (ATTR_TS, *x as u64),
-                Attr::Int64List(xs) => {
-                    xs.iter()
-                        .for_each(|x| self.cols.list_num.push_u64(*x as u64));
-                    (ATTR_INT_LIST, xs.len() as u64)
-                }
-                Attr::Float64List(xs) => {
-                    xs.iter()
-                        .for_each(|x| self.cols.list_num.push_u64(x.to_bits()));
-                    (ATTR_FLOAT_LIST, xs.len() as u64)
-                }
-                Attr::StringList(xs) => {
-                    for x in xs {
-                        let id = self.string(x);
-                        self.cols.list_num.push_u64(u64::from(id));
-                    }
-                    (ATTR_STRING_LIST, xs.len() as u64)
-                }
-            };
-            self.cols.pair_kind.to_mut().push(kind);
-            self.cols.pair_num.push_u64(num);
+            self.value(v);
             self.n_pairs += 1;
         }
-        self.cols.set_len.push_u32(len);
+        self.cols.set_len.push_u32(a.pairs().len() as u32);
         self.attrs.insert(key, i);
         i
+    }
+
+    /// An array row of a base, written from the columns.
+    fn frozen_entry(&mut self, f: &Frozen, i: usize) {
+        let m = self.remap(f);
+        let r = f.entries[i];
+        let name = self.frozen_string(m, f, r.name);
+        let schema = match self.remaps[m].schemas[r.schema as usize] {
+            u32::MAX => {
+                let j = self.schema(&f.schemas[r.schema as usize]);
+                self.remaps[m].schemas[r.schema as usize] = j;
+                j
+            }
+            j => j,
+        };
+        let attrs = self.frozen_attrs(m, f, r.attrs);
+        let seg = match r.segment {
+            0 => 0,
+            s => self.frozen_string(m, f, s - 1) + 1,
+        };
+        let c = &mut self.cols;
+        c.a_name.push_u32(name);
+        c.a_schema.push_u32(schema);
+        c.a_attrs.push_u32(attrs);
+        c.a_segment.push_u32(seg);
+        c.a_has_stats.to_mut().push(u8::from(r.has_stats));
+        for (col, kind, bits) in [
+            (&mut c.a_min, r.min_kind, r.min),
+            (&mut c.a_max, r.max_kind, r.max),
+        ] {
+            // A row without statistics writes none, as an object without them does.
+            let kind = if r.has_stats { kind } else { STAT_NONE };
+            col.kind.to_mut().push(kind);
+            if kind == STAT_BYTES {
+                col.bytes
+                    .push(Col(Cow::Owned(f.bytes[bits as usize].to_vec())));
+                col.bits.push_u64(0);
+            } else {
+                col.bits.push_u64(if kind == STAT_NONE { 0 } else { bits });
+            }
+        }
+        c.a_nulls.push_u64(if r.has_stats { r.nulls } else { 0 });
+        c.a_rows.push_u64(if r.has_stats { r.rows } else { 0 });
     }
 
     /// A dataset name: distinct by construction, so not looked up.
@@ -375,6 +499,12 @@ impl ColumnsWriter {
         self.cols.ds_attrs.push_u32(attrs);
         let mut count = 0u32;
         for a in ds.arrays() {
+            self.arrays += 1;
+            count += 1;
+            if let EntryRef::Frozen(f, i) = a {
+                self.frozen_entry(f, i);
+                continue;
+            }
             let name = self.string(a.name());
             let schema = self.schema(a.schema());
             let attrs = self.attrs(a.attributes());
@@ -391,8 +521,6 @@ impl ColumnsWriter {
             c.a_max.push(s.and_then(|s| s.max.as_ref()));
             c.a_nulls.push_u64(s.map_or(0, |s| s.null_count));
             c.a_rows.push_u64(s.map_or(0, |s| s.row_count));
-            self.arrays += 1;
-            count += 1;
         }
         self.cols.ds_arrays.push_u32(count);
         self.datasets += 1;

@@ -8,9 +8,9 @@
 //! ```
 //!
 //! A commit writes only what it changed, so its cost follows the change, not the store.
-//! Every so often (when the log since the last checkpoint outweighs it) the committing writer
-//! also writes a checkpoint; `open` lists `_checkpoint/`, reads the newest one and replays the
-//! log after it. Log entries and checkpoints a newer checkpoint covers are removed once older
+//! Every so often (when the log since the last checkpoint reaches an eighth of it) the
+//! committing writer also writes a checkpoint; `open` lists `_checkpoint/`, reads the newest one
+//! and replays the log after it. Log entries and checkpoints a newer checkpoint covers are removed once older
 //! than the retention period. Version-1 stores (`snapshot` of the whole catalog per commit, in
 //! [`v1`]) still open; their first checkpoint upgrades them. See `docs/format.md`.
 
