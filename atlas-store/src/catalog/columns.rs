@@ -668,77 +668,109 @@ impl Columns<'_> {
             ..Frozen::default()
         };
         let mut local = Local(vec![u32::MAX; strings.ends.len()]);
-        self.decode_attr_sets(&mut f, &mut local, &mut strings, interner)?;
-        let mut min_bytes = self.a_min.bytes.iter();
-        let mut max_bytes = self.a_max.bytes.iter();
-        f.names.reserve(n_ds * 12);
-        f.datasets.reserve_exact(n_ds);
-        f.entries.reserve_exact(n_arrays);
-        let mut row = 0usize;
-        for d in 0..n_ds {
-            let name = strings.get(u64::from(ds_name.at(d)))?;
-            if ds_attrs.at(d) as usize >= f.sets() {
-                return Err(format!("attribute set {} of {}", ds_attrs.at(d), f.sets()));
-            }
-            let first = f.entries.len();
-            for _ in 0..ds_arrays.at(d) {
-                if a_schema.at(row) as usize >= f.schemas.len() {
-                    return Err(format!(
-                        "schema {} of {}",
-                        a_schema.at(row),
-                        f.schemas.len()
-                    ));
+        let n_sets = self.set_len.0.len() / 4;
+        let decode_rows = |f: &mut Frozen,
+                           local: &mut Local,
+                           interner: &mut Interner|
+         -> std::result::Result<(), String> {
+            let mut min_bytes = self.a_min.bytes.iter();
+            let mut max_bytes = self.a_max.bytes.iter();
+            f.names.reserve(n_ds * 12);
+            f.datasets.reserve_exact(n_ds);
+            f.entries.reserve_exact(n_arrays);
+            let mut row = 0usize;
+            for d in 0..n_ds {
+                let name = strings.get(u64::from(ds_name.at(d)))?;
+                if ds_attrs.at(d) as usize >= n_sets {
+                    return Err(format!("attribute set {} of {n_sets}", ds_attrs.at(d)));
                 }
-                if a_attrs.at(row) as usize >= f.sets() {
-                    return Err(format!("attribute set {} of {}", a_attrs.at(row), f.sets()));
-                }
-                let array = local.get(a_name.at(row), &mut f, &mut strings, interner)?;
-                if f.entries[first..].iter().any(|e| e.name == array) {
-                    return Err(format!(
-                        "dataset {name} lists array {} twice",
-                        f.strings[array as usize]
-                    ));
-                }
-                let segment = match a_segment.at(row) {
-                    0 => 0,
-                    s => local.get(s - 1, &mut f, &mut strings, interner)? + 1,
-                };
-                let mut bits = |kind: u8, v: u64, bytes: &mut std::slice::Iter<'_, Col>| match kind
-                {
-                    STAT_NONE | STAT_INT | STAT_UINT | STAT_FLOAT | STAT_TS => Ok(v),
-                    STAT_BYTES => {
-                        let b = bytes
-                            .next()
-                            .ok_or_else(|| format!("dataset {name} lacks a byte statistic"))?;
-                        f.bytes.push(Box::from(&*b.0));
-                        Ok(f.bytes.len() as u64 - 1)
+                let first = f.entries.len();
+                for _ in 0..ds_arrays.at(d) {
+                    if a_schema.at(row) as usize >= f.schemas.len() {
+                        return Err(format!(
+                            "schema {} of {}",
+                            a_schema.at(row),
+                            f.schemas.len()
+                        ));
                     }
-                    other => Err(format!("statistic kind {other} is unknown")),
-                };
-                let min = bits(min_kind[row], min_bits.at(row), &mut min_bytes)?;
-                let max = bits(max_kind[row], max_bits.at(row), &mut max_bytes)?;
-                f.entries.push(FrozenEntry {
-                    min,
-                    max,
-                    nulls: a_nulls.at(row),
-                    rows: a_rows.at(row),
-                    name: array,
-                    schema: a_schema.at(row),
-                    attrs: a_attrs.at(row),
-                    segment,
-                    has_stats: self.a_has_stats[row] != 0,
-                    min_kind: min_kind[row],
-                    max_kind: max_kind[row],
+                    if a_attrs.at(row) as usize >= n_sets {
+                        return Err(format!("attribute set {} of {n_sets}", a_attrs.at(row)));
+                    }
+                    let array = local.get(a_name.at(row), &mut f.strings, &strings, interner)?;
+                    if f.entries[first..].iter().any(|e| e.name == array) {
+                        return Err(format!(
+                            "dataset {name} lists array {} twice",
+                            f.strings[array as usize]
+                        ));
+                    }
+                    let segment = match a_segment.at(row) {
+                        0 => 0,
+                        s => local.get(s - 1, &mut f.strings, &strings, interner)? + 1,
+                    };
+                    let mut bits =
+                        |kind: u8, v: u64, bytes: &mut std::slice::Iter<'_, Col>| match kind {
+                            STAT_NONE | STAT_INT | STAT_UINT | STAT_FLOAT | STAT_TS => Ok(v),
+                            STAT_BYTES => {
+                                let b = bytes.next().ok_or_else(|| {
+                                    format!("dataset {name} lacks a byte statistic")
+                                })?;
+                                f.bytes.push(Box::from(&*b.0));
+                                Ok(f.bytes.len() as u64 - 1)
+                            }
+                            other => Err(format!("statistic kind {other} is unknown")),
+                        };
+                    let min = bits(min_kind[row], min_bits.at(row), &mut min_bytes)?;
+                    let max = bits(max_kind[row], max_bits.at(row), &mut max_bytes)?;
+                    f.entries.push(FrozenEntry {
+                        min,
+                        max,
+                        nulls: a_nulls.at(row),
+                        rows: a_rows.at(row),
+                        name: array,
+                        schema: a_schema.at(row),
+                        attrs: a_attrs.at(row),
+                        segment,
+                        has_stats: self.a_has_stats[row] != 0,
+                        min_kind: min_kind[row],
+                        max_kind: max_kind[row],
+                    });
+                    row += 1;
+                }
+                f.names.push_str(name);
+                f.datasets.push(FrozenDataset {
+                    seq: ds_seq.at(d),
+                    name_end: f.names.len() as u64,
+                    attrs: ds_attrs.at(d),
+                    entries_end: f.entries.len() as u32,
                 });
-                row += 1;
             }
-            f.names.push_str(name);
-            f.datasets.push(FrozenDataset {
-                seq: ds_seq.at(d),
-                name_end: f.names.len() as u64,
-                attrs: ds_attrs.at(d),
-                entries_end: f.entries.len() as u32,
-            });
+            Ok(())
+        };
+        // Attribute sets are decoded on a second thread when there are many (a million
+        // datasets' own `station_id`s), while this one decodes the dataset and array rows.
+        let (attr_part, rows) = if self.pair_kind.len() >= PARALLEL_PAIRS {
+            std::thread::scope(|s| {
+                let part = s.spawn(|| self.decode_attr_sets(&strings));
+                let rows = decode_rows(&mut f, &mut local, interner);
+                let part = part
+                    .join()
+                    .unwrap_or_else(|_| Err("decoding attribute sets panicked".into()));
+                (part, rows)
+            })
+        } else {
+            let part = self.decode_attr_sets(&strings);
+            (part, decode_rows(&mut f, &mut local, interner))
+        };
+        rows?;
+        let part = attr_part?;
+        // The sets' keys join the string table after the rows' names.
+        let offset = f.strings.len() as u32;
+        f.strings.extend(part.strings);
+        f.values = part.values;
+        f.set_ends = part.set_ends;
+        f.pairs = part.pairs;
+        for (k, _) in &mut f.pairs {
+            *k += offset;
         }
         let f = f.into_name_order()?;
 
@@ -776,13 +808,11 @@ impl Columns<'_> {
 impl Columns<'_> {
     /// The attribute sets, into `f`'s set columns; values repeated across sets (a string, a
     /// number) are stored once.
-    fn decode_attr_sets(
-        &self,
-        f: &mut Frozen,
-        local: &mut Local,
-        strings: &mut Strings<'_>,
-        interner: &mut Interner,
-    ) -> std::result::Result<(), String> {
+    fn decode_attr_sets(&self, strings: &Strings<'_>) -> std::result::Result<AttrPart, String> {
+        let mut local = Local(vec![u32::MAX; strings.ends.len()]);
+        let mut interner = Interner::default();
+        let mut part = AttrPart::default();
+        let f = &mut part;
         let n_sets = self.set_len.0.len() / 4;
         let set_len = self.set_len.u32s("set_len", n_sets)?;
         let n_pairs = self.pair_kind.len();
@@ -807,7 +837,7 @@ impl Columns<'_> {
             list_at += n;
             Ok(out)
         };
-        let push = |f: &mut Frozen, v: Attr| {
+        let push = |f: &mut AttrPart, v: Attr| {
             f.values.push(Arc::new(v));
             f.values.len() as u32 - 1
         };
@@ -816,7 +846,7 @@ impl Columns<'_> {
         let mut pair = 0usize;
         for &len in &set_len {
             for _ in 0..len {
-                let key = local.get(keys.at(pair), f, strings, interner)?;
+                let key = local.get(keys.at(pair), &mut f.strings, strings, &mut interner)?;
                 let (kind, num) = (self.pair_kind[pair], nums.at(pair));
                 let value = match kind {
                     ATTR_STRING => {
@@ -874,9 +904,22 @@ impl Columns<'_> {
             }
             f.set_ends.push(f.pairs.len() as u32);
         }
-        Ok(())
+        Ok(part)
     }
 }
+
+/// Attribute sets decoded apart from the rows: their keys index `strings` here.
+#[derive(Default)]
+struct AttrPart {
+    strings: Vec<Name>,
+    values: Vec<Arc<Attr>>,
+    set_ends: Vec<u32>,
+    pairs: Vec<(u32, u32)>,
+}
+
+/// Attribute pairs above which a checkpoint's sets are decoded on a second thread (unit tests
+/// take that path with a handful; the integration tests take the other).
+const PARALLEL_PAIRS: usize = if cfg!(test) { 8 } else { 200_000 };
 
 /// File string index -> index in the output's `strings` (`u32::MAX`: not yet), made on first
 /// use; strings only datasets use (their names) are never made shared names.
@@ -886,8 +929,8 @@ impl Local {
     fn get(
         &mut self,
         i: u32,
-        f: &mut Frozen,
-        strings: &mut Strings<'_>,
+        out: &mut Vec<Name>,
+        strings: &Strings<'_>,
         interner: &mut Interner,
     ) -> std::result::Result<u32, String> {
         if let Some(&j) = self.0.get(i as usize)
@@ -895,9 +938,9 @@ impl Local {
         {
             return Ok(j);
         }
-        let name = strings.name(u64::from(i), interner)?;
-        let j = f.strings.len() as u32;
-        f.strings.push(name);
+        let name = interner.name(strings.get(u64::from(i))?);
+        let j = out.len() as u32;
+        out.push(name);
         self.0[i as usize] = j;
         Ok(j)
     }

@@ -836,7 +836,10 @@ mod tests {
                 ("f".to_string(), Attr::Float64(f64::NAN)),
                 ("flag".to_string(), Attr::Bool(i % 2 == 0)),
                 ("l".to_string(), Attr::Float64List(vec![1.5, i as f64])),
-                ("s".to_string(), Attr::StringList(vec!["a".into(), format!("{i}")])),
+                (
+                    "s".to_string(),
+                    Attr::StringList(vec!["a".into(), format!("{i}")]),
+                ),
             ]);
             let stats = match i % 4 {
                 0 => None,
@@ -891,8 +894,8 @@ mod tests {
         let from_columns = encode_checkpoint(&folded).unwrap();
         assert_eq!(from_objects, from_columns);
         // And it reads back as what was written, in store order.
-        let back = decode_checkpoint(&Path::from("c"), &from_columns, &mut Interner::default())
-            .unwrap();
+        let back =
+            decode_checkpoint(&Path::from("c"), &from_columns, &mut Interner::default()).unwrap();
         let seen = |s: &Snapshot| {
             s.iter()
                 .map(|(n, d)| {
