@@ -64,6 +64,9 @@ pub struct CompactReport {
     pub segments_removed: usize,
     /// Unreferenced segments kept because they are younger than the retention period.
     pub orphans_kept: usize,
+    /// Retired segments kept because they were retired less than the retention period ago
+    /// (readers of older generations may still read them).
+    pub retired_kept: usize,
     /// Bytes of segment files removed.
     pub bytes_removed: u64,
 }
@@ -295,8 +298,10 @@ impl Atlas {
         lock(&self.inner.state).budget = bytes;
     }
 
-    /// Sets how old an unreferenced segment must be before `compact`/`vacuum` removes it, and
-    /// how old a log entry or checkpoint a newer checkpoint covers must be before it is removed.
+    /// Sets how old an unreferenced segment must be before `compact`/`vacuum` removes it, how
+    /// long ago a retired segment (one `compact` replaced, or whose arrays were deleted) must
+    /// have been retired before they remove it, and how old a log entry or checkpoint a newer
+    /// checkpoint covers must be before it is removed.
     pub fn set_orphan_retention(&self, retention: Duration) {
         lock(&self.inner.state).retention = retention;
     }
@@ -1143,7 +1148,29 @@ impl Inner {
         }
         let mut cat = committed;
         let mut doomed: BTreeSet<Path> = BTreeSet::new();
-        if !moved.is_empty() || !cat.retired.is_empty() {
+        // One listing serves the retirement ages (a generation's time is its log entry's) and
+        // the orphan sweep below (objects written after it are not swept, which is safe).
+        let now = std::time::SystemTime::now();
+        let listing = catalog::list_all(&*self.store, &self.prefix).await?;
+        let log_times = catalog::log_times(&self.prefix, &listing);
+        let age_of = |retired_at: u64| {
+            if retired_at >= generation {
+                // Retired by this very clean-up.
+                return Duration::ZERO;
+            }
+            // A log entry is removed only once a checkpoint covers it and it is older than
+            // the retention, so a missing one is old.
+            log_times.get(&retired_at).map_or(Duration::MAX, |t| {
+                now.duration_since(*t).unwrap_or(Duration::ZERO)
+            })
+        };
+        let expired = |r: &imbl::OrdMap<Name, (SegmentEntry, u64)>| -> Vec<Name> {
+            r.iter()
+                .filter(|(_, (_, g))| age_of(*g) >= retention)
+                .map(|(k, _)| Name::clone(k))
+                .collect()
+        };
+        if !moved.is_empty() || !expired(&cat.retired).is_empty() {
             let mut datasets = Vec::with_capacity(moved.len());
             for (name, d) in moved {
                 let key = lock(&self.state).interner.name(&name);
@@ -1159,10 +1186,12 @@ impl Inner {
             let mut next = cat
                 .apply(&delta, "this handle's compaction")
                 .map_err(|e| Error::Internal(e.to_string()))?;
-            // Everything retired so far, and what this rewrite retires, is about to be removed:
-            // the commit drops them all, which leaves nothing retired.
-            delta.dropped_segments = next.retired.keys().cloned().collect();
-            next.retired = Default::default();
+            // Retired segments past the retention are removed (the commit drops them); younger
+            // ones, and what this rewrite retires, stay for readers of older generations.
+            delta.dropped_segments = expired(&next.retired);
+            for key in &delta.dropped_segments {
+                next.retired.remove(key);
+            }
             doomed = delta
                 .dropped_segments
                 .iter()
@@ -1197,16 +1226,17 @@ impl Inner {
             cat = next;
             self.maybe_checkpoint().await;
         }
+        report.retired_kept = cat.retired.len();
         // Unreferenced segments nobody retired: crashed writers' leftovers, or live spills.
         // Compared as object paths, since paths percent-encode some characters of names.
-        let now = std::time::SystemTime::now();
         let live: HashSet<Path> = cat
             .segments
             .keys()
+            .chain(cat.retired.keys())
             .map(|k| segment::object_path(&self.prefix, k))
             .collect();
         let mut sizes: HashMap<Path, u64> = HashMap::new();
-        for meta in catalog::list_all(&*self.store, &self.prefix).await? {
+        for meta in listing {
             if !segment::is_segment(&self.prefix, &meta.location) || live.contains(&meta.location) {
                 continue;
             }

@@ -69,6 +69,23 @@ pub(crate) async fn list_all(
         .map_err(|e| Error::store(prefix, e))
 }
 
+/// When each generation was committed: its log entry's `last_modified`, from a listing.
+pub(crate) fn log_times(
+    prefix: &Path,
+    listing: &[object_store::ObjectMeta],
+) -> std::collections::HashMap<u64, std::time::SystemTime> {
+    let dir = prefix.clone().join(LOG_DIR);
+    listing
+        .iter()
+        .filter_map(|m| {
+            let mut rest = m.location.prefix_match(&dir)?;
+            let file = rest.next()?;
+            let g = file.as_ref().split('.').next()?.parse().ok()?;
+            Some((g, m.last_modified.into()))
+        })
+        .collect()
+}
+
 pub(crate) fn display_location(prefix: &Path) -> String {
     if prefix.as_ref().is_empty() {
         "the store root".to_string()

@@ -143,6 +143,8 @@ async fn deletes_take_effect_at_flush_and_compact_reclaims_their_bytes() {
     );
 
     let (files_before, bytes_before) = af_files(&mem).await;
+    // With no retention, what compaction retires goes at once.
+    atlas.set_orphan_retention(std::time::Duration::ZERO);
     let report = atlas.compact().await.unwrap();
     let (files_after, bytes_after) = af_files(&mem).await;
     assert_eq!(
@@ -182,6 +184,8 @@ async fn a_reader_whose_segment_was_compacted_away_gets_a_retriable_error() {
         writer.flush().await.unwrap();
     }
     let reader = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
+    // No retention: the segments the reader planned on are removed at once.
+    writer.set_orphan_retention(std::time::Duration::ZERO);
     writer.compact().await.unwrap();
     let err = reader
         .open_dataset("d0")
@@ -204,6 +208,55 @@ async fn a_reader_whose_segment_was_compacted_away_gets_a_retriable_error() {
             .await
             .is_ok()
     );
+}
+
+async fn read_d0(atlas: &Atlas) -> atlas_store::Result<Option<Vec<f32>>> {
+    let a = atlas
+        .open_dataset("d0")
+        .await?
+        .read_array::<f32>("v", vec![], vec![])
+        .await?;
+    Ok(a.map(|a| a.iter().copied().collect()))
+}
+
+#[tokio::test]
+async fn compaction_keeps_what_it_retires_for_the_retention_period() {
+    let mem = Arc::new(InMemory::new());
+    let mut writer = Atlas::create(mem.clone(), Path::from("s"), StoreConfig::default())
+        .await
+        .unwrap();
+    for i in 0..2 {
+        ramp_dataset(&mut writer, &format!("d{i}"), "v", 8, 0.0).await;
+        writer.flush().await.unwrap();
+    }
+    let reader = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
+    let idle = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
+    let retention = std::time::Duration::from_millis(300);
+    writer.set_orphan_retention(retention);
+    let report = writer.compact().await.unwrap();
+    assert_eq!(report.variables_rewritten, vec!["v"]);
+    // The two segments compaction replaced are retired, not removed.
+    assert_eq!((report.segments_removed, report.retired_kept), (0, 2));
+    assert_eq!(af_files(&mem).await.0, 3);
+    // A reader still on the generation before the compaction keeps reading.
+    let before = read_d0(&reader).await.unwrap();
+    // Within the retention a vacuum keeps them too (and does not take them for orphans).
+    let report = writer.vacuum().await.unwrap();
+    assert_eq!((report.segments_removed, report.retired_kept), (0, 2));
+    assert_eq!(read_d0(&reader).await.unwrap(), before);
+    tokio::time::sleep(retention + std::time::Duration::from_millis(100)).await;
+    // Past it, they go; a reader still on the old generation that had not opened them yet gets
+    // a retriable error, never other data.
+    let report = writer.vacuum().await.unwrap();
+    assert_eq!((report.segments_removed, report.retired_kept), (2, 0));
+    assert_eq!(af_files(&mem).await.0, 1);
+    let err = read_d0(&idle).await.unwrap_err();
+    assert!(
+        matches!(err, atlas_store::Error::SegmentGone { .. }),
+        "{err}"
+    );
+    let fresh = Atlas::open(mem, Path::from("s")).await.unwrap();
+    assert_eq!(read_d0(&fresh).await.unwrap(), before);
 }
 
 #[tokio::test]
