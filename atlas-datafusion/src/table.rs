@@ -90,7 +90,8 @@ fn op_range(op: Operator, v: f64) -> Option<(u64, Option<u64>)> {
     Some(match op {
         Operator::Eq => {
             if v.fract() == 0.0 && v >= 0.0 {
-                (v as u64, Some(v as u64 + 1))
+                // `as` saturates: a literal past u64::MAX is an empty range, not an overflow.
+                (v as u64, Some((v as u64).saturating_add(1)))
             } else {
                 (0, Some(0))
             }

@@ -413,6 +413,11 @@ const QUERIES: &[&str] = &[
     "SELECT * FROM {s}.temp WHERE depth_index = 4 AND time_index < 2",
     "SELECT * FROM {s}.temp WHERE depth_index > 2.5",
     "SELECT * FROM {s}.temp WHERE depth_index % 2 = 1",
+    // Literals far outside any index: empty or full ranges, never an overflow.
+    "SELECT * FROM {s}.temp WHERE time_index = 1e20",
+    "SELECT * FROM {s}.temp WHERE time_index = 18446744073709551615",
+    "SELECT * FROM {s}.temp WHERE time_index <= 1e300 AND depth_index > -1e300",
+    "SELECT * FROM {s}.temp WHERE depth_index BETWEEN -1e20 AND 1e20",
     "SELECT * FROM {s}.temp WHERE time >= TIMESTAMP '2023-11-16 00:00:00'",
     "SELECT * FROM {s}.temp WHERE temp > 500",
     "SELECT * FROM {s}.temp WHERE temp BETWEEN 100 AND 310",

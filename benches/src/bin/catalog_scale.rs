@@ -14,34 +14,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use atlas_benches::{dir_bytes, rss_kib};
 use atlas_store::ndarray::{Array, IxDyn};
 use atlas_store::{Atlas, Attr, StoreConfig, TimestampNs};
 
 const VALUES: usize = 24;
 const VARIABLES: [&str; 3] = ["temperature", "humidity", "pressure"];
-
-/// Resident and peak resident memory of this process, in KiB (Linux; zero elsewhere).
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
 
 fn metadata_bytes(store: &Path) -> (u64, u64) {
     let marker = std::fs::metadata(store.join("atlas.json")).map_or(0, |m| m.len());

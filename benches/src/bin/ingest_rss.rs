@@ -1,5 +1,5 @@
-//! Ingest a synthetic workload into a fresh store and report time, segments and write counters;
-//! run it under `/usr/bin/time -v` to read the peak RSS.
+//! Ingest a synthetic workload into a fresh store and report time, segments, write counters and
+//! the process's peak resident memory.
 //!
 //! ```text
 //! cargo run --release -p atlas-benches --bin ingest_rss -- [DATASETS] [VALUES_PER_DATASET] [BUDGET_MIB]
@@ -44,12 +44,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "datasets={datasets} values={values} input={input_mib:.1}MiB budget={budget_mib}MiB \
          write={written:.2?} write+flush={total:.2?} segments_written={} segment_bytes={} \
-         spills={} peak_pending={:.1}MiB commits={}",
+         spills={} peak_pending={:.1}MiB commits={} peak_rss={:.0}MiB",
         stats.segments_written,
         stats.segment_bytes_written,
         stats.spills,
         stats.peak_pending_bytes as f64 / (1 << 20) as f64,
-        stats.commits
+        stats.commits,
+        atlas_benches::rss_kib().1 as f64 / 1024.0
     );
     Ok(())
 }
