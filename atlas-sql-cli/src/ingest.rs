@@ -194,17 +194,25 @@ fn is_missing(x: f64, missing: &[f64]) -> bool {
 
 /// A numeric NetCDF type read natively: how it wraps into [`Data`] and becomes a fill value.
 trait Native: netcdf_reader::NcReadable + Copy {
-    fn from_f64(v: f64) -> Self;
+    /// `v` as this type when it is exactly representable (a `missing_value` of 1e30 on a
+    /// `short` variable is not: saturated to 32767 it would turn real data into nulls).
+    fn exact(v: f64) -> Option<Self>;
     fn to_f64(self) -> f64;
     fn fill(self) -> FillValue;
     fn data(a: ArrayD<Self>) -> Data;
 }
 
+/// Whether `v` is an integer in `[lo, hi)`.
+fn integral_in(v: f64, lo: f64, hi: f64) -> bool {
+    v.fract() == 0.0 && v >= lo && v < hi
+}
+
 macro_rules! native_impl {
-    ($t:ty, $variant:ident, $fill:ident, $as:ty) => {
+    ($t:ty, $variant:ident, $fill:ident, $as:ty, $exact:expr) => {
         impl Native for $t {
-            fn from_f64(v: f64) -> Self {
-                v as $t
+            fn exact(v: f64) -> Option<Self> {
+                let exact: fn(f64) -> bool = $exact;
+                exact(v).then_some(v as $t)
             }
             fn to_f64(self) -> f64 {
                 self as f64
@@ -219,19 +227,30 @@ macro_rules! native_impl {
     };
 }
 
-native_impl!(i8, I8, Int, i64);
-native_impl!(u8, U8, UInt, u64);
-native_impl!(i16, I16, Int, i64);
-native_impl!(u16, U16, UInt, u64);
-native_impl!(i32, I32, Int, i64);
-native_impl!(u32, U32, UInt, u64);
-native_impl!(i64, I64, Int, i64);
-native_impl!(u64, U64, UInt, u64);
-native_impl!(f32, F32, Float, f64);
-native_impl!(f64, F64, Float, f64);
+native_impl!(i8, I8, Int, i64, |v| integral_in(v, -128.0, 128.0));
+native_impl!(u8, U8, UInt, u64, |v| integral_in(v, 0.0, 256.0));
+native_impl!(i16, I16, Int, i64, |v| integral_in(v, -32768.0, 32768.0));
+native_impl!(u16, U16, UInt, u64, |v| integral_in(v, 0.0, 65536.0));
+native_impl!(i32, I32, Int, i64, |v| integral_in(
+    v,
+    -2147483648.0,
+    2147483648.0
+));
+native_impl!(u32, U32, UInt, u64, |v| integral_in(v, 0.0, 4294967296.0));
+native_impl!(i64, I64, Int, i64, |v| integral_in(
+    v,
+    -(2f64.powi(63)),
+    2f64.powi(63)
+));
+native_impl!(u64, U64, UInt, u64, |v| integral_in(v, 0.0, 2f64.powi(64)));
+// A float missing value compares after rounding to the variable's type (a `double`
+// attribute on a `float` variable), unless rounding overflows.
+native_impl!(f32, F32, Float, f64, |v| !v.is_finite()
+    || (v as f32).is_finite());
+native_impl!(f64, F64, Float, f64, |_| true);
 
-/// Reads a numeric variable as stored; unless `raw`, the first missing value becomes the fill
-/// value and every other listed missing value is rewritten to it.
+/// Reads a numeric variable as stored; unless `raw`, the first missing value the type can hold
+/// exactly becomes the fill value and every other listed missing value is rewritten to it.
 fn native<T: Native>(
     f: &NcFile,
     path: &str,
@@ -239,10 +258,11 @@ fn native<T: Native>(
     raw: bool,
 ) -> Result<(Data, Option<FillValue>), String> {
     let mut a: ArrayD<T> = f.read_variable::<T>(path).map_err(|e| e.to_string())?;
+    // A missing value the type cannot hold matches no stored value, so it cannot be the fill.
     let fill = if raw {
         None
     } else {
-        missing.first().map(|m| T::from_f64(*m))
+        missing.iter().find_map(|m| T::exact(*m))
     };
     if let Some(fv) = fill
         && missing.len() > 1

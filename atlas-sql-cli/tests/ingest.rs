@@ -1,5 +1,6 @@
-//! Ingest of the real NetCDF files in `../shared/data` (skipped with a message when absent),
-//! checked against values read straight from the files, and ingest failures.
+//! Ingest of the real NetCDF files in `../shared/data` (skipped with a message when absent, and
+//! failing when absent under `CI=true`), checked against values read straight from the files,
+//! ingest failures, and missing values the variable's type cannot hold.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,11 @@ fn shared_data() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     if p.is_dir() {
         Some(p)
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{} is absent (the shared real-data folder), and CI=true runs every test",
+            p.display()
+        );
     } else {
         eprintln!(
             "skipped: {} is absent (the shared real-data folder)",
@@ -234,4 +240,75 @@ fn dataset_name_collisions_name_both_files() {
     let mut names = csv(&store, "SELECT dataset FROM _datasets ORDER BY dataset");
     names.sort();
     assert_eq!(names, vec!["a.tiny", "b.tiny"]);
+}
+
+/// A classic (CDF-1) NetCDF file: one dimension `x`, one `short` variable `v` with a `double`
+/// `missing_value` (the encoding of the NetCDF classic format specification).
+fn classic_short_file(values: &[i16], missing: f64) -> Vec<u8> {
+    fn word(out: &mut Vec<u8>, v: u32) {
+        out.extend(v.to_be_bytes());
+    }
+    fn name(out: &mut Vec<u8>, s: &str) {
+        word(out, s.len() as u32);
+        out.extend(s.as_bytes());
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+    let mut h = b"CDF\x01".to_vec();
+    word(&mut h, 0); // records
+    word(&mut h, 0x0A); // dimensions
+    word(&mut h, 1);
+    name(&mut h, "x");
+    word(&mut h, values.len() as u32);
+    h.extend([0u8; 8]); // no global attributes
+    word(&mut h, 0x0B); // variables
+    word(&mut h, 1);
+    name(&mut h, "v");
+    word(&mut h, 1);
+    word(&mut h, 0); // on dimension 0
+    word(&mut h, 0x0C); // its attributes
+    word(&mut h, 1);
+    name(&mut h, "missing_value");
+    word(&mut h, 6); // double
+    word(&mut h, 1);
+    h.extend(missing.to_be_bytes());
+    word(&mut h, 3); // short
+    word(&mut h, (values.len() * 2).div_ceil(4) as u32 * 4);
+    let begin = h.len() as u32 + 4;
+    word(&mut h, begin);
+    for v in values {
+        h.extend(v.to_be_bytes());
+    }
+    while h.len() % 4 != 0 {
+        h.push(0);
+    }
+    h
+}
+
+#[test]
+fn a_missing_value_the_type_cannot_hold_turns_no_data_into_nulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let values = [1, i16::MAX, -5, 7];
+    // 1e30 does not fit a short; saturated, it would have made 32767 a null.
+    std::fs::write(input.join("wide.nc"), classic_short_file(&values, 1e30)).unwrap();
+    std::fs::write(input.join("fits.nc"), classic_short_file(&values, -5.0)).unwrap();
+    let store = dir.path().join("s.atlas");
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(&input)
+        .arg("--create")
+        .arg("-q")
+        .assert()
+        .success();
+    assert_eq!(
+        csv(
+            &store,
+            "SELECT dataset, count(v), count(*), max(v) FROM v GROUP BY dataset ORDER BY dataset"
+        ),
+        vec!["fits,3,4,32767", "wide,4,4,32767"]
+    );
 }
