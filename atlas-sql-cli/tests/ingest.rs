@@ -251,7 +251,7 @@ fn classic_short_file(values: &[i16], missing: f64) -> Vec<u8> {
     fn name(out: &mut Vec<u8>, s: &str) {
         word(out, s.len() as u32);
         out.extend(s.as_bytes());
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
@@ -280,7 +280,7 @@ fn classic_short_file(values: &[i16], missing: f64) -> Vec<u8> {
     for v in values {
         h.extend(v.to_be_bytes());
     }
-    while h.len() % 4 != 0 {
+    while !h.len().is_multiple_of(4) {
         h.push(0);
     }
     h
