@@ -555,7 +555,22 @@ pub(crate) async fn load_latest(
         if after.is_none() && tail.is_empty() {
             return Err(not_found());
         }
-        let fetched = fetch_tail(store, prefix, after.map_or(0, |g| g + 1), tail).await?;
+        let first = after.map_or(0, |g| g + 1);
+        let (fetched, gap) = fetch_tail(store, prefix, first, tail).await?;
+        if let Some(missing) = gap {
+            // Entries are removed only up to a checkpoint: a gap with later entries after it is
+            // a clean-up racing this open (a newer checkpoint now covers it: read again) or
+            // damage, which must not pass for an older state.
+            if newest_checkpoint(store, prefix).await? > after {
+                continue;
+            }
+            return Err(Error::CorruptCatalog {
+                path: log_path(prefix, missing, EXT).to_string(),
+                reason: format!(
+                    "generation {missing} is missing, but later generations are in the log"
+                ),
+            });
+        }
         let (base, decoded) = match checkpoint {
             None => (v1_base, decode_tail(&fetched, &mut interner)?),
             Some((g, path, bytes)) => {
@@ -603,14 +618,17 @@ type Fetched = (Path, String, bytes::Bytes);
 /// A decoded version-2 log entry (`None`: a version-1 catalog, decoded when replayed).
 type DecodedEntry = Option<(Delta, Option<Settings>)>;
 
-/// Reads the contiguous run of log entries from generation `first`.
+/// Reads the contiguous run of log entries from generation `first`. Also returns the first
+/// generation missing before a later one that exists (a gap), if any.
 async fn fetch_tail(
     store: &dyn ObjectStore,
     prefix: &Path,
     first: u64,
     tail: Vec<(u64, String, object_store::ObjectMeta)>,
-) -> Result<Vec<Fetched>> {
+) -> Result<(Vec<Fetched>, Option<u64>)> {
     let mut run = Vec::new();
+    let mut gap = None;
+    let listed = tail.len();
     for (expected, (g, ext, _)) in (first..).zip(tail) {
         if g < expected {
             // Two entries for one generation: only a writer of another format version can do
@@ -621,6 +639,7 @@ async fn fetch_tail(
             });
         }
         if g != expected {
+            gap = Some(expected);
             break;
         }
         run.push((g, ext));
@@ -635,10 +654,16 @@ async fn fetch_tail(
         let (path, ext, bytes) = item?;
         // Cleaned up after it was listed: a newer checkpoint covers it; what was read is a
         // consistent, slightly older state.
-        let Some(bytes) = bytes else { break };
+        let Some(bytes) = bytes else {
+            // Vanished after the listing: the end of the run, unless later entries were listed.
+            if out.len() + 1 < listed {
+                gap = gap.or(Some(first + out.len() as u64));
+            }
+            break;
+        };
         out.push((path, ext, bytes));
     }
-    Ok(out)
+    Ok((out, gap))
 }
 
 /// Decodes the version-2 entries of a fetched tail (`None` for version-1 ones, decoded as they

@@ -398,3 +398,129 @@ async fn a_damaged_checkpoint_is_an_error_naming_it() {
     assert!(matches!(e, Error::CorruptCatalog { .. }), "{e}");
     assert!(e.to_string().contains(&path.to_string()), "{e}");
 }
+
+/// Every object of the store, as bytes.
+async fn all_objects(store: &dyn ObjectStore) -> Vec<(Path, bytes::Bytes)> {
+    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+    let mut out = Vec::new();
+    for m in metas {
+        let b = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+        out.push((m.location, b));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+async fn describe_text(store: Arc<dyn ObjectStore>) -> Result<String, String> {
+    match Atlas::open(store, prefix()).await {
+        Ok(a) => Ok(format!("{} {:?}", a.generation(), a.describe())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn damaged_catalog_objects_fail_to_open_or_read_back_exactly() {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    atlas.set_orphan_retention(Duration::ZERO);
+    atlas.set_checkpoint_interval(3);
+    for b in 0..4 {
+        add_batch(&mut atlas, &format!("b{b}"), 4).await;
+    }
+    // A tail after the checkpoint: a deletion, then one more batch.
+    atlas.set_checkpoint_interval(u64::MAX);
+    atlas.delete_dataset("b1_00002").await.unwrap();
+    atlas.flush().await.unwrap();
+    let before_last = describe_text(mem.clone()).await.unwrap();
+    add_batch(&mut atlas, "last", 2).await;
+    let truth = describe_text(mem.clone()).await.unwrap();
+    let objects = all_objects(&*mem).await;
+    let catalog: Vec<usize> = (0..objects.len())
+        .filter(|&i| {
+            let p = objects[i].0.as_ref();
+            p.contains("/_log/") || p.contains("/_checkpoint/") || p.ends_with("atlas.json")
+        })
+        .collect();
+    let newest_log = catalog
+        .iter()
+        .copied()
+        .filter(|&i| objects[i].0.as_ref().contains("/_log/"))
+        .max_by(|&a, &b| objects[a].0.cmp(&objects[b].0))
+        .unwrap();
+    assert!(
+        catalog
+            .iter()
+            .any(|&i| objects[i].0.as_ref().contains("/_checkpoint/"))
+    );
+    // A small linear congruential generator: the same damages on every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 33) % n.max(1) as u64) as usize
+    };
+    let (mut detected, mut unaffected, mut rolled_back) = (0, 0, 0);
+    const TRIALS: usize = 400;
+    for trial in 0..TRIALS {
+        let victim = catalog[next(catalog.len())];
+        let bytes = objects[victim].1.to_vec();
+        let len = bytes.len();
+        let (kind, damaged) = match next(5) {
+            0 => {
+                let mut b = bytes;
+                let bit = next(len * 8);
+                b[bit / 8] ^= 1 << (bit % 8);
+                ("bit flip", Some(b))
+            }
+            1 => ("truncation", Some(bytes[..next(len)].to_vec())),
+            2 => {
+                let mut b = bytes;
+                let at = next(len);
+                let end = (at + 1 + next(64)).min(len);
+                b[at..end].iter_mut().for_each(|v| *v = 0);
+                ("zeroed range", Some(b))
+            }
+            3 => {
+                let mut b = bytes;
+                let at = next(len);
+                let end = (at + 1 + next(64)).min(len);
+                for v in &mut b[at..end] {
+                    *v = next(256) as u8;
+                }
+                ("garbage", Some(b))
+            }
+            _ => ("deletion", None),
+        };
+        let copy = Arc::new(InMemory::new());
+        for (i, (p, b)) in objects.iter().enumerate() {
+            let b = match (i == victim, &damaged) {
+                (false, _) => b.clone(),
+                (true, Some(d)) => bytes::Bytes::from(d.clone()),
+                (true, None) => continue,
+            };
+            copy.put(p, b.into()).await.unwrap();
+        }
+        let what = format!("trial {trial}: {kind} of {}", objects[victim].0);
+        let opened = tokio::spawn(describe_text(copy)).await;
+        match opened {
+            Err(join) => panic!("{what}: open panicked ({join})"),
+            Ok(Err(_)) => detected += 1,
+            Ok(Ok(got)) if got == truth => unaffected += 1,
+            // Without the newest log entry the store is the commit before it, which is what a
+            // store whose last commit never landed looks like; nothing can tell them apart.
+            Ok(Ok(got)) if kind == "deletion" && victim == newest_log && got == before_last => {
+                rolled_back += 1
+            }
+            Ok(Ok(got)) => panic!("{what}: opened as a different state:\n{got}\nnot\n{truth}"),
+        }
+    }
+    eprintln!(
+        "{TRIALS} trials: {detected} detected, {unaffected} unaffected, {rolled_back} rolled back \
+         to the commit before (the newest log entry deleted)"
+    );
+    assert_eq!(detected + unaffected + rolled_back, TRIALS);
+    assert!(detected > TRIALS / 2, "{detected} of {TRIALS} detected");
+}
