@@ -450,6 +450,39 @@ impl Atlas {
         self.inner.checkpoint_now().await
     }
 
+    /// Brings this handle up to the newest commit of the store (other writers' included) when it
+    /// holds no unflushed change; returns whether it moved. When nothing was committed since,
+    /// this costs one read of the next log entry's name and one listing of `_checkpoint/`. A
+    /// handle with unflushed changes is left as it is (its next flush rebases it instead).
+    pub async fn refresh(&self) -> Result<bool> {
+        let _gate = self.inner.gate.lock().await;
+        let clean = |st: &State| st.dirty.is_empty() && st.pending.is_empty();
+        let generation = {
+            let st = lock(&self.inner.state);
+            if !clean(&st) {
+                return Ok(false);
+            }
+            st.committed.generation
+        };
+        let (store, prefix) = (&*self.inner.store, &self.inner.prefix);
+        let mut interner = Interner::default();
+        let next = catalog::read_delta(store, prefix, generation + 1, &mut interner).await?;
+        // With no entry for the next generation, a checkpoint past this one is the only other
+        // sign of newer commits (clean-up removed the entries it covers).
+        if next.is_none() && catalog::newest_checkpoint(store, prefix).await? <= Some(generation) {
+            return Ok(false);
+        }
+        let (snap, interner) = catalog::load_latest(store, prefix).await?;
+        let mut st = lock(&self.inner.state);
+        if snap.generation <= generation || !clean(&st) || st.committed.generation != generation {
+            return Ok(false);
+        }
+        st.working = snap.clone();
+        st.committed = Arc::new(snap);
+        st.interner = interner;
+        Ok(true)
+    }
+
     /// Reads every segment of the current catalog in full and checks its size and CRC-32.
     /// Returns the number of segments checked.
     pub async fn verify(&self) -> Result<usize> {

@@ -388,7 +388,10 @@ async fn list_generations(
 }
 
 /// The newest checkpoint's generation, `None` when there is none.
-async fn newest_checkpoint(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<u64>> {
+pub(crate) async fn newest_checkpoint(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+) -> Result<Option<u64>> {
     Ok(list_generations(store, prefix, CHECKPOINT_DIR, None)
         .await?
         .into_iter()

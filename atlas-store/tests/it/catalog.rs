@@ -524,3 +524,37 @@ async fn damaged_catalog_objects_fail_to_open_or_read_back_exactly() {
     assert_eq!(detected + unaffected + rolled_back, TRIALS);
     assert!(detected > TRIALS / 2, "{detected} of {TRIALS} detected");
 }
+
+#[tokio::test]
+async fn a_clean_handle_refreshes_to_other_writers_commits() {
+    let mem = Arc::new(InMemory::new());
+    let counted = TestStore::new(mem.clone());
+    let mut writer = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    writer.set_orphan_retention(Duration::ZERO);
+    add_batch(&mut writer, "a", 2).await;
+    let mut reader = Atlas::open(counted.clone(), prefix()).await.unwrap();
+    // Nothing new: one read, of the next generation's entry (plus one listing of
+    // `_checkpoint/`, which the journal does not record), nothing else.
+    counted.take_journal();
+    assert!(!reader.refresh().await.unwrap());
+    let journal = counted.take_journal();
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert!(journal[0].0 == "get" && journal[0].1.ends_with("_log/00000000000000000002.atl"));
+    add_batch(&mut writer, "b", 2).await;
+    assert!(reader.refresh().await.unwrap());
+    assert!(reader.dataset_exists("b_00001"));
+    assert_eq!(reader.generation(), writer.generation());
+    // Behind a checkpoint whose clean-up removed the log the reader would have read.
+    add_batch(&mut writer, "c", 2).await;
+    writer.checkpoint().await.unwrap();
+    assert!(objects_under(&*mem, "_log").await.is_empty());
+    assert!(reader.refresh().await.unwrap());
+    assert!(reader.dataset_exists("c_00000"));
+    // A handle with unflushed changes stays where it is.
+    add_batch(&mut writer, "d", 1).await;
+    reader.create_dataset("mine").await.unwrap();
+    assert!(!reader.refresh().await.unwrap());
+    assert!(!reader.dataset_exists("d_00000") && reader.dataset_exists("mine"));
+}
