@@ -34,10 +34,13 @@ pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableP
 }
 
 /// A schema holding one table per variable of a store, plus `_datasets`, `_arrays` and
-/// `_attributes`.
+/// `_attributes`. Each table lookup (once per table a query names) first checks whether the
+/// store has newer commits (one read and one listing when it has none) and, if so, moves to
+/// a fresh handle on the newest one; queries already planned keep reading the state they
+/// planned on.
 #[derive(Debug)]
 pub struct AtlasSchemaProvider {
-    store: Arc<AtlasStore>,
+    store: Mutex<Arc<AtlasStore>>,
     tables: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
     /// Tables and views created in this schema by the session (`CREATE EXTERNAL TABLE`,
     /// `CREATE VIEW`); they live as long as the session and are never written to the store.
@@ -48,22 +51,41 @@ impl AtlasSchemaProvider {
     /// A schema over an opened store.
     pub fn new(store: Arc<AtlasStore>) -> Self {
         AtlasSchemaProvider {
-            store,
+            store: Mutex::new(store),
             tables: Mutex::new(HashMap::new()),
             session_tables: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The store behind the schema.
-    pub fn store(&self) -> &Arc<AtlasStore> {
-        &self.store
+    /// The store behind the schema, as of the last table lookup.
+    pub fn store(&self) -> Arc<AtlasStore> {
+        Arc::clone(&lock(&self.store))
+    }
+
+    /// Moves to the newest commit of the store, if there is a newer one than the schema's.
+    async fn refresh(&self) -> std::result::Result<(), Error> {
+        let current = self.store();
+        let newer = current
+            .atlas
+            .reopen_if_newer()
+            .await
+            .map_err(|e| Error::store(&current.location, e))?;
+        if let Some(atlas) = newer {
+            let next = AtlasStore::from_atlas(atlas, &current.location);
+            let mut store = lock(&self.store);
+            if Arc::ptr_eq(&store, &current) {
+                *store = next;
+                lock(&self.tables).clear();
+            }
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
 impl SchemaProvider for AtlasSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        let mut names = self.store.variables();
+        let mut names = self.store().variables();
         names.extend(METADATA_TABLES.iter().map(|s| s.to_string()));
         names.extend(lock(&self.session_tables).keys().cloned());
         names
@@ -73,13 +95,14 @@ impl SchemaProvider for AtlasSchemaProvider {
         if let Some(t) = lock(&self.session_tables).get(name) {
             return Ok(Some(Arc::clone(t)));
         }
+        self.refresh().await?;
         if !self.store_has(name) {
             return Ok(None);
         }
         if let Some(t) = lock(&self.tables).get(name) {
             return Ok(Some(Arc::clone(t)));
         }
-        let t = store_table(&self.store, name)?;
+        let t = store_table(&self.store(), name)?;
         lock(&self.tables).insert(name.to_string(), Arc::clone(&t));
         Ok(Some(t))
     }
@@ -96,7 +119,7 @@ impl SchemaProvider for AtlasSchemaProvider {
         if self.store_has(&name) {
             return Err(DataFusionError::Plan(format!(
                 "{name:?} is a table of ATLAS store {}; choose another name",
-                self.store.location
+                self.store().location
             )));
         }
         Ok(lock(&self.session_tables).insert(name, table))
@@ -109,7 +132,7 @@ impl SchemaProvider for AtlasSchemaProvider {
 
 impl AtlasSchemaProvider {
     fn store_has(&self, name: &str) -> bool {
-        METADATA_TABLES.contains(&name) || self.store.has_variable(name)
+        METADATA_TABLES.contains(&name) || self.store().has_variable(name)
     }
 }
 

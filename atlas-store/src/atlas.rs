@@ -464,14 +464,10 @@ impl Atlas {
             }
             st.committed.generation
         };
-        let (store, prefix) = (&*self.inner.store, &self.inner.prefix);
-        let mut interner = Interner::default();
-        let next = catalog::read_delta(store, prefix, generation + 1, &mut interner).await?;
-        // With no entry for the next generation, a checkpoint past this one is the only other
-        // sign of newer commits (clean-up removed the entries it covers).
-        if next.is_none() && catalog::newest_checkpoint(store, prefix).await? <= Some(generation) {
+        if !self.inner.committed_after(generation).await? {
             return Ok(false);
         }
+        let (store, prefix) = (&*self.inner.store, &self.inner.prefix);
         let (snap, interner) = catalog::load_latest(store, prefix).await?;
         let mut st = lock(&self.inner.state);
         if snap.generation <= generation || !clean(&st) || st.committed.generation != generation {
@@ -481,6 +477,18 @@ impl Atlas {
         st.committed = Arc::new(snap);
         st.interner = interner;
         Ok(true)
+    }
+
+    /// A new handle on the newest commit when the store has commits newer than this handle's
+    /// generation (`None` when it has none): what a reader that must not change under running
+    /// reads uses instead of [`Atlas::refresh`]. The check costs what `refresh`'s does.
+    pub async fn reopen_if_newer(&self) -> Result<Option<Atlas>> {
+        let generation = lock(&self.inner.state).committed.generation;
+        if !self.inner.committed_after(generation).await? {
+            return Ok(None);
+        }
+        let atlas = Atlas::open(Arc::clone(&self.inner.store), self.inner.prefix.clone()).await?;
+        Ok((atlas.generation() > generation).then_some(atlas))
     }
 
     /// Reads every segment of the current catalog in full and checks its size and CRC-32.
@@ -1042,6 +1050,20 @@ impl Inner {
                 .delete(&segment::object_path(&self.prefix, &key))
                 .await;
         }
+    }
+
+    /// Whether the store holds commits after `generation`: its next log entry exists, or (when
+    /// clean-up removed the entries a checkpoint covers) a checkpoint past it does.
+    async fn committed_after(&self, generation: u64) -> Result<bool> {
+        let (store, prefix) = (&*self.store, &self.prefix);
+        let mut interner = Interner::default();
+        if catalog::read_delta(store, prefix, generation + 1, &mut interner)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        Ok(catalog::newest_checkpoint(store, prefix).await? > Some(generation))
     }
 
     /// Writes a checkpoint when the log since the last one is long enough (or the store is

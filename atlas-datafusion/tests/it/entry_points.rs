@@ -72,6 +72,51 @@ async fn a_store_on_local_disk_registers_as_a_schema_in_one_line() {
 }
 
 #[tokio::test]
+async fn a_session_sees_commits_made_after_it_registered_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
+        std::sync::Arc::new(
+            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
+                dir.path(),
+            )
+            .unwrap(),
+        );
+    let mut writer = sensors(store, "store", 2, 10, 5).await;
+    let ctx = SessionContext::new();
+    let path = dir.path().join("store");
+    let schema = atlas_datafusion::register_store(&ctx, "s", path.to_str().unwrap())
+        .await
+        .unwrap();
+    let count = "SELECT count(*) FROM s._datasets";
+    assert_eq!(run(&ctx, count).await.rows, vec!["2"]);
+    let before = schema.store();
+    // Another handle commits a dataset with a new variable.
+    let ds = writer.create_dataset("late").await.unwrap();
+    ds.define_array::<f64>("salinity", vec!["obs".into()], vec![3], None, None)
+        .await
+        .unwrap();
+    ds.write_array(
+        "salinity",
+        vec![0],
+        ndarray::arr1(&[35.0, 35.5, 36.0]).into_dyn().view(),
+    )
+    .await
+    .unwrap();
+    writer.flush().await.unwrap();
+    // The next query of the same session sees it, in the metadata and as a table.
+    assert_eq!(run(&ctx, count).await.rows, vec!["3"]);
+    let r = run(
+        &ctx,
+        "SELECT dataset, max(salinity) FROM s.salinity GROUP BY dataset",
+    )
+    .await;
+    assert_eq!(r.rows, vec!["late|36.0"]);
+    // A handle planned before keeps its own state.
+    assert!(!before.has_variable("salinity"));
+    assert!(schema.store().has_variable("salinity"));
+}
+
+#[tokio::test]
 async fn memory_urls_work_for_every_entry_point() {
     let (ctx, store) = memory_session(2);
     sensors(store, "mem", 4, 8, 4).await;
