@@ -40,7 +40,7 @@ pub use error::{Error, Result};
 pub use layout::{arrow_type, dataset_type, widen};
 pub use meta::{METADATA_TABLES, dtype_name};
 pub use provider::{
-    AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory,
+    AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory, OpenedStores,
     register_atlas, register_opened, register_store, store_table,
 };
 pub use source::{AtlasSource, atlas_scans, scan_metrics};

@@ -179,8 +179,53 @@ pub fn register_atlas(ctx: &SessionContext) {
         .write()
         .table_factories_mut()
         .insert("ATLAS".to_string(), Arc::new(AtlasTableFactory));
-    ctx.register_udtf("atlas_scan", Arc::new(AtlasScanFunction));
-    ctx.register_udtf("atlas_datasets", Arc::new(AtlasDatasetsFunction));
+    let opened = OpenedStores::default();
+    ctx.register_udtf(
+        "atlas_scan",
+        Arc::new(AtlasScanFunction {
+            opened: opened.clone(),
+        }),
+    );
+    ctx.register_udtf("atlas_datasets", Arc::new(AtlasDatasetsFunction { opened }));
+}
+
+/// The stores the table functions of one session opened, by location: a later call reuses the
+/// handle (and its segment cache) unless the store has newer commits, which costs one read and
+/// one listing to find out.
+#[derive(Debug, Default, Clone)]
+pub struct OpenedStores(Arc<Mutex<HashMap<String, Arc<AtlasStore>>>>);
+
+impl OpenedStores {
+    /// The handle opened for `location`, if any.
+    pub fn cached(&self, location: &str) -> Option<Arc<AtlasStore>> {
+        lock(&self.0).get(location).cloned()
+    }
+
+    fn get(&self, location: &str, runtime: &Arc<RuntimeEnv>) -> Result<Arc<AtlasStore>> {
+        let cached = lock(&self.0).get(location).cloned();
+        let store = match cached {
+            Some(store) => {
+                let newer = block_on(location, async {
+                    store
+                        .atlas
+                        .reopen_if_newer()
+                        .await
+                        .map_err(|e| Error::store(location, e).into())
+                })?;
+                match newer {
+                    Some(atlas) => AtlasStore::from_atlas(atlas, location),
+                    None => return Ok(store),
+                }
+            }
+            None => block_on(location, async {
+                AtlasStore::open(location, runtime)
+                    .await
+                    .map_err(DataFusionError::from)
+            })?,
+        };
+        lock(&self.0).insert(location.to_string(), Arc::clone(&store));
+        Ok(store)
+    }
 }
 
 /// `CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION '<store>' OPTIONS ('variable' '<name>')`.
@@ -238,17 +283,19 @@ fn string_arg(args: &[Expr], i: usize, function: &str, what: &str) -> Result<Str
     }
 }
 
-/// Opens a store from synchronous code (table functions are planned synchronously) on a thread
-/// of its own, so it works under any runtime.
-fn open_blocking(location: &str, runtime: &Arc<RuntimeEnv>) -> Result<Arc<AtlasStore>> {
+/// Runs store I/O from synchronous code (table functions are planned synchronously) on a
+/// thread of its own, so it works under any runtime.
+fn block_on<T: Send>(
+    location: &str,
+    work: impl std::future::Future<Output = Result<T>> + Send,
+) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            rt.block_on(AtlasStore::open(location, runtime))
-                .map_err(DataFusionError::from)
+            rt.block_on(work)
         })
         .join()
         .map_err(|_| DataFusionError::Internal(format!("opening {location} panicked")))?
@@ -257,7 +304,10 @@ fn open_blocking(location: &str, runtime: &Arc<RuntimeEnv>) -> Result<Arc<AtlasS
 
 /// `atlas_scan('<store>', '<variable>')`: the table of one variable.
 #[derive(Debug, Default)]
-pub struct AtlasScanFunction;
+pub struct AtlasScanFunction {
+    /// Stores opened by this session's table functions.
+    pub opened: OpenedStores,
+}
 
 impl TableFunctionImpl for AtlasScanFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
@@ -271,14 +321,17 @@ impl TableFunctionImpl for AtlasScanFunction {
         }
         let location = string_arg(exprs, 0, "atlas_scan", "store location")?;
         let variable = string_arg(exprs, 1, "atlas_scan", "variable name")?;
-        let store = open_blocking(&location, args.session().runtime_env())?;
+        let store = self.opened.get(&location, args.session().runtime_env())?;
         store_table(&store, &variable)
     }
 }
 
 /// `atlas_datasets('<store>')`: the `_datasets` table of a store.
 #[derive(Debug, Default)]
-pub struct AtlasDatasetsFunction;
+pub struct AtlasDatasetsFunction {
+    /// Stores opened by this session's table functions.
+    pub opened: OpenedStores,
+}
 
 impl TableFunctionImpl for AtlasDatasetsFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
@@ -291,7 +344,7 @@ impl TableFunctionImpl for AtlasDatasetsFunction {
             .into());
         }
         let location = string_arg(exprs, 0, "atlas_datasets", "store location")?;
-        let store = open_blocking(&location, args.session().runtime_env())?;
+        let store = self.opened.get(&location, args.session().runtime_env())?;
         store_table(&store, "_datasets")
     }
 }

@@ -117,6 +117,44 @@ async fn a_session_sees_commits_made_after_it_registered_the_store() {
 }
 
 #[tokio::test]
+async fn table_functions_reuse_the_store_they_opened_until_it_has_newer_commits() {
+    use atlas_datafusion::{AtlasDatasetsFunction, OpenedStores};
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
+        std::sync::Arc::new(
+            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
+                dir.path(),
+            )
+            .unwrap(),
+        );
+    let mut writer = sensors(store, "store", 2, 10, 5).await;
+    let location = dir.path().join("store").to_str().unwrap().to_string();
+    let ctx = SessionContext::new();
+    let opened = OpenedStores::default();
+    ctx.register_udtf(
+        "atlas_datasets",
+        std::sync::Arc::new(AtlasDatasetsFunction {
+            opened: opened.clone(),
+        }),
+    );
+    let count = format!("SELECT count(*) FROM atlas_datasets('{location}')");
+    assert_eq!(run(&ctx, &count).await.rows, vec!["2"]);
+    let first = opened.cached(&location).unwrap();
+    assert_eq!(run(&ctx, &count).await.rows, vec!["2"]);
+    assert!(std::sync::Arc::ptr_eq(
+        &first,
+        &opened.cached(&location).unwrap()
+    ));
+    writer.create_dataset("late").await.unwrap();
+    writer.flush().await.unwrap();
+    assert_eq!(run(&ctx, &count).await.rows, vec!["3"]);
+    assert!(!std::sync::Arc::ptr_eq(
+        &first,
+        &opened.cached(&location).unwrap()
+    ));
+}
+
+#[tokio::test]
 async fn memory_urls_work_for_every_entry_point() {
     let (ctx, store) = memory_session(2);
     sensors(store, "mem", 4, 8, 4).await;
