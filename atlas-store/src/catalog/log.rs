@@ -912,6 +912,104 @@ mod tests {
         snap
     }
 
+    /// Reads everything a snapshot holds, the way planners and `info` do.
+    fn touch_everything(s: &Snapshot) -> usize {
+        let mut n = 0;
+        for (name, d) in s.iter() {
+            n += name.len() + d.seq() as usize % 2;
+            n += d.attributes().iter().count();
+            for a in d.arrays() {
+                n += a.name().len() + a.schema().dims.len() + a.attributes().iter().count();
+                n += usize::from(a.segment().is_some()) + usize::from(a.stats().is_some());
+            }
+            n += d.to_dataset().arrays.len();
+        }
+        n + s.fold().len()
+    }
+
+    /// Payloads with a valid checksum but damaged content (a buggy or foreign writer, a
+    /// hand-edited file): decoding either fails or gives a snapshot every reader can walk.
+    #[test]
+    fn damaged_payloads_behind_valid_checksums_decode_to_errors_never_panics() {
+        let snap = varied_snapshot();
+        let checkpoint = encode_checkpoint(&snap.fold()).unwrap();
+        let payload = unseal(&Path::from("c"), &checkpoint, KIND_CHECKPOINT).unwrap();
+        // A log entry of the same datasets, applied to an empty state with its segment listed.
+        let names: Vec<Name> = snap.changed.keys().cloned().collect();
+        let delta = Delta {
+            generation: 1,
+            commit_id: "c".into(),
+            added_segments: snap
+                .segments
+                .iter()
+                .map(|(k, s)| (Name::clone(k), s.entry.clone()))
+                .collect(),
+            datasets: changes_for(&snap, &names),
+            dropped_segments: vec![],
+        };
+        let entry = unseal(
+            &Path::from("l"),
+            &encode_delta(&delta, None).unwrap(),
+            KIND_LOG,
+        )
+        .unwrap();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((x >> 33) % n.max(1) as u64) as usize
+        };
+        let (mut refused, mut decoded) = (0, 0);
+        for trial in 0..4000 {
+            let log = trial % 2 == 1;
+            let mut p = if log { entry.clone() } else { payload.clone() };
+            match next(4) {
+                0 => {
+                    for _ in 0..1 + next(4) {
+                        let bit = next(p.len() * 8);
+                        p[bit / 8] ^= 1 << (bit % 8);
+                    }
+                }
+                1 => p.truncate(next(p.len())),
+                2 => {
+                    let at = next(p.len());
+                    let end = (at + 1 + next(16)).min(p.len());
+                    for b in &mut p[at..end] {
+                        *b = next(256) as u8;
+                    }
+                }
+                _ => {
+                    // A byte set to a boundary value: lengths and indices just past the end.
+                    let at = next(p.len());
+                    p[at] = [0x00, 0x01, 0x7f, 0xff, 0xcc, 0xce][next(6)];
+                }
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if log {
+                    let sealed = seal(KIND_LOG, &p)?;
+                    let (d, _) = decode_delta(&Path::from("l"), &sealed, &mut Interner::default())?;
+                    let mut base = Snapshot::empty(settings());
+                    base.apply_in_place(&d, "l")?;
+                    Ok(touch_everything(&base))
+                } else {
+                    let sealed = seal(KIND_CHECKPOINT, &p)?;
+                    decode_checkpoint(&Path::from("c"), &sealed, &mut Interner::default())
+                        .map(|s| touch_everything(&s))
+                }
+            }));
+            match outcome {
+                Err(_) => panic!("trial {trial}: a damaged payload panicked the decoder"),
+                Ok(Err(e)) => {
+                    assert!(matches!(e, Error::CorruptCatalog { .. }), "{e}");
+                    refused += 1;
+                }
+                Ok(Ok(_)) => decoded += 1,
+            }
+        }
+        assert!(refused > 1500, "{refused} refused, {decoded} decoded");
+    }
+
     #[test]
     fn a_checkpoint_written_from_columns_is_the_one_written_from_objects() {
         let objects = varied_snapshot();
