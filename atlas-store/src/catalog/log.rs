@@ -48,6 +48,7 @@ fn root_path(prefix: &Path, ext: &str) -> Path {
 
 /// Wraps a msgpack payload: magic, kind, version, decoded length, CRC-32 of the compressed
 /// bytes, then the zstd-compressed payload.
+#[cfg(test)]
 fn seal(kind: u8, payload: &[u8]) -> Result<Vec<u8>> {
     let packed = zstd::bulk::compress(payload, 3).map_err(|e| Error::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER + packed.len());
@@ -58,6 +59,43 @@ fn seal(kind: u8, payload: &[u8]) -> Result<Vec<u8>> {
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&packed).to_le_bytes());
     out.extend_from_slice(&packed);
+    Ok(out)
+}
+
+/// [`seal`] of a document's MessagePack, encoded straight into the compressor: a checkpoint of
+/// a million datasets never exists uncompressed as a whole.
+fn seal_doc<T: Serialize>(kind: u8, doc: &T) -> Result<Vec<u8>> {
+    use std::io::Write;
+    /// Counts the bytes written through it.
+    struct Counting<W>(W, u64);
+    impl<W: Write> Write for Counting<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(buf)?;
+            self.1 += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    let encode = |e: &dyn std::fmt::Display| Error::Encode(e.to_string());
+    let out = vec![0u8; HEADER];
+    let mut z = Counting(
+        zstd::stream::Encoder::new(out, 3).map_err(|e| encode(&e))?,
+        0,
+    );
+    rmp_serde::encode::write(&mut z, doc).map_err(|e| encode(&e))?;
+    let decoded = z.1;
+    let mut out = z.0.finish().map_err(|e| encode(&e))?;
+    let crc = crc32fast::hash(&out[HEADER..]);
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.push(kind);
+    header.push(0);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&decoded.to_le_bytes());
+    header.extend_from_slice(&crc.to_le_bytes());
+    out[..HEADER].copy_from_slice(&header);
     Ok(out)
 }
 
@@ -182,8 +220,7 @@ fn encode_delta(delta: &Delta, settings: Option<Settings>) -> Result<Vec<u8>> {
             .map(|k| k.to_string())
             .collect(),
     };
-    let payload = rmp_serde::to_vec(&doc).map_err(|e| Error::Encode(e.to_string()))?;
-    seal(KIND_LOG, &payload)
+    seal_doc(KIND_LOG, &doc)
 }
 
 fn decode_delta(
@@ -242,8 +279,7 @@ fn encode_checkpoint(snap: &Snapshot) -> Result<Vec<u8>> {
         counts,
         columns,
     };
-    let payload = rmp_serde::to_vec(&doc).map_err(|e| Error::Encode(e.to_string()))?;
-    seal(KIND_CHECKPOINT, &payload)
+    seal_doc(KIND_CHECKPOINT, &doc)
 }
 
 fn decode_checkpoint(path: &Path, bytes: &[u8], interner: &mut Interner) -> Result<Snapshot> {
