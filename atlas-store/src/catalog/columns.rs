@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::frozen::AttrsRef;
+use super::frozen::{AttrsRef, Remaps};
 use super::frozen::{
     DsRef, EntryRef, Frozen, FrozenDataset, FrozenEntry, STAT_BYTES, STAT_FLOAT, STAT_INT,
     STAT_NONE, STAT_TS, STAT_UINT,
@@ -249,16 +249,6 @@ pub(crate) struct Columns<'a> {
     removed: Col<'a>,
 }
 
-/// See [`ColumnsWriter::remaps`].
-struct WriteRemap {
-    source: usize,
-    strings: Vec<u32>,
-    schemas: Vec<u32>,
-    sets: Vec<u32>,
-    /// String id of each string value.
-    values: Vec<u32>,
-}
-
 /// Builds [`Columns`], interning as it goes.
 #[derive(Default)]
 pub(crate) struct ColumnsWriter {
@@ -269,9 +259,9 @@ pub(crate) struct ColumnsWriter {
     schemas: HashMap<usize, u32>,
     /// Sets written, by pointer (objects).
     attrs: HashMap<usize, u32>,
-    /// Table indices of each base already written (`u32::MAX`: not yet), so writing a
-    /// checkpoint from columns costs array lookups, not hashing.
-    remaps: Vec<WriteRemap>,
+    /// Table indices of each base already written, so writing a checkpoint from columns costs
+    /// array lookups, not hashing (`Remap::values` holds a string value's string id).
+    remaps: Remaps,
     datasets: usize,
     arrays: usize,
     segments: usize,
@@ -320,21 +310,6 @@ impl ColumnsWriter {
         self.cols.schemas.push((**s).clone());
         self.schemas.insert(key, i);
         i
-    }
-
-    fn remap(&mut self, f: &Frozen) -> usize {
-        let ptr = f as *const Frozen as usize;
-        if let Some(i) = self.remaps.iter().position(|r| r.source == ptr) {
-            return i;
-        }
-        self.remaps.push(WriteRemap {
-            source: ptr,
-            strings: vec![u32::MAX; f.strings.len()],
-            schemas: vec![u32::MAX; f.schemas.len()],
-            sets: vec![u32::MAX; f.sets()],
-            values: vec![u32::MAX; f.values.len()],
-        });
-        self.remaps.len() - 1
     }
 
     fn frozen_string(&mut self, m: usize, f: &Frozen, i: u32) -> u32 {
@@ -416,7 +391,7 @@ impl ColumnsWriter {
     fn attrs(&mut self, a: AttrsRef<'_>) -> u32 {
         let a = match a {
             AttrsRef::Frozen(f, s) => {
-                let m = self.remap(f);
+                let m = self.remaps.of(f);
                 return self.frozen_attrs(m, f, s);
             }
             AttrsRef::Owned(a) => a,
@@ -440,7 +415,7 @@ impl ColumnsWriter {
 
     /// An array row of a base, written from the columns.
     fn frozen_entry(&mut self, f: &Frozen, i: usize) {
-        let m = self.remap(f);
+        let m = self.remaps.of(f);
         let r = f.entries[i];
         let name = self.frozen_string(m, f, r.name);
         let schema = match self.remaps[m].schemas[r.schema as usize] {

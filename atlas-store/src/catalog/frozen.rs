@@ -190,14 +190,50 @@ impl Frozen {
     }
 }
 
-/// Table indices of one source [`Frozen`] already copied into the output (`u32::MAX`: not
-/// yet), so copying a row costs array lookups, not hashing.
-struct Remap {
+/// Table indices of source bases already carried into an output (`u32::MAX`: not yet), so
+/// copying a row of a base costs array lookups, not hashing. The fold ([`FrozenBuilder`]) and
+/// the checkpoint writer both use it.
+#[derive(Default)]
+pub(crate) struct Remaps(Vec<Remap>);
+
+/// See [`Remaps`]: one source's table indices in the output.
+pub(crate) struct Remap {
     source: usize,
-    strings: Vec<u32>,
-    schemas: Vec<u32>,
-    sets: Vec<u32>,
-    values: Vec<u32>,
+    pub strings: Vec<u32>,
+    pub schemas: Vec<u32>,
+    pub sets: Vec<u32>,
+    pub values: Vec<u32>,
+}
+
+impl Remaps {
+    /// The index of `f`'s remap, made on first use.
+    pub(crate) fn of(&mut self, f: &Frozen) -> usize {
+        let ptr = f as *const Frozen as usize;
+        if let Some(i) = self.0.iter().position(|r| r.source == ptr) {
+            return i;
+        }
+        self.0.push(Remap {
+            source: ptr,
+            strings: vec![u32::MAX; f.strings.len()],
+            schemas: vec![u32::MAX; f.schemas.len()],
+            sets: vec![u32::MAX; f.sets()],
+            values: vec![u32::MAX; f.values.len()],
+        });
+        self.0.len() - 1
+    }
+}
+
+impl std::ops::Index<usize> for Remaps {
+    type Output = Remap;
+    fn index(&self, m: usize) -> &Remap {
+        &self.0[m]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Remaps {
+    fn index_mut(&mut self, m: usize) -> &mut Remap {
+        &mut self.0[m]
+    }
 }
 
 /// Builds a [`Frozen`] from datasets given in name order. Rows of other `Frozen`s are copied
@@ -209,7 +245,7 @@ pub(crate) struct FrozenBuilder {
     schemas: HashMap<usize, u32>,
     sets: HashMap<usize, u32>,
     values: HashMap<usize, u32>,
-    remaps: Vec<Remap>,
+    remaps: Remaps,
 }
 
 impl FrozenBuilder {
@@ -250,22 +286,6 @@ impl FrozenBuilder {
         self.out.set_ends.len() as u32 - 1
     }
 
-    /// The index of `f`'s remap, made on first use.
-    fn remap(&mut self, f: &Frozen) -> usize {
-        let ptr = f as *const Frozen as usize;
-        if let Some(i) = self.remaps.iter().position(|r| r.source == ptr) {
-            return i;
-        }
-        self.remaps.push(Remap {
-            source: ptr,
-            strings: vec![u32::MAX; f.strings.len()],
-            schemas: vec![u32::MAX; f.schemas.len()],
-            sets: vec![u32::MAX; f.sets()],
-            values: vec![u32::MAX; f.values.len()],
-        });
-        self.remaps.len() - 1
-    }
-
     fn frozen_string(&mut self, m: usize, f: &Frozen, i: u32) -> u32 {
         let slot = self.remaps[m].strings[i as usize];
         if slot != u32::MAX {
@@ -303,7 +323,7 @@ impl FrozenBuilder {
     fn attrs(&mut self, a: AttrsRef<'_>) -> u32 {
         match a {
             AttrsRef::Frozen(f, set) => {
-                let m = self.remap(f);
+                let m = self.remaps.of(f);
                 self.frozen_set(m, f, set)
             }
             AttrsRef::Owned(a) => {
@@ -323,7 +343,7 @@ impl FrozenBuilder {
     }
 
     fn frozen_entry(&mut self, f: &Frozen, i: usize) -> FrozenEntry {
-        let m = self.remap(f);
+        let m = self.remaps.of(f);
         let r = f.entries[i];
         let name = self.frozen_string(m, f, r.name);
         let schema = match self.remaps[m].schemas[r.schema as usize] {
