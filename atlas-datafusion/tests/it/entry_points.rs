@@ -5,17 +5,21 @@ use datafusion::prelude::SessionContext;
 
 use crate::support::{error_of, memory_session, run, sensors};
 
+/// An object store over a local folder.
+fn local_store(
+    dir: &std::path::Path,
+) -> std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> {
+    std::sync::Arc::new(
+        atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn a_store_on_local_disk_registers_as_a_schema_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
-        std::sync::Arc::new(
-            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
-                dir.path(),
-            )
-            .unwrap(),
-        );
+    let store = local_store(dir.path());
     sensors(store, "store", 3, 10, 5).await;
 
     let ctx = SessionContext::new_with_config(
@@ -74,13 +78,7 @@ async fn a_store_on_local_disk_registers_as_a_schema_in_one_line() {
 #[tokio::test]
 async fn a_session_sees_commits_made_after_it_registered_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
-        std::sync::Arc::new(
-            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
-                dir.path(),
-            )
-            .unwrap(),
-        );
+    let store = local_store(dir.path());
     let mut writer = sensors(store, "store", 2, 10, 5).await;
     let ctx = SessionContext::new();
     let path = dir.path().join("store");
@@ -120,13 +118,7 @@ async fn a_session_sees_commits_made_after_it_registered_the_store() {
 async fn table_functions_reuse_the_store_they_opened_until_it_has_newer_commits() {
     use atlas_datafusion::{AtlasDatasetsFunction, OpenedStores};
     let dir = tempfile::tempdir().unwrap();
-    let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
-        std::sync::Arc::new(
-            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
-                dir.path(),
-            )
-            .unwrap(),
-        );
+    let store = local_store(dir.path());
     let mut writer = sensors(store, "store", 2, 10, 5).await;
     let location = dir.path().join("store").to_str().unwrap().to_string();
     let ctx = SessionContext::new();
@@ -213,13 +205,7 @@ async fn bad_locations_and_variables_are_errors_that_name_them() {
 #[tokio::test]
 async fn a_corrupted_segment_is_an_error_naming_it_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let store: std::sync::Arc<dyn atlas_datafusion::atlas_store::object_store::ObjectStore> =
-        std::sync::Arc::new(
-            atlas_datafusion::atlas_store::object_store::local::LocalFileSystem::new_with_prefix(
-                dir.path(),
-            )
-            .unwrap(),
-        );
+    let store = local_store(dir.path());
     sensors(store, "store", 3, 10, 5).await;
     let seg_dir = dir.path().join("store").join("temperature");
     for entry in std::fs::read_dir(&seg_dir).unwrap() {

@@ -175,6 +175,23 @@ async fn deletes_take_effect_at_flush_and_compact_reclaims_their_bytes() {
 
 #[tokio::test]
 async fn a_reader_whose_segment_was_compacted_away_gets_a_retriable_error() {
+    let (mem, mut writer) = two_segment_store().await;
+    let reader = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
+    // No retention: the segments the reader planned on are removed at once.
+    writer.set_orphan_retention(std::time::Duration::ZERO);
+    writer.compact().await.unwrap();
+    let err = read_d0(&reader).await.unwrap_err();
+    assert!(
+        matches!(err, atlas_store::Error::SegmentGone { .. }),
+        "{err}"
+    );
+    let fresh = Atlas::open(mem, Path::from("s")).await.unwrap();
+    assert!(read_d0(&fresh).await.is_ok());
+}
+
+/// A store of two datasets `d0`, `d1` with an 8-value `v`, flushed one at a time (so `v` sits
+/// in two segments), and the writer that made it.
+async fn two_segment_store() -> (Arc<InMemory>, Atlas) {
     let mem = Arc::new(InMemory::new());
     let mut writer = Atlas::create(mem.clone(), Path::from("s"), StoreConfig::default())
         .await
@@ -183,31 +200,7 @@ async fn a_reader_whose_segment_was_compacted_away_gets_a_retriable_error() {
         ramp_dataset(&mut writer, &format!("d{i}"), "v", 8, 0.0).await;
         writer.flush().await.unwrap();
     }
-    let reader = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
-    // No retention: the segments the reader planned on are removed at once.
-    writer.set_orphan_retention(std::time::Duration::ZERO);
-    writer.compact().await.unwrap();
-    let err = reader
-        .open_dataset("d0")
-        .await
-        .unwrap()
-        .read_array::<f32>("v", vec![], vec![])
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, atlas_store::Error::SegmentGone { .. }),
-        "{err}"
-    );
-    let fresh = Atlas::open(mem, Path::from("s")).await.unwrap();
-    assert!(
-        fresh
-            .open_dataset("d0")
-            .await
-            .unwrap()
-            .read_array::<f32>("v", vec![], vec![])
-            .await
-            .is_ok()
-    );
+    (mem, writer)
 }
 
 async fn read_d0(atlas: &Atlas) -> atlas_store::Result<Option<Vec<f32>>> {
@@ -221,14 +214,7 @@ async fn read_d0(atlas: &Atlas) -> atlas_store::Result<Option<Vec<f32>>> {
 
 #[tokio::test]
 async fn compaction_keeps_what_it_retires_for_the_retention_period() {
-    let mem = Arc::new(InMemory::new());
-    let mut writer = Atlas::create(mem.clone(), Path::from("s"), StoreConfig::default())
-        .await
-        .unwrap();
-    for i in 0..2 {
-        ramp_dataset(&mut writer, &format!("d{i}"), "v", 8, 0.0).await;
-        writer.flush().await.unwrap();
-    }
+    let (mem, mut writer) = two_segment_store().await;
     let reader = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
     let idle = Atlas::open(mem.clone(), Path::from("s")).await.unwrap();
     let retention = std::time::Duration::from_millis(300);
