@@ -543,8 +543,6 @@ pub(crate) struct Decoded {
 struct Strings<'a> {
     text: &'a str,
     ends: Vec<u32>,
-    /// Strings made shared names so far (array names, keys, segments), by index: few.
-    names: HashMap<u64, Name>,
 }
 
 impl<'a> Strings<'a> {
@@ -558,11 +556,7 @@ impl<'a> Strings<'a> {
             start = end;
         }
         let text = std::str::from_utf8(bytes).map_err(|e| format!("string table: {e}"))?;
-        Ok(Strings {
-            text,
-            names: HashMap::new(),
-            ends,
-        })
+        Ok(Strings { text, ends })
     }
 
     fn get(&self, i: u64) -> std::result::Result<&'a str, String> {
@@ -579,13 +573,9 @@ impl<'a> Strings<'a> {
             .ok_or_else(|| format!("string {i} splits a character"))
     }
 
-    fn name(&mut self, i: u64, interner: &mut Interner) -> std::result::Result<Name, String> {
-        if let Some(n) = self.names.get(&i) {
-            return Ok(Name::clone(n));
-        }
-        let n = interner.name(self.get(i)?);
-        self.names.insert(i, Name::clone(&n));
-        Ok(n)
+    /// String `i` as a shared name (the interner keeps one copy of each).
+    fn name(&self, i: u64, interner: &mut Interner) -> std::result::Result<Name, String> {
+        Ok(interner.name(self.get(i)?))
     }
 }
 
@@ -604,7 +594,7 @@ impl Columns<'_> {
             rows(counts[2])?,
             rows(counts[3])?,
         ];
-        let mut strings = Strings::new(&self.strings, &self.string_ends)?;
+        let strings = Strings::new(&self.strings, &self.string_ends)?;
         let schemas: Vec<Arc<ArraySchema>> = self
             .schemas
             .iter()
@@ -913,7 +903,7 @@ impl Local {
         {
             return Ok(j);
         }
-        let name = interner.name(strings.get(u64::from(i))?);
+        let name = strings.name(u64::from(i), interner)?;
         let j = out.len() as u32;
         out.push(name);
         self.0[i as usize] = j;
