@@ -1056,11 +1056,7 @@ impl Inner {
     /// clean-up removed the entries a checkpoint covers) a checkpoint past it does.
     async fn committed_after(&self, generation: u64) -> Result<bool> {
         let (store, prefix) = (&*self.store, &self.prefix);
-        let mut interner = Interner::default();
-        if catalog::read_delta(store, prefix, generation + 1, &mut interner)
-            .await?
-            .is_some()
-        {
+        if catalog::log_entry_exists(store, prefix, generation + 1).await? {
             return Ok(true);
         }
         Ok(catalog::newest_checkpoint(store, prefix).await? > Some(generation))

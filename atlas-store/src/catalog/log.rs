@@ -538,6 +538,17 @@ pub(crate) async fn commit(
 
 /// Reads the version-2 log entry of `generation`, `None` when it was never committed (or has
 /// been cleaned up).
+/// Whether generation `generation` has a version-2 log entry (read, not decoded).
+pub(crate) async fn log_entry_exists(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    generation: u64,
+) -> Result<bool> {
+    Ok(get_opt(store, &log_path(prefix, generation, EXT))
+        .await?
+        .is_some())
+}
+
 pub(crate) async fn read_delta(
     store: &dyn ObjectStore,
     prefix: &Path,
