@@ -27,6 +27,7 @@ const CHECKPOINT_MIN_LOG_BYTES: u64 = 1 << 20;
 /// come once per eighth of the store changed, so their cost per changed dataset stays flat.
 const CHECKPOINT_LOG_FRACTION: u64 = 8;
 use crate::segment::{self, SegmentCache};
+use crate::sums;
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the state is only
 /// mutated in short sections that leave it consistent).
@@ -491,25 +492,13 @@ impl Atlas {
         Ok((atlas.generation() > generation).then_some(atlas))
     }
 
-    /// Reads every segment of the current catalog in full and checks its size and CRC-32.
-    /// Returns the number of segments checked.
+    /// Reads every segment of the current catalog in full and checks its size and CRC-32, and
+    /// its page checksums (an error names the first damaged byte range). Returns the number of
+    /// segments checked.
     pub async fn verify(&self) -> Result<usize> {
         let segments = lock(&self.inner.state).committed.segments.clone();
         for (key, live) in &segments {
-            let entry = &live.entry;
-            let path = segment::object_path(&self.inner.prefix, key);
-            let (size, crc) = segment::checksum(&*self.inner.store, &path).await?;
-            if size != entry.size || crc != entry.crc32 {
-                return Err(Error::CorruptSegment {
-                    path: path.to_string(),
-                    reason: format!(
-                        "{size} bytes with CRC-32 {crc:08x}, but the catalog records {} bytes \
-                         with {:08x}",
-                        entry.size, entry.crc32
-                    ),
-                    source: None,
-                });
-            }
+            self.inner.segments.verify(key, &live.entry).await?;
         }
         Ok(segments.len())
     }
@@ -783,7 +772,8 @@ impl Inner {
             })
             .collect();
         drop(file);
-        let (size, crc32) = hashing.digest();
+        let (size, crc32, sums) = hashing.digest();
+        let sums = segment::write_sums(&*self.store, &path, &sums).await?;
         let mut st = lock(&self.state);
         st.stats.segments_written += 1;
         st.stats.segment_bytes_written += size;
@@ -791,6 +781,7 @@ impl Inner {
             variable: st.interner.name(variable),
             size,
             crc32,
+            sums: Some(sums),
         };
         let key = st.interner.name(&key);
         Ok((key, entry, stats))
@@ -1045,10 +1036,9 @@ impl Inner {
         };
         // Spills superseded before they were ever committed are this handle's alone.
         for key in garbage {
-            let _ = self
-                .store
-                .delete(&segment::object_path(&self.prefix, &key))
-                .await;
+            let path = segment::object_path(&self.prefix, &key);
+            let _ = self.store.delete(&path).await;
+            let _ = self.store.delete(&sums::sidecar_path(&path)).await;
         }
     }
 
@@ -1287,29 +1277,48 @@ impl Inner {
             .map(|k| segment::object_path(&self.prefix, k))
             .collect();
         let mut sizes: HashMap<Path, u64> = HashMap::new();
+        // Sidecars go with their segment; one whose segment is gone ages like an orphan.
+        let mut lone_sidecars = Vec::new();
         for meta in listing {
-            if !segment::is_segment(&self.prefix, &meta.location) || live.contains(&meta.location) {
+            let sidecar_of = sums::segment_of(&meta.location);
+            let segment = sidecar_of.as_ref().unwrap_or(&meta.location);
+            if !segment::is_segment(&self.prefix, segment) || live.contains(segment) {
                 continue;
             }
             sizes.insert(meta.location.clone(), meta.size);
-            if doomed.contains(&meta.location) {
-                continue;
-            }
             let age = now
                 .duration_since(meta.last_modified.into())
                 .unwrap_or(Duration::ZERO);
+            if sidecar_of.is_some() {
+                if age >= retention {
+                    lone_sidecars.push(meta.location);
+                }
+                continue;
+            }
+            if doomed.contains(&meta.location) {
+                continue;
+            }
             if age >= retention {
                 doomed.insert(meta.location);
             } else {
                 report.orphans_kept += 1;
             }
         }
+        let sidecars: Vec<Path> = doomed.iter().map(sums::sidecar_path).collect();
         for path in doomed {
             match self.store.delete(&path).await {
                 Ok(()) => {
                     report.segments_removed += 1;
                     report.bytes_removed += sizes.get(&path).copied().unwrap_or(0);
                 }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::store(&path, e)),
+            }
+        }
+        let sidecars: HashSet<Path> = sidecars.into_iter().chain(lone_sidecars).collect();
+        for path in sidecars {
+            match self.store.delete(&path).await {
+                Ok(()) => report.bytes_removed += sizes.get(&path).copied().unwrap_or(0),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(Error::store(&path, e)),
             }

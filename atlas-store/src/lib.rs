@@ -49,6 +49,7 @@ mod io;
 mod pending;
 mod schema;
 mod segment;
+mod sums;
 
 pub use array_format::{ArrayElement, ArrayStats, DType, FillValue, StatValue, TimestampNs};
 pub(crate) use atlas::lock;

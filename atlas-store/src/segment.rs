@@ -18,6 +18,7 @@ use crate::catalog::SegmentEntry;
 use crate::config::Codec;
 use crate::error::{Error, Result};
 use crate::lock;
+use crate::sums::{PageHasher, Sums, VerifiedStore};
 
 /// Decoded-block budget shared by every segment a handle opens.
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -68,8 +69,30 @@ pub(crate) fn new_writer(codec: Codec) -> ArrayWriter {
 pub(crate) struct SegmentCache {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
-    files: Mutex<HashMap<String, Arc<ArrayFile>>>,
+    files: Mutex<HashMap<String, Opened>>,
     blocks: Arc<BlockCache>,
+}
+
+/// One opened segment and the store its reads are checked through.
+struct Opened {
+    file: Arc<ArrayFile>,
+    verified: Option<Arc<VerifiedStore>>,
+}
+
+/// Writes the page-checksum sidecar of the segment at `segment`; returns the CRC-32 of its
+/// bytes, which the catalog records.
+pub(crate) async fn write_sums(
+    store: &dyn ObjectStore,
+    segment: &Path,
+    sums: &Sums,
+) -> Result<u32> {
+    let (bytes, crc) = sums.encode();
+    let path = crate::sums::sidecar_path(segment);
+    store
+        .put(&path, bytes.into())
+        .await
+        .map_err(|e| Error::store(&path, e))?;
+    Ok(crc)
 }
 
 impl std::fmt::Debug for SegmentCache {
@@ -96,9 +119,13 @@ impl SegmentCache {
         entry: Option<&SegmentEntry>,
     ) -> Result<Arc<ArrayFile>> {
         if let Some(f) = lock(&self.files).get(key) {
-            return Ok(Arc::clone(f));
+            return Ok(Arc::clone(&f.file));
         }
         let path = object_path(&self.prefix, key);
+        let sums = match entry.and_then(|e| Some((e.sums?, e.size))) {
+            Some((crc, size)) => Some(self.sums(&path, crc, size).await?),
+            None => None,
+        };
         let meta = match self.store.head(&path).await {
             Ok(m) => m,
             Err(e @ object_store::Error::NotFound { .. }) => {
@@ -125,16 +152,72 @@ impl SegmentCache {
             cache: Some(Arc::clone(&self.blocks)),
             ..ReadConfig::default()
         };
-        let file = ArrayFile::open(Arc::clone(&self.store), path.clone(), config)
+        let verified =
+            sums.map(|s| Arc::new(VerifiedStore::new(Arc::clone(&self.store), path.clone(), s)));
+        let through = match &verified {
+            Some(v) => Arc::clone(v) as Arc<dyn ObjectStore>,
+            None => Arc::clone(&self.store),
+        };
+        let file = ArrayFile::open(through, path.clone(), config)
             .await
             .map_err(|e| Error::CorruptSegment {
                 path: path.to_string(),
-                reason: "the footer does not decode".into(),
+                reason: match verified.as_ref().and_then(|v| v.damage()) {
+                    Some(d) => format!("reading the footer: {d}"),
+                    None => "the footer does not decode".into(),
+                },
                 source: Some(e),
             })?;
         let file = Arc::new(file);
-        lock(&self.files).insert(key.to_string(), Arc::clone(&file));
+        let opened = Opened {
+            file: Arc::clone(&file),
+            verified,
+        };
+        lock(&self.files).insert(key.to_string(), opened);
         Ok(file)
+    }
+
+    /// Reads and checks the page-checksum sidecar of the segment at `path` against the CRC-32
+    /// the catalog records for it.
+    async fn sums(&self, path: &Path, crc: u32, size: u64) -> Result<Sums> {
+        let sidecar = crate::sums::sidecar_path(path);
+        let corrupt = |reason: String| Error::CorruptSegment {
+            path: path.to_string(),
+            reason,
+            source: None,
+        };
+        let bytes = match self.store.get(&sidecar).await {
+            Ok(r) => r.bytes().await.map_err(|e| Error::store(&sidecar, e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                // Clean-up removes a segment before its sidecar: both gone is a segment gone.
+                if let Err(gone @ object_store::Error::NotFound { .. }) =
+                    self.store.head(path).await
+                {
+                    return Err(Error::SegmentGone {
+                        path: path.to_string(),
+                        source: gone,
+                    });
+                }
+                return Err(corrupt(format!(
+                    "its page checksums ({sidecar}) are missing"
+                )));
+            }
+            Err(e) => return Err(Error::store(&sidecar, e)),
+        };
+        let (sums, found) = Sums::decode(&bytes)
+            .map_err(|why| corrupt(format!("its page checksums ({sidecar}): {why}")))?;
+        if found != crc {
+            return Err(corrupt(format!(
+                "its page checksums ({sidecar}) are not the ones the catalog records"
+            )));
+        }
+        if sums.size() != size {
+            return Err(corrupt(format!(
+                "its page checksums ({sidecar}) cover {} bytes, but the catalog records {size}",
+                sums.size()
+            )));
+        }
+        Ok(sums)
     }
 
     /// Forgets opened segments (after `compact` removed some).
@@ -150,6 +233,16 @@ impl SegmentCache {
         e: array_format::Error,
     ) -> Error {
         let path = object_path(&self.prefix, key);
+        let damage = lock(&self.files)
+            .get(key)
+            .and_then(|f| f.verified.as_ref()?.damage());
+        if let Some(d) = damage {
+            return Error::CorruptSegment {
+                path: path.to_string(),
+                reason: format!("{context}: {d}"),
+                source: Some(e),
+            };
+        }
         match e {
             array_format::Error::Storage(_) | array_format::Error::Io(_) => {
                 if let Err(gone @ object_store::Error::NotFound { .. }) =
@@ -176,27 +269,63 @@ impl SegmentCache {
     }
 }
 
-/// Size and CRC-32 of an object, streamed so a large segment is never held in memory.
-pub(crate) async fn checksum(store: &dyn ObjectStore, path: &Path) -> Result<(u64, u32)> {
-    let mut stream = store
-        .get(path)
-        .await
-        .map_err(|e| Error::store(path, e))?
-        .into_stream();
-    let mut hasher = crc32fast::Hasher::new();
-    let mut size = 0u64;
-    while let Some(chunk) = stream.try_next().await.map_err(|e| Error::store(path, e))? {
-        size += chunk.len() as u64;
-        hasher.update(&chunk);
+impl SegmentCache {
+    /// Reads segment `key` in full (streamed, never held in memory) and checks its size and
+    /// CRC-32 against `entry`, and its page checksums when it has them; a mismatch names the
+    /// first damaged byte range.
+    pub(crate) async fn verify(&self, key: &str, entry: &SegmentEntry) -> Result<()> {
+        let path = object_path(&self.prefix, key);
+        let sums = match entry.sums {
+            Some(crc) => Some(self.sums(&path, crc, entry.size).await?),
+            None => None,
+        };
+        let mut stream = match self.store.get(&path).await {
+            Ok(r) => r.into_stream(),
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                return Err(Error::SegmentGone {
+                    path: path.to_string(),
+                    source: e,
+                });
+            }
+            Err(e) => return Err(Error::store(&path, e)),
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        let mut pages = PageHasher::default();
+        let mut size = 0u64;
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::store(&path, e))?
+        {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+            pages.update(&chunk);
+        }
+        let crc = hasher.finalize();
+        if size == entry.size && crc == entry.crc32 {
+            return Ok(());
+        }
+        let mut reason = format!(
+            "{size} bytes with CRC-32 {crc:08x}, but the catalog records {} bytes with {:08x}",
+            entry.size, entry.crc32
+        );
+        if let Some(d) = sums.and_then(|s| s.first_difference(&pages.finish())) {
+            reason = format!("{reason}; {d}");
+        }
+        Err(Error::CorruptSegment {
+            path: path.to_string(),
+            reason,
+            source: None,
+        })
     }
-    Ok((size, hasher.finalize()))
 }
 
-/// Size and CRC-32 of everything written through a [`HashingStore`].
+/// Size, CRC-32 and page checksums of everything written through a [`HashingStore`].
 #[derive(Default)]
 struct Digest {
     size: u64,
     hasher: crc32fast::Hasher,
+    pages: PageHasher,
 }
 
 /// Passes writes through to a store while computing the size and CRC-32 of the bytes, so a
@@ -234,10 +363,10 @@ impl HashingStore {
         }
     }
 
-    /// Size and CRC-32 of the bytes written so far.
-    pub(crate) fn digest(&self) -> (u64, u32) {
+    /// Size, CRC-32 and page checksums of the bytes written so far.
+    pub(crate) fn digest(&self) -> (u64, u32, Sums) {
         let d = lock(&self.digest);
-        (d.size, d.hasher.clone().finalize())
+        (d.size, d.hasher.clone().finalize(), d.pages.finish())
     }
 }
 
@@ -246,6 +375,7 @@ fn absorb(digest: &Mutex<Digest>, payload: &PutPayload) {
     for chunk in payload {
         d.size += chunk.len() as u64;
         d.hasher.update(chunk);
+        d.pages.update(chunk);
     }
 }
 

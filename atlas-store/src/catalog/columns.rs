@@ -247,6 +247,10 @@ pub(crate) struct Columns<'a> {
     /// Names without rows (deleted datasets, dropped segments), by string.
     #[serde(borrow)]
     removed: Col<'a>,
+    /// Per segment, the checksum its page-checksum sidecar ends with, `u64::MAX` when it has none.
+    /// Added after the first version-2 stores, so absent in theirs.
+    #[serde(borrow, default)]
+    seg_sums: Col<'a>,
 }
 
 /// Builds [`Columns`], interning as it goes.
@@ -510,6 +514,7 @@ impl ColumnsWriter {
         c.seg_size.push_u64(e.size);
         c.seg_crc.push_u32(e.crc32);
         c.seg_retired.push_u64(retired.unwrap_or(u64::MAX));
+        c.seg_sums.push_u64(e.sums.map_or(u64::MAX, u64::from));
         self.segments += 1;
     }
 
@@ -744,6 +749,11 @@ impl Columns<'_> {
         let seg_size = self.seg_size.u64s("seg_size", n_segs)?;
         let seg_crc = self.seg_crc.u32s("seg_crc", n_segs)?;
         let seg_retired = self.seg_retired.u64s("seg_retired", n_segs)?;
+        let seg_sums = if self.seg_sums.0.is_empty() {
+            vec![u64::MAX; n_segs]
+        } else {
+            self.seg_sums.u64s("seg_sums", n_segs)?
+        };
         let mut segments = Vec::with_capacity(n_segs);
         for i in 0..n_segs {
             segments.push((
@@ -752,6 +762,7 @@ impl Columns<'_> {
                     variable: strings.name(u64::from(seg_variable[i]), interner)?,
                     size: seg_size[i],
                     crc32: seg_crc[i],
+                    sums: u32::try_from(seg_sums[i]).ok(),
                 },
                 (seg_retired[i] != u64::MAX).then_some(seg_retired[i]),
             ));

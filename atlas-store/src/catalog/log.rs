@@ -899,6 +899,7 @@ mod tests {
                     variable: interner.name("t"),
                     size: 10,
                     crc32: 7,
+                    sums: Some(9),
                 },
                 refs: 0,
             },

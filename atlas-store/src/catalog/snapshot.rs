@@ -103,6 +103,9 @@ pub(crate) struct SegmentEntry {
     pub variable: Name,
     pub size: u64,
     pub crc32: u32,
+    /// The checksum the segment's page-checksum sidecar ends with (`None`: written before page checksums,
+    /// read unchecked).
+    pub sums: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -111,6 +111,7 @@ impl Catalog {
                 variable: interner.name(&e.variable),
                 size: e.size,
                 crc32: e.crc32,
+                sums: None,
             };
             snap.segments
                 .insert(interner.name(&key), LiveSegment { entry, refs: 0 });
@@ -121,6 +122,7 @@ impl Catalog {
                 variable: interner.name(variable),
                 size: 0,
                 crc32: 0,
+                sums: None,
             };
             snap.retired
                 .insert(interner.name(&key), (entry, generation));

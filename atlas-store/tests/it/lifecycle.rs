@@ -236,6 +236,12 @@ async fn compaction_keeps_what_it_retires_for_the_retention_period() {
     let report = writer.vacuum().await.unwrap();
     assert_eq!((report.segments_removed, report.retired_kept), (2, 0));
     assert_eq!(af_files(&mem).await.0, 1);
+    // Their page checksums went with them.
+    let metas: Vec<_> = mem.list(None).try_collect().await.unwrap();
+    let sidecars = metas
+        .iter()
+        .filter(|m| m.location.as_ref().ends_with(".af.sums"));
+    assert_eq!(sidecars.count(), 1);
     let err = read_d0(&idle).await.unwrap_err();
     assert!(
         matches!(err, atlas_store::Error::SegmentGone { .. }),

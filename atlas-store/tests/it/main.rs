@@ -4,6 +4,7 @@ mod api;
 mod catalog;
 mod durability;
 mod golden;
+mod integrity;
 mod lifecycle;
 mod memory;
 mod metadata;
