@@ -642,6 +642,7 @@ impl Inner {
         let mut out: ArrayD<T> = match base {
             Some(key) => {
                 let file = self.segments.open(&key, base_entry.as_ref()).await?;
+                self.segments.check_layout(&key, &file, dataset, &schema)?;
                 let read = file
                     .read_array::<T>(dataset, start.clone(), shape.clone())
                     .await;
@@ -740,6 +741,8 @@ impl Inner {
                 Some(base) => {
                     let entry = lock(&self.state).segment_entry(base);
                     let file = self.segments.open(base, entry.as_ref()).await?;
+                    self.segments
+                        .check_layout(base, &file, &item.dataset, &item.schema)?;
                     if let Err(e) = writer.copy_array(&file, &item.dataset).await {
                         return Err(self.segments.read_error(base, ctx(), e).await);
                     }

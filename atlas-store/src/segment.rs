@@ -76,7 +76,7 @@ pub(crate) struct SegmentCache {
 /// One opened segment and the store its reads are checked through.
 struct Opened {
     file: Arc<ArrayFile>,
-    verified: Option<Arc<VerifiedStore>>,
+    verified: Arc<VerifiedStore>,
 }
 
 /// Writes the page-checksum sidecar of the segment at `segment`; returns the CRC-32 of its
@@ -111,8 +111,11 @@ impl SegmentCache {
         }
     }
 
-    /// Opens segment `key`, checking its size against the catalog's record. One `head` and one
-    /// footer read per segment per handle; later calls hit the cache.
+    /// Opens segment `key`, checking its size against the catalog's record and setting up the
+    /// page checks of every later read: one `head`, one read of the page checksums and one of
+    /// the footer per segment per handle (a segment written before page checksums is read in
+    /// full once instead, to check its CRC-32 and take its page checksums); later calls hit
+    /// the cache.
     pub(crate) async fn open(
         &self,
         key: &str,
@@ -122,9 +125,12 @@ impl SegmentCache {
             return Ok(Arc::clone(&f.file));
         }
         let path = object_path(&self.prefix, key);
-        let sums = match entry.and_then(|e| Some((e.sums?, e.size))) {
-            Some((crc, size)) => Some(self.sums(&path, crc, size).await?),
-            None => None,
+        let Some(entry) = entry else {
+            return Err(Error::CorruptSegment {
+                path: path.to_string(),
+                reason: "no catalog row lists it, so it cannot be checked".into(),
+                source: None,
+            });
         };
         let meta = match self.store.head(&path).await {
             Ok(m) => m,
@@ -136,9 +142,7 @@ impl SegmentCache {
             }
             Err(e) => return Err(Error::store(&path, e)),
         };
-        if let Some(entry) = entry
-            && meta.size != entry.size
-        {
+        if meta.size != entry.size {
             return Err(Error::CorruptSegment {
                 path: path.to_string(),
                 reason: format!(
@@ -148,21 +152,30 @@ impl SegmentCache {
                 source: None,
             });
         }
+        let sums = match entry.sums {
+            Some(crc) => self.sums(&path, crc, entry.size).await?,
+            // Written before page checksums: one full read checks the segment's CRC-32 and
+            // yields page checksums, so this handle's reads are checked all the same.
+            None => {
+                let found = self.digest(&path).await?;
+                self.check_digest(&path, entry, None, found)?
+            }
+        };
         let config = ReadConfig {
             cache: Some(Arc::clone(&self.blocks)),
             ..ReadConfig::default()
         };
-        let verified =
-            sums.map(|s| Arc::new(VerifiedStore::new(Arc::clone(&self.store), path.clone(), s)));
-        let through = match &verified {
-            Some(v) => Arc::clone(v) as Arc<dyn ObjectStore>,
-            None => Arc::clone(&self.store),
-        };
+        let verified = Arc::new(VerifiedStore::new(
+            Arc::clone(&self.store),
+            path.clone(),
+            sums,
+        ));
+        let through = Arc::clone(&verified) as Arc<dyn ObjectStore>;
         let file = ArrayFile::open(through, path.clone(), config)
             .await
             .map_err(|e| Error::CorruptSegment {
                 path: path.to_string(),
-                reason: match verified.as_ref().and_then(|v| v.damage()) {
+                reason: match verified.damage() {
                     Some(d) => format!("reading the footer: {d}"),
                     None => "the footer does not decode".into(),
                 },
@@ -220,6 +233,59 @@ impl SegmentCache {
         Ok(sums)
     }
 
+    /// Checks that the footer of segment `key` lays out `dataset`'s array as the catalog's
+    /// `schema` says (dtype, shape, chunk shape, every written chunk inside the grid) before
+    /// array-format indexes by it: a footer damaged in a way its own decoding accepts must give
+    /// an error, not a panic or a misplaced chunk.
+    pub(crate) fn check_layout(
+        &self,
+        key: &str,
+        file: &ArrayFile,
+        dataset: &str,
+        schema: &crate::schema::ArraySchema,
+    ) -> Result<()> {
+        let corrupt = |reason: String| Error::CorruptSegment {
+            path: object_path(&self.prefix, key).to_string(),
+            reason,
+            source: None,
+        };
+        let info = file
+            .array(dataset)
+            .ok_or_else(|| corrupt(format!("it holds no array for dataset {dataset:?}")))?;
+        let same_extents = |a: &[u32], b: &[usize]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| x as usize == y)
+        };
+        if info.dtype != schema.dtype
+            || !same_extents(&info.shape, &schema.shape)
+            || !same_extents(&info.chunk_shape, &schema.chunk_shape)
+        {
+            return Err(corrupt(format!(
+                "its footer lays out {dataset:?} as {:?} {:?} in chunks of {:?}, but the catalog \
+                 says {:?} {:?} in chunks of {:?}",
+                info.dtype,
+                info.shape,
+                info.chunk_shape,
+                schema.dtype,
+                schema.shape,
+                schema.chunk_shape
+            )));
+        }
+        for coord in info.written_chunks() {
+            let inside = coord.len() == schema.shape.len()
+                && coord
+                    .iter()
+                    .zip(schema.shape.iter().zip(&schema.chunk_shape))
+                    .all(|(&c, (&len, &chunk))| (c as u64) * (chunk as u64) < len.max(1) as u64);
+            if !inside {
+                return Err(corrupt(format!(
+                    "its footer lists chunk {coord:?} of {dataset:?}, outside its {:?} grid",
+                    schema.shape
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets opened segments (after `compact` removed some).
     pub(crate) fn clear(&self) {
         lock(&self.files).clear();
@@ -233,9 +299,7 @@ impl SegmentCache {
         e: array_format::Error,
     ) -> Error {
         let path = object_path(&self.prefix, key);
-        let damage = lock(&self.files)
-            .get(key)
-            .and_then(|f| f.verified.as_ref()?.damage());
+        let damage = lock(&self.files).get(key).and_then(|f| f.verified.damage());
         if let Some(d) = damage {
             return Error::CorruptSegment {
                 path: path.to_string(),
@@ -279,37 +343,27 @@ impl SegmentCache {
             Some(crc) => Some(self.sums(&path, crc, entry.size).await?),
             None => None,
         };
-        let mut stream = match self.store.get(&path).await {
-            Ok(r) => r.into_stream(),
-            Err(e @ object_store::Error::NotFound { .. }) => {
-                return Err(Error::SegmentGone {
-                    path: path.to_string(),
-                    source: e,
-                });
-            }
-            Err(e) => return Err(Error::store(&path, e)),
-        };
-        let mut hasher = crc32fast::Hasher::new();
-        let mut pages = PageHasher::default();
-        let mut size = 0u64;
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| Error::store(&path, e))?
-        {
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
-            pages.update(&chunk);
-        }
-        let crc = hasher.finalize();
+        let found = self.digest(&path).await?;
+        self.check_digest(&path, entry, sums.as_ref(), found)
+            .map(|_| ())
+    }
+
+    /// Compares what a full read of a segment found with its catalog row (and page checksums).
+    fn check_digest(
+        &self,
+        path: &Path,
+        entry: &SegmentEntry,
+        sums: Option<&Sums>,
+        (size, crc, pages): (u64, u32, Sums),
+    ) -> Result<Sums> {
         if size == entry.size && crc == entry.crc32 {
-            return Ok(());
+            return Ok(pages);
         }
         let mut reason = format!(
             "{size} bytes with CRC-32 {crc:08x}, but the catalog records {} bytes with {:08x}",
             entry.size, entry.crc32
         );
-        if let Some(d) = sums.and_then(|s| s.first_difference(&pages.finish())) {
+        if let Some(d) = sums.and_then(|s| s.first_difference(&pages)) {
             reason = format!("{reason}; {d}");
         }
         Err(Error::CorruptSegment {
@@ -317,6 +371,29 @@ impl SegmentCache {
             reason,
             source: None,
         })
+    }
+
+    /// Size, CRC-32 and page checksums of the segment at `path`, streamed (never held whole).
+    async fn digest(&self, path: &Path) -> Result<(u64, u32, Sums)> {
+        let mut stream = match self.store.get(path).await {
+            Ok(r) => r.into_stream(),
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                return Err(Error::SegmentGone {
+                    path: path.to_string(),
+                    source: e,
+                });
+            }
+            Err(e) => return Err(Error::store(path, e)),
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        let mut pages = PageHasher::default();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(|e| Error::store(path, e))? {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+            pages.update(&chunk);
+        }
+        Ok((size, hasher.finalize(), pages.finish()))
     }
 }
 
@@ -434,3 +511,128 @@ crate::io::object_store_wrapper!(HashingStore {
     }
 
 });
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    /// Segments written before page checksums (a catalog row with a size and CRC-32 but no
+    /// sidecar), damaged, then read the way the store reads them: every read is the original
+    /// values or an error, never a panic or other values. Fed these bytes unchecked,
+    /// array-format's decoder panics on some (an out-of-range chunk coordinate, a footer size
+    /// past the file, a block past the file end).
+    #[tokio::test]
+    async fn damaged_segments_written_before_page_checksums_read_exactly_or_fail_never_panic() {
+        let mut x: u64 = 0x0dd_b1a5_e5ba_d5ee;
+        let mut next = move |n: usize| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((x >> 33) % n.max(1) as u64) as usize
+        };
+        let (mut refused, mut read) = (0, 0);
+        for case in 0..400 {
+            let codec = [Codec::Zstd, Codec::Lz4, Codec::Uncompressed][case % 3];
+            let mut w = new_writer(codec);
+            let arrays = 1 + next(3);
+            let mut schemas = Vec::new();
+            for a in 0..arrays {
+                let rank = 1 + next(3);
+                let shape: Vec<usize> = (0..rank).map(|_| 1 + next(30)).collect();
+                let chunks: Vec<usize> = shape.iter().map(|&n| 1 + next(n)).collect();
+                let dims: Vec<String> = (0..rank).map(|d| format!("d{d}")).collect();
+                let name = format!("a{a}");
+                w.define_array::<f32>(
+                    &name,
+                    dims.clone(),
+                    shape.clone(),
+                    Some(chunks.clone()),
+                    None,
+                )
+                .unwrap();
+                schemas.push(crate::schema::ArraySchema {
+                    dtype: array_format::DType::Float32,
+                    dims,
+                    shape: shape.clone(),
+                    chunk_shape: chunks,
+                    fill_value: None,
+                });
+                let n: usize = shape.iter().product();
+                let data = ndarray::Array::from_shape_vec(
+                    ndarray::IxDyn(&shape),
+                    (0..n).map(|i| i as f32).collect(),
+                )
+                .unwrap();
+                w.write_array(&name, vec![0; rank], data.view()).unwrap();
+            }
+            let mem = Arc::new(InMemory::new());
+            let path = Path::from("v/seg.af");
+            w.finish(mem.clone(), path.clone()).await.unwrap();
+            let mut bytes = mem
+                .get(&path)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec();
+            let entry = SegmentEntry {
+                variable: "v".into(),
+                size: bytes.len() as u64,
+                crc32: crc32fast::hash(&bytes),
+                sums: None,
+            };
+            let len = bytes.len();
+            match next(4) {
+                0 => {
+                    for _ in 0..=next(4) {
+                        let bit = next(len * 8);
+                        bytes[bit / 8] ^= 1 << (bit % 8);
+                    }
+                }
+                1 => bytes.truncate(next(len)),
+                2 => {
+                    let at = next(len);
+                    let end = (at + 1 + next(256)).min(len);
+                    bytes[at..end].iter_mut().for_each(|b| *b = 0);
+                }
+                _ => {
+                    let at = next(len);
+                    let end = (at + 1 + next(64)).min(len);
+                    for b in &mut bytes[at..end] {
+                        *b = next(256) as u8;
+                    }
+                }
+            }
+            mem.put(&path, bytes.into()).await.unwrap();
+            let outcome = tokio::spawn(async move {
+                let cache = SegmentCache::new(mem, Path::default());
+                let file = cache.open("v/seg.af", Some(&entry)).await?;
+                for (a, schema) in schemas.iter().enumerate() {
+                    let name = format!("a{a}");
+                    cache.check_layout("v/seg.af", &file, &name, schema)?;
+                    match file.read_array::<f32>(&name, vec![], vec![]).await {
+                        Err(e) => return Err(cache.read_error("v/seg.af", name, e).await),
+                        Ok(v) if v.iter().enumerate().any(|(i, &x)| x != i as f32) => {
+                            panic!("{name} read back other values");
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                Ok::<_, Error>(())
+            })
+            .await;
+            match outcome {
+                Err(e) => panic!("case {case} ({codec:?}): the decoder panicked: {e}"),
+                Ok(Err(_)) => refused += 1,
+                Ok(Ok(())) => read += 1,
+            }
+        }
+        assert!(
+            refused > 0 && read + refused == 400,
+            "{refused} refused, {read} read"
+        );
+    }
+}

@@ -136,3 +136,167 @@ async fn a_missing_or_foreign_page_checksum_file_is_an_error_not_an_unchecked_re
     mem.put(&sidecar, original.into()).await.unwrap();
     assert!(read(&mem, "d0").await.is_ok());
 }
+
+/// A small linear congruential generator: the same cases on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n.max(1) as u64) as usize
+    }
+}
+
+/// Defines and writes `name` as a random-shaped, randomly chunked array of `T` made by `value`.
+async fn random_array<T: atlas_store::ArrayElement + Clone>(
+    atlas: &mut Atlas,
+    rng: &mut Lcg,
+    name: &str,
+    value: impl Fn(usize) -> T,
+) {
+    let rank = 1 + rng.below(3);
+    let shape: Vec<usize> = (0..rank).map(|_| 1 + rng.below(40)).collect();
+    let chunks: Vec<usize> = shape.iter().map(|&n| 1 + rng.below(n)).collect();
+    let dims = (0..rank).map(|d| format!("d{d}")).collect();
+    let ds = atlas.create_dataset(name).await.unwrap();
+    ds.define_array::<T>("v", dims, shape.clone(), Some(chunks), None)
+        .await
+        .unwrap();
+    let n: usize = shape.iter().product();
+    let data = atlas_store::ndarray::Array::from_shape_vec(
+        atlas_store::ndarray::IxDyn(&shape),
+        (0..n).map(value).collect(),
+    )
+    .unwrap();
+    ds.write_array("v", vec![0; rank], data.view())
+        .await
+        .unwrap();
+}
+
+/// What reading every array gives: its values as text, or `None` on an error.
+async fn read_all(mem: Arc<InMemory>, names: Vec<(String, u8)>) -> Vec<Option<String>> {
+    let Ok(atlas) = Atlas::open(mem, Path::from("s")).await else {
+        return vec![None; names.len()];
+    };
+    let mut out = Vec::new();
+    for (name, kind) in &names {
+        let Ok(ds) = atlas.open_dataset(name).await else {
+            out.push(None);
+            continue;
+        };
+        let text = match kind {
+            0 => ds.read_array::<f32>("v", vec![], vec![]).await.map(|a| {
+                format!(
+                    "{:?}",
+                    a.map(|a| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                )
+            }),
+            1 => ds
+                .read_array::<i16>("v", vec![], vec![])
+                .await
+                .map(|a| format!("{a:?}")),
+            _ => ds.read_array::<f64>("v", vec![], vec![]).await.map(|a| {
+                format!(
+                    "{:?}",
+                    a.map(|a| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                )
+            }),
+        };
+        out.push(text.ok());
+    }
+    out
+}
+
+#[tokio::test]
+async fn random_segments_with_random_damage_read_back_exactly_or_fail_never_panic() {
+    let mut rng = Lcg(0x51_7cc1_b727_220a);
+    let (mut detected, mut exact) = (0usize, 0usize);
+    const CASES: usize = 120;
+    for case in 0..CASES {
+        let mem = Arc::new(InMemory::new());
+        let codec = [Codec::Zstd, Codec::Lz4, Codec::Uncompressed][case % 3];
+        let config = StoreConfig {
+            codec,
+            ..StoreConfig::default()
+        };
+        let mut atlas = Atlas::create(mem.clone(), Path::from("s"), config)
+            .await
+            .unwrap();
+        let mut names = Vec::new();
+        for i in 0..1 + rng.below(4) {
+            let name = format!("ds{i}");
+            let kind = rng.below(3) as u8;
+            let seed = rng.below(1000);
+            match kind {
+                0 => {
+                    random_array(&mut atlas, &mut rng, &name, |j| (j * 7 + seed) as f32 * 0.5).await
+                }
+                1 => {
+                    random_array(&mut atlas, &mut rng, &name, |j| {
+                        ((j * 31 + seed) % 30_000) as i16
+                    })
+                    .await
+                }
+                _ => random_array(&mut atlas, &mut rng, &name, |j| (j + seed) as f64 / 3.0).await,
+            }
+            names.push((name, kind));
+        }
+        atlas.flush().await.unwrap();
+        let truth = read_all(mem.clone(), names.clone()).await;
+        assert!(truth.iter().all(Option::is_some), "case {case} reads back");
+
+        let metas: Vec<_> = mem.list(None).try_collect().await.unwrap();
+        let segment = metas
+            .iter()
+            .map(|m| m.location.clone())
+            .find(|p| p.as_ref().ends_with(".af"))
+            .unwrap();
+        let mut bytes = mem
+            .get(&segment)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        let len = bytes.len();
+        match rng.below(3) {
+            0 => {
+                for _ in 0..=rng.below(4) {
+                    let bit = rng.below(len * 8);
+                    bytes[bit / 8] ^= 1 << (bit % 8);
+                }
+            }
+            1 => {
+                let at = rng.below(len);
+                let end = (at + 1 + rng.below(512)).min(len);
+                bytes[at..end].iter_mut().for_each(|b| *b = 0);
+            }
+            _ => {
+                let at = rng.below(len);
+                let end = (at + 1 + rng.below(64)).min(len);
+                for b in &mut bytes[at..end] {
+                    *b = rng.below(256) as u8;
+                }
+            }
+        }
+        mem.put(&segment, bytes.into()).await.unwrap();
+        let got = tokio::spawn(read_all(mem, names.clone())).await;
+        let got = got.unwrap_or_else(|e| panic!("case {case}: a read panicked: {e}"));
+        for (i, g) in got.iter().enumerate() {
+            match g {
+                None => detected += 1,
+                Some(v) if Some(v) == truth[i].as_ref() => exact += 1,
+                Some(_) => panic!(
+                    "case {case} ({codec:?}): {} read back different values",
+                    names[i].0
+                ),
+            }
+        }
+    }
+    eprintln!("{CASES} damaged segments: {detected} reads refused, {exact} exact, 0 wrong");
+    assert!(detected > 0);
+}
