@@ -32,6 +32,7 @@ mod error;
 mod layout;
 mod meta;
 mod provider;
+mod snapshot;
 mod source;
 mod store;
 mod table;
@@ -43,6 +44,7 @@ pub use provider::{
     AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory, OpenedStores,
     register_atlas, register_opened, register_store, store_table,
 };
+pub use snapshot::OneGenerationPerStore;
 pub use source::{AtlasSource, atlas_scans, scan_metrics};
 pub use store::AtlasStore;
 pub use table::AtlasTable;

@@ -17,15 +17,20 @@ use datafusion::logical_expr::{CreateExternalTable, Expr};
 use crate::error::Error;
 use crate::layout::Layout;
 use crate::meta::{METADATA_TABLES, arrays_table, attributes_table, datasets_table};
+use crate::snapshot::{MetaTable, OneGenerationPerStore};
 use crate::store::AtlasStore;
 use crate::table::AtlasTable;
 
 /// The table `name` of `store`: a variable, or one of the metadata tables.
 pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableProvider>> {
     Ok(match name {
-        "_datasets" => Arc::new(datasets_table(store)?),
-        "_arrays" => Arc::new(arrays_table(store)?),
-        "_attributes" => Arc::new(attributes_table(store)?),
+        "_datasets" => Arc::new(MetaTable::new(store, "_datasets", datasets_table(store)?)),
+        "_arrays" => Arc::new(MetaTable::new(store, "_arrays", arrays_table(store)?)),
+        "_attributes" => Arc::new(MetaTable::new(
+            store,
+            "_attributes",
+            attributes_table(store)?,
+        )),
         variable => {
             let layout = Layout::build(&store.location, variable, &store.catalog)?;
             Arc::new(AtlasTable::new(Arc::clone(store), layout))
@@ -151,7 +156,8 @@ pub async fn register_store(
     register_opened(ctx, schema, store)
 }
 
-/// Registers an already opened store as schema `schema` of the session's default catalog.
+/// Registers an already opened store as schema `schema` of the session's default catalog, and
+/// adds the analyzer rule [`OneGenerationPerStore`] to the session.
 pub fn register_opened(
     ctx: &SessionContext,
     schema: &str,
@@ -169,12 +175,15 @@ pub fn register_opened(
     })?;
     let provider = Arc::new(AtlasSchemaProvider::new(store));
     catalog.register_schema(schema, Arc::clone(&provider) as Arc<dyn SchemaProvider>)?;
+    OneGenerationPerStore::register(ctx);
     Ok(provider)
 }
 
-/// Teaches a session the ATLAS SQL surface: `CREATE EXTERNAL TABLE … STORED AS ATLAS` and the
-/// table functions `atlas_scan(store, variable)` and `atlas_datasets(store)`.
+/// Teaches a session the ATLAS SQL surface: `CREATE EXTERNAL TABLE … STORED AS ATLAS`, the
+/// table functions `atlas_scan(store, variable)` and `atlas_datasets(store)`, and the analyzer
+/// rule [`OneGenerationPerStore`] (one generation of each store per statement).
 pub fn register_atlas(ctx: &SessionContext) {
+    OneGenerationPerStore::register(ctx);
     ctx.state_ref()
         .write()
         .table_factories_mut()

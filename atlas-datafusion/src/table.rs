@@ -153,6 +153,11 @@ impl AtlasTable {
         &self.layout.variable
     }
 
+    /// The store (at one generation) this table reads.
+    pub fn store(&self) -> &Arc<AtlasStore> {
+        &self.store
+    }
+
     fn classify(&self, e: &Expr) -> FilterUse {
         if e.is_volatile() {
             return FilterUse::None;

@@ -864,7 +864,7 @@ impl Inner {
                 Err(Error::Conflict { base: b, found, .. }) => {
                     // Another writer took the generation: if what it (and any after it)
                     // changed is disjoint from ours, commit on top of it.
-                    self.rebase(b, found).await?;
+                    self.rebase(b, found, &BTreeMap::new()).await?;
                 }
                 Err(e) => {
                     lock(&self.state).in_doubt = Some((Arc::new(next), mark));
@@ -920,9 +920,9 @@ impl Inner {
     }
 
     /// Brings this handle up to the newest commit when the commits it missed touched none of
-    /// its dirty datasets; otherwise [`Error::Conflict`] naming the first that did. Either way
-    /// the pending changes stay.
-    async fn rebase(&self, base: u64, found: u64) -> Result<()> {
+    /// its dirty datasets (nor any dataset `also` names); otherwise [`Error::Conflict`] naming
+    /// the first that did. Either way the pending changes stay.
+    async fn rebase(&self, base: u64, found: u64, also: &BTreeMap<Name, Dataset>) -> Result<()> {
         let conflict = Error::Conflict {
             base,
             found,
@@ -951,7 +951,7 @@ impl Inner {
             if let Some(c) = delta
                 .datasets
                 .iter()
-                .find(|c| st.dirty.contains_key(c.name()))
+                .find(|c| st.dirty.contains_key(c.name()) || also.contains_key(c.name()))
             {
                 return Err(Error::Conflict {
                     base,
@@ -1117,19 +1117,16 @@ impl Inner {
     /// has just flushed, so `working` equals `committed` apart from changes made since.
     async fn cleanup(&self, rewrite: bool) -> Result<CompactReport> {
         let mut report = CompactReport::default();
-        let (committed, retention) = {
-            let st = lock(&self.state);
-            (Arc::clone(&st.committed), st.retention)
-        };
-        // A handle that missed other writers' commits would take their segments for orphans.
+        let retention = lock(&self.state).retention;
+        // A handle that missed other writers' commits would take their segments for orphans:
+        // it catches up first (or says conflict when it cannot).
         let (latest, _) = catalog::load_latest(&*self.store, &self.prefix).await?;
-        if latest.generation != committed.generation {
-            return Err(Error::Conflict {
-                base: committed.generation,
-                found: latest.generation,
-                detail: String::new(),
-            });
+        let base = lock(&self.state).committed.generation;
+        if latest.generation != base {
+            self.rebase(base, latest.generation, &BTreeMap::new())
+                .await?;
         }
+        let committed = Arc::clone(&lock(&self.state).committed);
         let generation = committed.generation + 1;
         // Datasets whose arrays moved, as they will be, and the segments written.
         let mut moved: BTreeMap<Name, Dataset> = BTreeMap::new();
@@ -1197,7 +1194,7 @@ impl Inner {
         let now = std::time::SystemTime::now();
         let listing = catalog::list_all(&*self.store, &self.prefix).await?;
         let log_times = catalog::log_times(&self.prefix, &listing);
-        let age_of = |retired_at: u64| {
+        let age_of = |retired_at: u64, generation: u64| {
             if retired_at >= generation {
                 // Retired by this very clean-up.
                 return Duration::ZERO;
@@ -1208,17 +1205,17 @@ impl Inner {
                 now.duration_since(*t).unwrap_or(Duration::ZERO)
             })
         };
-        let expired = |r: &imbl::OrdMap<Name, (SegmentEntry, u64)>| -> Vec<Name> {
+        let expired = |r: &imbl::OrdMap<Name, (SegmentEntry, u64)>, generation: u64| -> Vec<Name> {
             r.iter()
-                .filter(|(_, (_, g))| age_of(*g) >= retention)
+                .filter(|(_, (_, g))| age_of(*g, generation) >= retention)
                 .map(|(k, _)| Name::clone(k))
                 .collect()
         };
-        if !moved.is_empty() || !expired(&cat.retired).is_empty() {
+        if !moved.is_empty() || !expired(&cat.retired, generation).is_empty() {
             let mut datasets = Vec::with_capacity(moved.len());
-            for (name, d) in moved {
-                let key = lock(&self.state).interner.name(&name);
-                datasets.push(DatasetChange::Put(key, Held::Owned(Arc::new(d))));
+            for (name, d) in &moved {
+                let key = lock(&self.state).interner.name(name);
+                datasets.push(DatasetChange::Put(key, Held::Owned(Arc::new(d.clone()))));
             }
             let mut delta = Delta {
                 generation,
@@ -1227,21 +1224,36 @@ impl Inner {
                 datasets,
                 dropped_segments: Vec::new(),
             };
-            let mut next = cat
-                .apply(&delta, "this handle's compaction")
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            // Retired segments past the retention are removed (the commit drops them); younger
-            // ones, and what this rewrite retires, stay for readers of older generations.
-            delta.dropped_segments = expired(&next.retired);
-            for key in &delta.dropped_segments {
-                next.retired.remove(key);
-            }
+            let (outcome, mut next) = loop {
+                delta.dropped_segments.clear();
+                let mut next = cat
+                    .apply(&delta, "this handle's compaction")
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                // Retired segments past the retention are removed (the commit drops them);
+                // younger ones, and what this rewrite retires, stay for readers of older
+                // generations.
+                delta.dropped_segments = expired(&next.retired, delta.generation);
+                for key in &delta.dropped_segments {
+                    next.retired.remove(key);
+                }
+                match catalog::commit(&*self.store, &self.prefix, &cat, &delta).await {
+                    Ok(outcome) => break (outcome, next),
+                    // Another writer committed while this one rewrote: if it touched none of
+                    // the moved datasets, commit on top of it (appends never stall compaction).
+                    Err(Error::Conflict { base, found, .. }) => {
+                        self.rebase(base, found, &moved).await?;
+                        cat = Arc::clone(&lock(&self.state).committed);
+                        delta.generation = cat.generation + 1;
+                        delta.commit_id = catalog::new_id().into();
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             doomed = delta
                 .dropped_segments
                 .iter()
                 .map(|k| segment::object_path(&self.prefix, k))
                 .collect();
-            let outcome = catalog::commit(&*self.store, &self.prefix, &cat, &delta).await?;
             next.lineage.log_bytes_since += outcome.bytes;
             let next = Arc::new(next);
             {

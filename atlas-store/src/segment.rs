@@ -171,16 +171,20 @@ impl SegmentCache {
             sums,
         ));
         let through = Arc::clone(&verified) as Arc<dyn ObjectStore>;
-        let file = ArrayFile::open(through, path.clone(), config)
-            .await
-            .map_err(|e| Error::CorruptSegment {
-                path: path.to_string(),
-                reason: match verified.damage() {
-                    Some(d) => format!("reading the footer: {d}"),
-                    None => "the footer does not decode".into(),
-                },
-                source: Some(e),
-            })?;
+        let file = match ArrayFile::open(through, path.clone(), config).await {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(d) = verified.damage() {
+                    return Err(Error::CorruptSegment {
+                        path: path.to_string(),
+                        reason: format!("reading the footer: {d}"),
+                        source: Some(e),
+                    });
+                }
+                // A segment removed since the `head` above is gone, not corrupt.
+                return Err(self.read_error(key, "reading the footer".into(), e).await);
+            }
+        };
         let file = Arc::new(file);
         let opened = Opened {
             file: Arc::clone(&file),

@@ -1,7 +1,9 @@
 //! Helpers the benchmark binaries share: resident memory and bytes on disk, read the same way
-//! by every binary so their reports compare.
+//! by every binary so their reports compare, and workloads a test and a benchmark both run.
 
 use std::path::Path;
+
+pub mod load;
 
 /// Resident and peak resident memory of this process, in KiB (Linux `/proc/self/status`;
 /// zero elsewhere).

@@ -231,3 +231,92 @@ async fn a_corrupted_segment_is_an_error_naming_it_not_a_panic() {
     let r = run(&ctx, "SELECT count(*) FROM s.time").await;
     assert_eq!(r.rows, vec!["30"]);
 }
+
+/// Adds dataset `name` with `temperature` of `len` values of type `T` to the store at `dir`.
+async fn add_temperature<T: atlas_datafusion::atlas_store::ArrayElement + From<u8>>(
+    dir: &std::path::Path,
+    name: &str,
+    len: usize,
+) {
+    use atlas_datafusion::atlas_store::Atlas;
+    use atlas_datafusion::atlas_store::ndarray::{Array, IxDyn};
+    let mut atlas = Atlas::open_path(dir.join("store")).await.unwrap();
+    let ds = atlas.create_dataset(name).await.unwrap();
+    ds.define_array::<T>("temperature", vec!["time".into()], vec![len], None, None)
+        .await
+        .unwrap();
+    let v = Array::from_shape_fn(IxDyn(&[len]), |_| T::from(7));
+    ds.write_array("temperature", vec![0], v.view())
+        .await
+        .unwrap();
+    atlas.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_tables_of_one_statement_read_one_generation_even_when_looked_up_across_a_commit() {
+    use atlas_datafusion::{AtlasStore, store_table};
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("store");
+    let location = location.to_str().unwrap();
+    sensors(local_store(dir.path()), "store", 2, 10, 5).await;
+    let ctx = SessionContext::new();
+    atlas_datafusion::register_atlas(&ctx);
+    // Two lookups of one statement with a commit between them: the first table is from
+    // generation 1, the second from generation 2 (as a schema that refreshes per lookup, or two
+    // table-function calls, would hand out).
+    let before = AtlasStore::open(location, &ctx.runtime_env())
+        .await
+        .unwrap();
+    add_temperature::<f64>(dir.path(), "s9999", 4).await;
+    let after = AtlasStore::open(location, &ctx.runtime_env())
+        .await
+        .unwrap();
+    assert!(after.atlas().generation() > before.atlas().generation());
+    ctx.register_table("t_before", store_table(&before, "temperature").unwrap())
+        .unwrap();
+    ctx.register_table("d_after", store_table(&after, "_datasets").unwrap())
+        .unwrap();
+    ctx.register_table("t_after", store_table(&after, "temperature").unwrap())
+        .unwrap();
+    let r = run(
+        &ctx,
+        "SELECT (SELECT count(*) FROM t_before) AS a, (SELECT count(*) FROM t_after) AS b, \
+         (SELECT count(*) FROM d_after) AS c",
+    )
+    .await;
+    // Both read generation 2: 2 x 10 values plus the new 4, and 3 datasets.
+    assert_eq!(r.rows, vec!["24|24|3"]);
+    // Alone, the older table still reads its own generation.
+    let r = run(&ctx, "SELECT count(*) FROM t_before").await;
+    assert_eq!(r.rows, vec!["20"]);
+
+    // A commit that changes the table's columns (temperature widens from f32 to f64) cannot
+    // be moved across: the statement is refused, to be run again.
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("store");
+    let location = location.to_str().unwrap();
+    atlas_datafusion::atlas_store::Atlas::create_path(dir.path().join("store"), Default::default())
+        .await
+        .unwrap();
+    add_temperature::<f32>(dir.path(), "a", 3).await;
+    let before = AtlasStore::open(location, &ctx.runtime_env())
+        .await
+        .unwrap();
+    add_temperature::<f64>(dir.path(), "b", 3).await;
+    let after = AtlasStore::open(location, &ctx.runtime_env())
+        .await
+        .unwrap();
+    ctx.register_table("f_before", store_table(&before, "temperature").unwrap())
+        .unwrap();
+    ctx.register_table("f_after", store_table(&after, "temperature").unwrap())
+        .unwrap();
+    let err = error_of(
+        &ctx,
+        "SELECT (SELECT count(*) FROM f_before) AS a, (SELECT count(*) FROM f_after) AS b",
+    )
+    .await;
+    assert!(
+        err.contains("changed its columns; run the statement again"),
+        "{err}"
+    );
+}
