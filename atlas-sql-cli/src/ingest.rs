@@ -186,6 +186,47 @@ fn missing_values(v: &NcVariable) -> Vec<f64> {
     out
 }
 
+/// The width in bits of a signed integer variable that declares its data unsigned
+/// (`_Unsigned = "true"`, how NetCDF-3 files, which have no unsigned types, store it; xarray
+/// and netCDF-Java read it the same way).
+fn unsigned_bits(v: &NcVariable) -> Option<i32> {
+    let flag = text_attr(v, "_Unsigned")?;
+    if !flag.trim().eq_ignore_ascii_case("true") {
+        return None;
+    }
+    match v.dtype() {
+        NcType::Byte => Some(8),
+        NcType::Short => Some(16),
+        NcType::Int => Some(32),
+        NcType::Int64 => Some(64),
+        _ => None,
+    }
+}
+
+/// A signed value read back as the unsigned value of the same bits.
+fn as_unsigned(x: f64, bits: i32) -> f64 {
+    if x < 0.0 { x + 2f64.powi(bits) } else { x }
+}
+
+/// Reinterprets signed data (and its fill) as the unsigned type of the same width.
+fn to_unsigned(data: Data, fill: Option<FillValue>) -> (Data, Option<FillValue>) {
+    let fill = fill.map(|f| match (&data, f) {
+        (Data::I8(_), FillValue::Int(v)) => FillValue::UInt(u64::from(v as i8 as u8)),
+        (Data::I16(_), FillValue::Int(v)) => FillValue::UInt(u64::from(v as i16 as u16)),
+        (Data::I32(_), FillValue::Int(v)) => FillValue::UInt(u64::from(v as i32 as u32)),
+        (Data::I64(_), FillValue::Int(v)) => FillValue::UInt(v as u64),
+        (_, other) => other,
+    });
+    let data = match data {
+        Data::I8(a) => Data::U8(a.mapv(|x| x as u8)),
+        Data::I16(a) => Data::U16(a.mapv(|x| x as u16)),
+        Data::I32(a) => Data::U32(a.mapv(|x| x as u32)),
+        Data::I64(a) => Data::U64(a.mapv(|x| x as u64)),
+        other => other,
+    };
+    (data, fill)
+}
+
 fn is_missing(x: f64, missing: &[f64]) -> bool {
     missing
         .iter()
@@ -287,6 +328,11 @@ fn decode_variable(
     let dims: Vec<String> = v.dimensions().iter().map(|d| d.name.clone()).collect();
     let shape: Vec<usize> = v.shape().iter().map(|&s| s as usize).collect();
     let missing = missing_values(v);
+    let unsigned = if raw { None } else { unsigned_bits(v) };
+    // Values read as f64 (for scaling or time decoding) are made unsigned before anything
+    // compares or scales them, and so are the missing values they are compared with.
+    let unsign = |x: f64| unsigned.map_or(x, |bits| as_unsigned(x, bits));
+    let missing_unsigned: Vec<f64> = missing.iter().map(|m| unsign(*m)).collect();
     let scale = v.attribute("scale_factor").and_then(|a| a.value.as_f64());
     let offset = v.attribute("add_offset").and_then(|a| a.value.as_f64());
     let time = text_attr(v, "units")
@@ -307,7 +353,8 @@ fn decode_variable(
     {
         let a = f.read_variable_as_f64(path).map_err(|e| e.to_string())?;
         let a = a.mapv(|x| {
-            let x = if is_missing(x, &missing) {
+            let x = unsign(x);
+            let x = if is_missing(x, &missing_unsigned) {
                 f64::NAN
             } else {
                 x * scale.unwrap_or(1.0) + offset.unwrap_or(0.0)
@@ -319,7 +366,8 @@ fn decode_variable(
     if numeric && !raw && (scale.is_some() || offset.is_some()) {
         let a = f.read_variable_as_f64(path).map_err(|e| e.to_string())?;
         let a = a.mapv(|x| {
-            if is_missing(x, &missing) {
+            let x = unsign(x);
+            if is_missing(x, &missing_unsigned) {
                 f64::NAN
             } else {
                 x * scale.unwrap_or(1.0) + offset.unwrap_or(0.0)
@@ -389,6 +437,11 @@ fn decode_variable(
                 "variable {path:?} has type {other:?}, which ATLAS cannot store"
             ));
         }
+    };
+    // Matched against the missing values as stored (signed), then reinterpreted.
+    let (data, fill) = match unsigned {
+        Some(_) => to_unsigned(data, fill),
+        None => (data, fill),
     };
     Ok((dims, data, fill))
 }

@@ -245,6 +245,26 @@ fn dataset_name_collisions_name_both_files() {
 /// A classic (CDF-1) NetCDF file: one dimension `x`, one `short` variable `v` with a `double`
 /// `missing_value` (the encoding of the NetCDF classic format specification).
 fn classic_short_file(values: &[i16], missing: f64) -> Vec<u8> {
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_be_bytes()).collect();
+    classic_file(
+        3,
+        values.len(),
+        &data,
+        &[("missing_value", NcAttr::Double(missing))],
+    )
+}
+
+/// A variable attribute of [`classic_file`].
+enum NcAttr {
+    Double(f64),
+    Byte(i8),
+    Short(i16),
+    Text(&'static str),
+}
+
+/// A classic (CDF-1) NetCDF file: one dimension `x` of `len`, one variable `v` of NetCDF type
+/// `nc_type` (1 byte, 3 short) holding the big-endian `data`, with attributes `attrs`.
+fn classic_file(nc_type: u32, len: usize, data: &[u8], attrs: &[(&str, NcAttr)]) -> Vec<u8> {
     fn word(out: &mut Vec<u8>, v: u32) {
         out.extend(v.to_be_bytes());
     }
@@ -255,12 +275,17 @@ fn classic_short_file(values: &[i16], missing: f64) -> Vec<u8> {
             out.push(0);
         }
     }
+    fn pad(out: &mut Vec<u8>) {
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    }
     let mut h = b"CDF\x01".to_vec();
     word(&mut h, 0); // records
     word(&mut h, 0x0A); // dimensions
     word(&mut h, 1);
     name(&mut h, "x");
-    word(&mut h, values.len() as u32);
+    word(&mut h, len as u32);
     h.extend([0u8; 8]); // no global attributes
     word(&mut h, 0x0B); // variables
     word(&mut h, 1);
@@ -268,21 +293,41 @@ fn classic_short_file(values: &[i16], missing: f64) -> Vec<u8> {
     word(&mut h, 1);
     word(&mut h, 0); // on dimension 0
     word(&mut h, 0x0C); // its attributes
-    word(&mut h, 1);
-    name(&mut h, "missing_value");
-    word(&mut h, 6); // double
-    word(&mut h, 1);
-    h.extend(missing.to_be_bytes());
-    word(&mut h, 3); // short
-    word(&mut h, (values.len() * 2).div_ceil(4) as u32 * 4);
+    word(&mut h, attrs.len() as u32);
+    for (key, value) in attrs {
+        name(&mut h, key);
+        match value {
+            NcAttr::Double(x) => {
+                word(&mut h, 6);
+                word(&mut h, 1);
+                h.extend(x.to_be_bytes());
+            }
+            NcAttr::Byte(x) => {
+                word(&mut h, 1);
+                word(&mut h, 1);
+                h.extend(x.to_be_bytes());
+                pad(&mut h);
+            }
+            NcAttr::Short(x) => {
+                word(&mut h, 3);
+                word(&mut h, 1);
+                h.extend(x.to_be_bytes());
+                pad(&mut h);
+            }
+            NcAttr::Text(s) => {
+                word(&mut h, 2);
+                word(&mut h, s.len() as u32);
+                h.extend(s.as_bytes());
+                pad(&mut h);
+            }
+        }
+    }
+    word(&mut h, nc_type);
+    word(&mut h, data.len().div_ceil(4) as u32 * 4);
     let begin = h.len() as u32 + 4;
     word(&mut h, begin);
-    for v in values {
-        h.extend(v.to_be_bytes());
-    }
-    while !h.len().is_multiple_of(4) {
-        h.push(0);
-    }
+    h.extend(data);
+    pad(&mut h);
     h
 }
 
@@ -311,4 +356,95 @@ fn a_missing_value_the_type_cannot_hold_turns_no_data_into_nulls() {
         ),
         vec!["fits,3,4,32767", "wide,4,4,32767"]
     );
+}
+
+#[test]
+fn unsigned_data_in_signed_netcdf3_types_reads_as_unsigned_with_its_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    // Bytes 0xFF (the fill, -1 as signed), 0xC8 (200 unsigned, -56 signed), 10.
+    let bytes: Vec<u8> = vec![0xFF, 0xC8, 10];
+    std::fs::write(
+        input.join("u8.nc"),
+        classic_file(
+            1,
+            3,
+            &bytes,
+            &[
+                ("_Unsigned", NcAttr::Text("true")),
+                ("_FillValue", NcAttr::Byte(-1)),
+            ],
+        ),
+    )
+    .unwrap();
+    // Shorts 0xFFFF (65535 unsigned) and 2, scaled by 0.5.
+    let shorts: Vec<u8> = [-1i16, 2].iter().flat_map(|v| v.to_be_bytes()).collect();
+    std::fs::write(
+        input.join("u16.nc"),
+        classic_file(
+            3,
+            2,
+            &shorts,
+            &[
+                ("_Unsigned", NcAttr::Text("true")),
+                ("scale_factor", NcAttr::Double(0.5)),
+                ("_FillValue", NcAttr::Short(7)),
+            ],
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("s.atlas");
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(input.join("u8.nc"))
+        .arg("--create")
+        .arg("-q")
+        .assert()
+        .success();
+    assert_eq!(
+        csv(
+            &store,
+            "SELECT count(*), count(v), min(v), max(v), arrow_typeof(v) FROM v GROUP BY arrow_typeof(v)"
+        ),
+        vec!["3,2,10,200,UInt8"]
+    );
+    let store = dir.path().join("t.atlas");
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(input.join("u16.nc"))
+        .arg("--create")
+        .arg("-q")
+        .assert()
+        .success();
+    assert_eq!(
+        csv(&store, "SELECT v FROM v ORDER BY x_index"),
+        vec!["32767.5", "1.0"]
+    );
+}
+
+#[test]
+fn an_unwritable_temporary_directory_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("v.nc");
+    std::fs::write(&file, classic_short_file(&[1, 2, 3], -5.0)).unwrap();
+    let store = dir.path().join("s.atlas");
+    // Segments are assembled in a temporary file; without one the ingest must say so.
+    let out = atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(&file)
+        .arg("--create")
+        .arg("-q")
+        .env("TMPDIR", dir.path().join("no-such-dir"))
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("temporary file"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
 }

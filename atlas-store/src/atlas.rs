@@ -732,6 +732,38 @@ impl Inner {
         variable: &str,
         items: &[Item],
     ) -> Result<(Name, SegmentEntry, Vec<(String, StatsRepr)>)> {
+        use futures::FutureExt;
+        // array-format's writer buffers blocks in a temporary file and panics when it cannot
+        // make or write one (an unwritable or full temporary directory): check first, and turn
+        // a panic midway into an error rather than a crash.
+        segment::check_temp_dir()?;
+        let write =
+            std::panic::AssertUnwindSafe(self.write_segment_unguarded(generation, variable, items));
+        match write.catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown failure".into());
+                Err(Error::Io {
+                    path: std::env::temp_dir().display().to_string(),
+                    source: std::io::Error::other(format!(
+                        "writing a segment of {variable:?} failed in array-format ({why}); is \
+                         the temporary directory writable and not full?"
+                    )),
+                })
+            }
+        }
+    }
+
+    async fn write_segment_unguarded(
+        &self,
+        generation: u64,
+        variable: &str,
+        items: &[Item],
+    ) -> Result<(Name, SegmentEntry, Vec<(String, StatsRepr)>)> {
         let codec = lock(&self.state).committed.settings.codec;
         let mut writer = segment::new_writer(codec);
         for item in items {

@@ -51,6 +51,18 @@ pub(crate) fn is_segment(prefix: &Path, path: &Path) -> bool {
 /// 256 KiB keeps selective reads selective while blocks stay large enough to compress well.
 pub(crate) const BLOCK_TARGET_SIZE: usize = 256 * 1024;
 
+/// Checks that a temporary file can be made, which array-format's writer needs for its blocks
+/// (and panics without).
+pub(crate) fn check_temp_dir() -> Result<()> {
+    tempfile::tempfile().map(drop).map_err(|e| Error::Io {
+        path: std::env::temp_dir().display().to_string(),
+        source: std::io::Error::new(
+            e.kind(),
+            format!("cannot create a temporary file to write a segment: {e}"),
+        ),
+    })
+}
+
 pub(crate) fn new_writer(codec: Codec) -> ArrayWriter {
     fn config<C: array_format::CompressionCodec>(codec: C) -> WriterConfig<C> {
         WriterConfig {
