@@ -6,6 +6,10 @@
 //! switched off (reads going straight to array-format), this sweep finds 67 wrong answers, all
 //! in the uncompressed store; with them, none.
 
+mod common;
+
+use common::shared_data;
+
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,24 +24,6 @@ use atlas_datafusion::{AtlasStore, register_opened};
 use bytes::Bytes;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
-
-fn shared_data() -> Option<PathBuf> {
-    let p = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{} is absent (the shared real-data folder), and CI=true runs every test",
-            p.display()
-        );
-    } else {
-        eprintln!(
-            "skipped: {} is absent (the shared real-data folder)",
-            p.display()
-        );
-        None
-    }
-}
 
 /// Every query reads data, not only statistics: sums over values and coordinates, a value
 /// filter the statistics prune, a slice of single cells, and the dataset attributes.

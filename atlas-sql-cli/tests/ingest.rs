@@ -2,29 +2,15 @@
 //! failing when absent under `CI=true`), checked against values read straight from the files,
 //! ingest failures, and missing values the variable's type cannot hold.
 
+mod common;
+
+use common::shared_data;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use netcdf_reader::NcFile;
 use predicates::prelude::*;
-
-fn shared_data() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{} is absent (the shared real-data folder), and CI=true runs every test",
-            p.display()
-        );
-    } else {
-        eprintln!(
-            "skipped: {} is absent (the shared real-data folder)",
-            p.display()
-        );
-        None
-    }
-}
 
 fn atlas_sql() -> Command {
     Command::cargo_bin("atlas-sql").unwrap()

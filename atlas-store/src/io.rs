@@ -11,10 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use object_store::{
-    GetOptions, GetResult, MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, path::Path,
-};
+use object_store::{GetOptions, GetResult, ObjectStore, path::Path};
 
 /// Bytes and requests read from the object store, shared by clones.
 #[derive(Debug, Clone, Default)]
@@ -52,8 +49,9 @@ impl ReadCounter {
 
 /// `impl ObjectStore` for a wrapper holding `inner: Arc<dyn ObjectStore>`: the methods given
 /// (how it reads or writes) plus listing, deleting and copying passed straight to `inner`.
-/// Shared by [`CountingStore`] and `HashingStore` (`segment.rs`). The impl is built here, not
-/// in the caller, so `async_trait` sees the forwarded async methods.
+/// Shared by [`CountingStore`], `HashingStore` (`segment.rs`) and `VerifiedStore`
+/// (`sums.rs`). The impl is built here, not in the caller, so `async_trait` sees the forwarded
+/// async methods.
 macro_rules! object_store_wrapper {
     ($ty:ty { $($methods:tt)* }) => {
         #[async_trait::async_trait]
@@ -99,6 +97,33 @@ macro_rules! object_store_wrapper {
 }
 pub(crate) use object_store_wrapper;
 
+/// [`object_store_wrapper`] for a wrapper that only changes reads: writes pass to `inner` too.
+macro_rules! object_store_reader {
+    ($ty:ty { $($methods:tt)* }) => {
+        $crate::io::object_store_wrapper!($ty {
+            async fn put_opts(
+                &self,
+                location: &object_store::path::Path,
+                payload: object_store::PutPayload,
+                opts: object_store::PutOptions,
+            ) -> object_store::Result<object_store::PutResult> {
+                self.inner.put_opts(location, payload, opts).await
+            }
+
+            async fn put_multipart_opts(
+                &self,
+                location: &object_store::path::Path,
+                opts: object_store::PutMultipartOptions,
+            ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+                self.inner.put_multipart_opts(location, opts).await
+            }
+
+            $($methods)*
+        });
+    };
+}
+pub(crate) use object_store_reader;
+
 tokio::task_local! {
     static COUNTER: ReadCounter;
 }
@@ -130,24 +155,7 @@ impl std::fmt::Display for CountingStore {
     }
 }
 
-object_store_wrapper!(CountingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
+object_store_reader!(CountingStore {
     async fn get_opts(
         &self,
         location: &Path,

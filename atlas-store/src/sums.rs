@@ -16,10 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::{
-    GetOptions, GetRange, GetResult, GetResultPayload, MultipartUpload, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, path::Path,
-};
+use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, path::Path};
 
 use crate::lock;
 
@@ -277,24 +274,7 @@ impl VerifiedStore {
     }
 }
 
-crate::io::object_store_wrapper!(VerifiedStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
+crate::io::object_store_reader!(VerifiedStore {
     async fn get_opts(
         &self,
         location: &Path,
