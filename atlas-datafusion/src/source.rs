@@ -183,6 +183,9 @@ impl DataSource for AtlasSource {
             baseline: BaselineMetrics::new(&self.metrics, partition),
             reservation,
             coord_cache: (usize::MAX, HashMap::new()),
+            ahead: 0,
+            prefetches: Vec::new(),
+            counted: 0,
         };
         let stream = futures::stream::try_unfold(state, |mut st| async move {
             loop {
@@ -200,6 +203,11 @@ impl DataSource for AtlasSource {
                     return Ok(Some((batch, st)));
                 }
                 let Some(unit) = st.units.pop_front() else {
+                    // Loads still running ahead count for this scan too.
+                    for p in std::mem::take(&mut st.prefetches) {
+                        let _ = p.await;
+                    }
+                    st.attribute_bytes();
                     st.reservation.free();
                     return Ok(None);
                 };
@@ -338,7 +346,17 @@ struct PartitionState {
     reservation: MemoryReservation,
     /// Coordinates (whole 1-D arrays) of the dataset being read: (entry, columns by index).
     coord_cache: (usize, HashMap<usize, ArrayRef>),
+    /// Units at the front of the queue whose blocks a prefetch already asked for.
+    ahead: usize,
+    /// Block loads running ahead of this partition's reads.
+    prefetches: Vec<tokio::task::JoinHandle<()>>,
+    /// Bytes of `counter` already added to the `bytes_read` metric.
+    counted: u64,
 }
+
+/// Units whose blocks one prefetch asks for, and the values they may hold together.
+const PREFETCH_UNITS: usize = 64;
+const PREFETCH_ELEMENTS: u64 = 4 << 20;
 
 fn read_error(spec: &ScanSpec, dataset: &str, array: &str, e: ReadError) -> DataFusionError {
     match e {
@@ -355,6 +373,65 @@ fn read_error(spec: &ScanSpec, dataset: &str, array: &str, e: ReadError) -> Data
 }
 
 impl PartitionState {
+    /// Adds what this partition read since the last call (its prefetches included) to the
+    /// `bytes_read` metric.
+    fn attribute_bytes(&mut self) {
+        let now = self.counter.bytes();
+        self.metrics
+            .bytes_read
+            .add(now.saturating_sub(self.counted) as usize);
+        self.counted = now;
+    }
+
+    /// Starts loading, in the background and several requests at a time, the blocks of this
+    /// unit's region and, when no filter or limit can drop the units queued behind it, of the
+    /// next ones too (values and coordinates), so fetching and decoding run ahead of the rows
+    /// this partition emits. The reads that follow find the blocks cached or join their load.
+    fn prefetch(&mut self, entry: usize, region: &[Range<usize>]) {
+        let spec = Arc::clone(&self.spec);
+        let layout = &spec.layout;
+        let coords: Vec<usize> = spec
+            .projection
+            .iter()
+            .filter_map(|&col| match layout.column_kind(col) {
+                ColumnKind::Coord(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let mut wanted: Vec<(String, String, Vec<Range<usize>>)> = Vec::new();
+        let add = |wanted: &mut Vec<_>, entry: usize, region: Vec<Range<usize>>| {
+            let e = &layout.entries[entry];
+            wanted.push((layout.variable.clone(), e.dataset.clone(), region));
+            for &c in &coords {
+                if e.coords[c].is_some() {
+                    let dim = layout.dims[layout.coord_dims[c]].clone();
+                    wanted.push((dim, e.dataset.clone(), Vec::new()));
+                }
+            }
+        };
+        add(&mut wanted, entry, region.to_vec());
+        let free = self.remaining.is_none()
+            && self.runtime_filters.is_empty()
+            && spec.dim_filters.iter().all(|f| f.is_empty());
+        if free {
+            let mut elements: u64 = region.iter().map(|r| r.len() as u64).product();
+            for u in self.units.iter().take(PREFETCH_UNITS) {
+                if elements >= PREFETCH_ELEMENTS {
+                    break;
+                }
+                add(&mut wanted, u.entry, u.region.clone());
+                elements += u.elements();
+                self.ahead += 1;
+            }
+        }
+        let (store, counter) = (Arc::clone(&spec.store), self.counter.clone());
+        self.prefetches.retain(|p| !p.is_finished());
+        self.prefetches.push(tokio::spawn(async move {
+            // A failure here shows again, with its context, in the read that needs the block.
+            let _ = count_reads(&counter, store.atlas.prefetch(&wanted)).await;
+        }));
+    }
+
     /// Whether the run-time filters let dataset `entry` through.
     fn passes_runtime_filters(&self, entry: usize) -> Result<bool> {
         if self.runtime_filters.is_empty() {
@@ -419,11 +496,8 @@ impl PartitionState {
                     src.schema.fill_value.as_ref(),
                     ty,
                 );
-                let before = self.counter.bytes();
                 let r = count_reads(&self.counter, fut).await;
-                self.metrics
-                    .bytes_read
-                    .add((self.counter.bytes() - before) as usize);
+                self.attribute_bytes();
                 r.map_err(|err| read_error(&self.spec, &e.dataset, dim, err))?
             }
         };
@@ -503,6 +577,12 @@ impl PartitionState {
     }
 
     async fn process(&mut self, unit: Unit) -> Result<()> {
+        let prefetched = if self.ahead > 0 {
+            self.ahead -= 1;
+            true
+        } else {
+            false
+        };
         let spec = Arc::clone(&self.spec);
         let layout = Arc::clone(&spec.layout);
         let e = &layout.entries[unit.entry];
@@ -571,6 +651,9 @@ impl PartitionState {
         }
         self.reservation.try_resize(bytes)?;
 
+        if wants_value && !prefetched {
+            self.prefetch(unit.entry, &region);
+        }
         let values = if wants_value {
             let view = self.view(&e.dataset).await?;
             let start = region.iter().map(|r| r.start).collect();
@@ -584,11 +667,8 @@ impl PartitionState {
                 e.schema.fill_value.as_ref(),
                 &layout.value_type,
             );
-            let before = self.counter.bytes();
             let r = count_reads(&self.counter, fut).await;
-            self.metrics
-                .bytes_read
-                .add((self.counter.bytes() - before) as usize);
+            self.attribute_bytes();
             Some(r.map_err(|err| read_error(&spec, &e.dataset, &layout.variable, err))?)
         } else {
             None

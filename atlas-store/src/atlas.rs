@@ -2,6 +2,7 @@
 //! datasets.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -501,6 +502,85 @@ impl Atlas {
             self.inner.segments.verify(key, &live.entry).await?;
         }
         Ok(segments.len())
+    }
+
+    /// Loads into this handle's block cache, several requests at a time, the blocks holding the
+    /// given regions of committed arrays: `(array, dataset, region)`, one range per axis (an
+    /// empty region: the whole array). Arrays with unflushed writes, and datasets or arrays
+    /// that do not exist, are skipped. Reads of those regions that follow are served from the
+    /// cache, so a scan can fetch and decode ahead of the rows it emits. Returns the number of
+    /// blocks asked for (cached ones included).
+    pub async fn prefetch<A: AsRef<str>, D: AsRef<str>>(
+        &self,
+        wanted: &[(A, D, Vec<Range<usize>>)],
+    ) -> Result<usize> {
+        type Wanted = (String, Arc<ArraySchema>, Vec<Range<usize>>);
+        let mut by_segment: BTreeMap<Name, (Option<SegmentEntry>, Vec<Wanted>)> = BTreeMap::new();
+        {
+            let st = lock(&self.inner.state);
+            for (array, dataset, region) in wanted {
+                let (array, dataset) = (array.as_ref(), dataset.as_ref());
+                let Some(entry) = st.working.dataset(dataset).and_then(|d| d.array(array)) else {
+                    continue;
+                };
+                let Some(seg) = entry.segment() else {
+                    continue;
+                };
+                if st
+                    .pending
+                    .contains_key(&(dataset.to_string(), array.to_string()))
+                {
+                    continue;
+                }
+                let item = (
+                    dataset.to_string(),
+                    Arc::clone(entry.schema()),
+                    region.clone(),
+                );
+                by_segment
+                    .entry(Name::clone(seg))
+                    .or_insert_with(|| (st.segment_entry(seg), Vec::new()))
+                    .1
+                    .push(item);
+            }
+        }
+        let mut asked = 0;
+        for (key, (entry, items)) in by_segment {
+            let file = self.inner.segments.open(&key, entry.as_ref()).await?;
+            let mut ids = BTreeSet::new();
+            for (dataset, schema, region) in &items {
+                self.inner
+                    .segments
+                    .check_layout(&key, &file, dataset, schema)?;
+                let Some(info) = file.array(dataset) else {
+                    continue;
+                };
+                for c in info.chunk_entries() {
+                    if segment::chunk_overlaps(&c.coord, &schema.chunk_shape, region) {
+                        ids.insert(c.address.block_id.0);
+                    }
+                }
+            }
+            let ids: Vec<array_format::address::BlockId> = ids
+                .into_iter()
+                .map(array_format::address::BlockId)
+                .collect();
+            asked += ids.len();
+            if let Err(e) = file
+                .prefetch_blocks(&ids, segment::PREFETCH_CONCURRENCY)
+                .await
+            {
+                let ctx = format!("prefetching {key}");
+                return Err(self.inner.segments.read_error(&key, ctx, e).await);
+            }
+        }
+        Ok(asked)
+    }
+
+    /// Blocks this handle has decoded so far (block-cache misses): the decoding work of its
+    /// reads, counted where it happens.
+    pub fn blocks_decoded(&self) -> u64 {
+        self.inner.segments.blocks_decoded()
     }
 
     /// Reads the same region of `array` from each of `datasets`, in parallel (at most one read

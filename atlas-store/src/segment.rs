@@ -25,6 +25,28 @@ const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// Raw I/O budget shared by every segment a handle opens.
 const IO_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Block loads a prefetch keeps in flight.
+pub(crate) const PREFETCH_CONCURRENCY: usize = 8;
+
+/// Whether the chunk at grid coordinate `coord` overlaps `region` (empty: the whole array).
+pub(crate) fn chunk_overlaps(
+    coord: &[u32],
+    chunk_shape: &[usize],
+    region: &[std::ops::Range<usize>],
+) -> bool {
+    if region.is_empty() {
+        return true;
+    }
+    coord
+        .iter()
+        .zip(chunk_shape)
+        .zip(region)
+        .all(|((&c, &extent), r)| {
+            let start = c as usize * extent.max(1);
+            start < r.end && r.start < start + extent.max(1)
+        })
+}
+
 /// Key of a new segment: `<variable>/<generation>-<id>.af`.
 pub(crate) fn new_key(variable: &str, generation: u64) -> String {
     format!("{variable}/{generation:06}-{}.af", crate::catalog::new_id())
@@ -300,6 +322,11 @@ impl SegmentCache {
             }
         }
         Ok(())
+    }
+
+    /// Blocks decoded by every segment of this cache.
+    pub(crate) fn blocks_decoded(&self) -> u64 {
+        self.blocks.blocks_decoded()
     }
 
     /// Forgets opened segments (after `compact` removed some).

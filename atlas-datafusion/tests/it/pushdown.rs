@@ -395,3 +395,45 @@ async fn explain_analyze_shows_the_scan_metrics() {
     assert!(text.contains("datasets_pruned=39"), "{text}");
     assert!(text.contains("chunks_read=1"), "{text}");
 }
+
+#[tokio::test]
+async fn a_full_scan_decodes_each_block_once_and_one_dataset_decodes_only_its_own() {
+    // Two partitions prefetch ahead of their reads; the store counts every block it decodes.
+    // 40 datasets of 20,000 f64 (and a time coordinate): about 50 blocks of 256 KiB.
+    const BIG: usize = 20_000;
+    let (ctx, store) = memory_session(2);
+    sensors(store, "sensors", N, BIG, BIG / 4).await;
+    let opened = register(&ctx, "memory:///sensors").await;
+    let r = run(
+        &ctx,
+        "SELECT sum(temperature), sum(time) FROM s.temperature",
+    )
+    .await;
+    assert_eq!(r.metric("chunks_read"), N * 4);
+    let whole = opened.atlas().blocks_decoded();
+    assert!(whole > 20, "{whole} blocks");
+    // Every block is now cached: the same scan again decodes nothing, and bytes_read says so.
+    let r = run(
+        &ctx,
+        "SELECT sum(temperature), sum(time) FROM s.temperature",
+    )
+    .await;
+    assert_eq!(opened.atlas().blocks_decoded(), whole);
+    assert_eq!(r.metric("bytes_read"), 0);
+
+    // A fresh handle asked for one dataset decodes only the blocks holding it.
+    let (ctx, store) = memory_session(2);
+    sensors(store, "sensors", N, BIG, BIG / 4).await;
+    let opened = register(&ctx, "memory:///sensors").await;
+    let r = run(
+        &ctx,
+        "SELECT sum(temperature) FROM s.temperature WHERE dataset = 's0003'",
+    )
+    .await;
+    assert_eq!(r.metric("chunks_read"), 4);
+    let one = opened.atlas().blocks_decoded();
+    assert!(
+        one >= 1 && one <= 2,
+        "{one} blocks for one dataset, {whole} for all"
+    );
+}

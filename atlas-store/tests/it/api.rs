@@ -350,3 +350,62 @@ async fn reads_across_datasets_stack_in_request_order() {
         .unwrap_err();
     assert!(err.to_string().contains("other"), "{err}");
 }
+
+#[tokio::test]
+async fn a_prefetch_decodes_each_needed_block_once_and_the_reads_after_it_decode_nothing() {
+    let mem = Arc::new(InMemory::new());
+    let prefix = Path::from("s");
+    let mut atlas = Atlas::create(mem.clone(), prefix.clone(), StoreConfig::default())
+        .await
+        .unwrap();
+    // Four datasets of 200,000 f32 in chunks of 20,000: about 3 MB, a dozen blocks.
+    for d in 0..4 {
+        let ds = atlas.create_dataset(&format!("d{d}")).await.unwrap();
+        ds.define_array::<f32>(
+            "v",
+            vec!["x".into()],
+            vec![200_000],
+            Some(vec![20_000]),
+            None,
+        )
+        .await
+        .unwrap();
+        let a = Array::from_shape_fn(IxDyn(&[200_000]), |i| (i[0] * 7 + d) as f32);
+        ds.write_array("v", vec![0], a.view()).await.unwrap();
+    }
+    atlas.flush().await.unwrap();
+
+    // The first chunk of d0 needs one block.
+    let fresh = Atlas::open(mem.clone(), prefix.clone()).await.unwrap();
+    let first_chunk: Vec<std::ops::Range<usize>> = std::iter::once(0..10).collect();
+    let asked = fresh.prefetch(&[("v", "d0", first_chunk)]).await.unwrap();
+    assert_eq!((asked, fresh.blocks_decoded()), (1, 1));
+
+    // Everything: each block decoded once, and the reads that follow decode nothing more.
+    let fresh = Atlas::open(mem, prefix).await.unwrap();
+    let wanted: Vec<(&str, String, Vec<std::ops::Range<usize>>)> =
+        (0..4).map(|d| ("v", format!("d{d}"), Vec::new())).collect();
+    let asked = fresh.prefetch(&wanted).await.unwrap();
+    assert!(asked > 4, "{asked} blocks");
+    assert_eq!(fresh.blocks_decoded(), asked as u64);
+    for d in 0..4 {
+        let v = fresh
+            .open_dataset(&format!("d{d}"))
+            .await
+            .unwrap()
+            .read_array::<f32>("v", vec![], vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v[[199_999]], (199_999 * 7 + d) as f32);
+    }
+    assert_eq!(
+        fresh.blocks_decoded(),
+        asked as u64,
+        "the reads decoded again"
+    );
+    // Unknown datasets and arrays are skipped, not errors.
+    let none: &[(&str, &str, Vec<std::ops::Range<usize>>)] =
+        &[("v", "nope", vec![]), ("w", "d0", vec![])];
+    assert_eq!(fresh.prefetch(none).await.unwrap(), 0);
+}
