@@ -185,6 +185,7 @@ impl DataSource for AtlasSource {
             coord_cache: (usize::MAX, HashMap::new()),
             ahead: 0,
             prefetches: Vec::new(),
+            warm: Arc::default(),
             counted: 0,
         };
         let stream = futures::stream::try_unfold(state, |mut st| async move {
@@ -350,6 +351,9 @@ struct PartitionState {
     ahead: usize,
     /// Block loads running ahead of this partition's reads.
     prefetches: Vec<tokio::task::JoinHandle<()>>,
+    /// Set once a prefetch found every block it asked for cached: the scan is warm, and
+    /// prefetching on would only cost lookups.
+    warm: Arc<std::sync::atomic::AtomicBool>,
     /// Bytes of `counter` already added to the `bytes_read` metric.
     counted: u64,
 }
@@ -425,10 +429,13 @@ impl PartitionState {
             }
         }
         let (store, counter) = (Arc::clone(&spec.store), self.counter.clone());
+        let warm = Arc::clone(&self.warm);
         self.prefetches.retain(|p| !p.is_finished());
         self.prefetches.push(tokio::spawn(async move {
             // A failure here shows again, with its context, in the read that needs the block.
-            let _ = count_reads(&counter, store.atlas.prefetch(&wanted)).await;
+            if let Ok(0) = count_reads(&counter, store.atlas.prefetch(&wanted)).await {
+                warm.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }));
     }
 
@@ -651,7 +658,7 @@ impl PartitionState {
         }
         self.reservation.try_resize(bytes)?;
 
-        if wants_value && !prefetched {
+        if wants_value && !prefetched && !self.warm.load(std::sync::atomic::Ordering::Relaxed) {
             self.prefetch(unit.entry, &region);
         }
         let values = if wants_value {

@@ -508,8 +508,8 @@ impl Atlas {
     /// given regions of committed arrays: `(array, dataset, region)`, one range per axis (an
     /// empty region: the whole array). Arrays with unflushed writes, and datasets or arrays
     /// that do not exist, are skipped. Reads of those regions that follow are served from the
-    /// cache, so a scan can fetch and decode ahead of the rows it emits. Returns the number of
-    /// blocks asked for (cached ones included).
+    /// cache, so a scan can fetch and decode ahead of the rows it emits. Returns how many
+    /// blocks it loaded (those already cached are not loaded again).
     pub async fn prefetch<A: AsRef<str>, D: AsRef<str>>(
         &self,
         wanted: &[(A, D, Vec<Range<usize>>)],
@@ -544,7 +544,7 @@ impl Atlas {
                     .push(item);
             }
         }
-        let mut asked = 0;
+        let mut loaded = 0;
         for (key, (entry, items)) in by_segment {
             let file = self.inner.segments.open(&key, entry.as_ref()).await?;
             let mut ids = BTreeSet::new();
@@ -565,16 +565,18 @@ impl Atlas {
                 .into_iter()
                 .map(array_format::address::BlockId)
                 .collect();
-            asked += ids.len();
-            if let Err(e) = file
+            match file
                 .prefetch_blocks(&ids, segment::PREFETCH_CONCURRENCY)
                 .await
             {
-                let ctx = format!("prefetching {key}");
-                return Err(self.inner.segments.read_error(&key, ctx, e).await);
+                Ok(n) => loaded += n,
+                Err(e) => {
+                    let ctx = format!("prefetching {key}");
+                    return Err(self.inner.segments.read_error(&key, ctx, e).await);
+                }
             }
         }
-        Ok(asked)
+        Ok(loaded)
     }
 
     /// Blocks this handle has decoded so far (block-cache misses): the decoding work of its

@@ -388,6 +388,8 @@ async fn a_prefetch_decodes_each_needed_block_once_and_the_reads_after_it_decode
     let asked = fresh.prefetch(&wanted).await.unwrap();
     assert!(asked > 4, "{asked} blocks");
     assert_eq!(fresh.blocks_decoded(), asked as u64);
+    // Asked again, nothing is loaded: every block is cached.
+    assert_eq!(fresh.prefetch(&wanted).await.unwrap(), 0);
     for d in 0..4 {
         let v = fresh
             .open_dataset(&format!("d{d}"))

@@ -130,6 +130,11 @@ impl BlockCache {
     }
 
     // atlas-sql: a counter of the decoding work, for metrics that cannot drift from it.
+    /// Whether block `block_id` of the file cached under `path` is held decoded.
+    pub(crate) fn contains(&self, path: &Arc<str>, block_id: u32) -> bool {
+        self.block_cache.contains_key(&(Arc::clone(path), block_id))
+    }
+
     /// Blocks loaded and decoded so far (cache misses), by every file sharing this cache.
     pub fn blocks_decoded(&self) -> u64 {
         self.decoded.load(std::sync::atomic::Ordering::Relaxed)

@@ -321,15 +321,16 @@ impl ArrayFile {
     // atlas-sql: concurrent block loads ahead of reads.
     /// Loads blocks `ids` into the file's block cache, at most `concurrency` at a time (each
     /// fetched, then decoded on a blocking thread), so later reads of chunks in them are cache
-    /// hits. Does nothing when the file has no cache.
+    /// hits. Blocks already cached are skipped; returns how many were loaded. Does nothing
+    /// when the file has no cache.
     pub async fn prefetch_blocks(
         &self,
         ids: &[crate::address::BlockId],
         concurrency: usize,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         use futures::{StreamExt, TryStreamExt};
         let Some(cache) = &self.cache else {
-            return Ok(());
+            return Ok(0);
         };
         // Built in a loop, not a closure: a closure over `&BlockMeta` makes the future
         // lifetime-generic, which `tokio::spawn` callers cannot prove `Send`.
@@ -339,11 +340,14 @@ impl ArrayFile {
                 .blocks
                 .get(id.0 as usize)
                 .ok_or(Error::BlockOutOfRange { block_id: id.0 })?;
-            loads.push(cache.get_or_load(&self.path, block, &*self.storage));
+            if !cache.contains(&self.path, id.0) {
+                loads.push(cache.get_or_load(&self.path, block, &*self.storage));
+            }
         }
+        let loaded = loads.len();
         let mut running = futures::stream::iter(loads).buffer_unordered(concurrency.max(1));
         while running.try_next().await?.is_some() {}
-        Ok(())
+        Ok(loaded)
     }
 
     // atlas-sql: block locations.
