@@ -151,9 +151,26 @@ async fn read_typed<T: ToArrow>(
             array: array.to_string(),
             known: view.list_arrays().join(", "),
         })?;
-    let values: Vec<T> = match arr.as_slice() {
-        Some(s) => s.to_vec(),
-        None => arr.iter().cloned().collect(),
+    // The region comes back freshly assembled and uniquely held: take its buffer as it is
+    // rather than copying it (the Arrow array then wraps that same allocation).
+    let n = arr.len();
+    let owned = arr.into_owned();
+    let values: Vec<T> = if owned.is_standard_layout() {
+        // Contiguous from the offset on.
+        match owned.into_raw_vec_and_offset() {
+            (v, Some(0) | None) if v.len() == n => v,
+            (v, off) => {
+                let o = off.unwrap_or(0);
+                v.get(o..o + n).map(<[T]>::to_vec).ok_or_else(|| {
+                    atlas_store::Error::Internal(format!(
+                        "a region of {n} values came back in a buffer of {}",
+                        v.len()
+                    ))
+                })?
+            }
+        }
+    } else {
+        owned.iter().cloned().collect()
     };
     Ok(T::to_arrow(values, fill))
 }
