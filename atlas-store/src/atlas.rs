@@ -315,9 +315,9 @@ impl Atlas {
         lock(&self.inner.state).checkpoint_commits = commits.max(1);
     }
 
-    /// The catalog format version of the state this handle sees: 1 for a store written by an
-    /// earlier build and not yet upgraded (its next commit or [`Atlas::checkpoint`] upgrades
-    /// it), else the version this build writes.
+    /// The catalog format version of the state this handle sees: older than the version this
+    /// build writes (1 or 2) for a store written by an earlier build and not yet upgraded (its
+    /// next commit or [`Atlas::checkpoint`] upgrades it), else the version this build writes.
     pub fn format_version(&self) -> u32 {
         lock(&self.inner.state).committed.lineage.base_format
     }
@@ -443,9 +443,9 @@ impl Atlas {
         self.inner.cleanup(false).await
     }
 
-    /// Flushes, then writes a checkpoint of the committed state now (upgrading a version-1
-    /// store to version 2) and removes the log entries and checkpoints it covers that are older
-    /// than the retention period. Returns the checkpoint's generation.
+    /// Flushes, then writes a checkpoint of the committed state now (upgrading a store of an
+    /// older format version to the current one) and removes the log entries and checkpoints it
+    /// covers that are older than the retention period. Returns the checkpoint's generation.
     pub async fn checkpoint(&mut self) -> Result<u64> {
         let _gate = self.inner.gate.lock().await;
         self.inner.flush_locked().await?;

@@ -248,7 +248,7 @@ pub(crate) struct Columns<'a> {
     #[serde(borrow)]
     removed: Col<'a>,
     /// Per segment, the checksum its page-checksum sidecar ends with, `u64::MAX` when it has none.
-    /// Added after the first version-2 stores, so absent in theirs.
+    /// New in format version 3: absent (empty) in catalogs written by version 2.
     #[serde(borrow, default)]
     seg_sums: Col<'a>,
 }

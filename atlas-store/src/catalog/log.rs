@@ -14,9 +14,9 @@ use super::{CHECKPOINT_DIR, FORMAT_VERSION, LOG_DIR, display_location, v1};
 use crate::config::MetaFormat;
 use crate::error::{Error, Result};
 
-/// Extension of version-2 log entries and checkpoints.
+/// Extension of log entries and checkpoints (format version 2 and later).
 const EXT: &str = "atl";
-/// First bytes of every version-2 log entry and checkpoint.
+/// First bytes of every log entry and checkpoint (format version 2 and later).
 const MAGIC: &[u8; 6] = b"ATLAS2";
 const KIND_LOG: u8 = b'L';
 const KIND_CHECKPOINT: u8 = b'C';
@@ -100,7 +100,8 @@ fn seal_doc<T: Serialize>(kind: u8, doc: &T) -> Result<Vec<u8>> {
 }
 
 /// Checks and unwraps what [`seal`] wrote.
-fn unseal(path: &Path, bytes: &[u8], kind: u8) -> Result<Vec<u8>> {
+/// Returns the payload and the format version of its writer.
+fn unseal(path: &Path, bytes: &[u8], kind: u8) -> Result<(Vec<u8>, u32)> {
     let bad = |reason: String| Error::CorruptCatalog {
         path: path.to_string(),
         reason,
@@ -147,7 +148,7 @@ fn unseal(path: &Path, bytes: &[u8], kind: u8) -> Result<Vec<u8>> {
             out.len()
         )));
     }
-    Ok(out)
+    Ok((out, version))
 }
 
 /// Unseals and deserialises a log entry or checkpoint.
@@ -190,7 +191,7 @@ struct CheckpointDoc<'a> {
     columns: Columns<'a>,
 }
 
-/// The JSON body of the version-2 root marker.
+/// The JSON body of the root marker (format version 2 and later).
 #[derive(Serialize, Deserialize)]
 struct Marker {
     settings: Settings,
@@ -229,7 +230,7 @@ fn decode_delta(
     interner: &mut Interner,
 ) -> Result<(Delta, Option<Settings>)> {
     let p = path.to_string();
-    let payload = unseal(path, bytes, KIND_LOG)?;
+    let (payload, _) = unseal(path, bytes, KIND_LOG)?;
     let doc: LogDoc<'_> = read_doc(path, &payload, KIND_LOG)?;
     let rows = doc
         .columns
@@ -284,13 +285,16 @@ fn encode_checkpoint(snap: &Snapshot) -> Result<Vec<u8>> {
 
 fn decode_checkpoint(path: &Path, bytes: &[u8], interner: &mut Interner) -> Result<Snapshot> {
     let p = path.to_string();
-    let payload = unseal(path, bytes, KIND_CHECKPOINT)?;
+    let (payload, version) = unseal(path, bytes, KIND_CHECKPOINT)?;
     let doc: CheckpointDoc<'_> = read_doc(path, &payload, KIND_CHECKPOINT)?;
     let rows = doc
         .columns
         .decode(doc.counts, interner)
         .map_err(corrupt(&p))?;
     let mut snap = Snapshot::empty(doc.settings);
+    // A checkpoint of an older version makes the next commit write a current one (and the
+    // marker), which upgrades the store.
+    snap.lineage.base_format = version;
     snap.generation = doc.generation;
     snap.commit_id = interner.name(&doc.commit_id);
     for (key, entry, retired) in rows.segments {
@@ -355,7 +359,8 @@ async fn read_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Option<Root
     if exts.iter().any(|e| e == "json") {
         let path = root_path(prefix, "json");
         if let Some(bytes) = get_opt(store, &path).await?
-            && let Ok((FORMAT_VERSION, payload)) = v1::json_envelope(&path, &bytes)
+            && let Ok((version, payload)) = v1::json_envelope(&path, &bytes)
+            && (2..=FORMAT_VERSION).contains(&version)
         {
             serde_json::from_str::<Marker>(payload)
                 .map_err(|e| corrupt(path.as_ref())(format!("bad marker: {e}")))?;
@@ -981,7 +986,7 @@ mod tests {
     fn damaged_payloads_behind_valid_checksums_decode_to_errors_never_panics() {
         let snap = varied_snapshot();
         let checkpoint = encode_checkpoint(&snap.fold()).unwrap();
-        let payload = unseal(&Path::from("c"), &checkpoint, KIND_CHECKPOINT).unwrap();
+        let (payload, _) = unseal(&Path::from("c"), &checkpoint, KIND_CHECKPOINT).unwrap();
         // A log entry of the same datasets, applied to an empty state with its segment listed.
         let names: Vec<Name> = snap.changed.keys().cloned().collect();
         let delta = Delta {
@@ -995,7 +1000,7 @@ mod tests {
             datasets: changes_for(&snap, &names),
             dropped_segments: vec![],
         };
-        let entry = unseal(
+        let (entry, _) = unseal(
             &Path::from("l"),
             &encode_delta(&delta, None).unwrap(),
             KIND_LOG,

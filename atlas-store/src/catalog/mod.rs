@@ -1,4 +1,4 @@
-//! The catalog: what the store holds, and the commit protocol around it (format version 2).
+//! The catalog: what the store holds, and the commit protocol around it (format version 3; versions 1 and 2 are read and upgraded).
 //!
 //! ```text
 //! atlas.json                      marker: format version and settings (written once)
@@ -34,7 +34,7 @@ pub(crate) use snapshot::{
 };
 
 /// The catalog format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// Folder of per-generation commit objects.
 pub(crate) const LOG_DIR: &str = "_log";

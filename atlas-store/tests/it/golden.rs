@@ -84,9 +84,53 @@ async fn check_golden(dir: PathBuf) {
 }
 
 #[tokio::test]
+async fn the_golden_version_3_store_still_reads() {
+    let dir = golden_dir(3);
+    assert!(dir.join("_checkpoint/00000000000000000001.atl").is_file());
+    assert!(dir.join("_log/00000000000000000002.atl").is_file());
+    // Version 3 keeps page checksums beside every segment.
+    let sums = std::fs::read_dir(dir.join("TEMP"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".af.sums"))
+        })
+        .count();
+    assert_eq!(sums, 1);
+    check_golden(dir).await;
+}
+
+#[tokio::test]
+async fn opening_a_version_2_store_reads_it_and_its_next_commit_upgrades_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("v2");
+    copy_dir(&golden_dir(2), &copy);
+    let mut atlas = Atlas::open_path(&copy).await.unwrap();
+    assert_eq!(atlas.format_version(), 2);
+    atlas.checkpoint().await.unwrap();
+    assert_eq!(atlas.format_version(), 3);
+    check_golden(copy.clone()).await;
+    let marker = std::fs::read_to_string(copy.join("atlas.json")).unwrap();
+    assert!(marker.starts_with("{\"atlas_catalog\":3,"), "{marker}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
 #[ignore = "rewrites the newest golden store; run only when the format version is bumped"]
 async fn regenerate_golden_store() {
-    let dir = golden_dir(2);
+    let dir = golden_dir(3);
     let _ = std::fs::remove_dir_all(&dir);
     let mut atlas = Atlas::create_path(&dir, StoreConfig::default())
         .await
