@@ -751,8 +751,19 @@ fn axis_positions(
 ) -> UInt64Array {
     let len = region[a].len().max(1);
     let start = region[a].start as u64;
-    let stride = strides[a];
-    UInt64Array::from_iter_values((r0..r0 + n).map(|r| start + ((r / stride) % len) as u64))
+    let stride = strides[a].max(1);
+    // Row-major: each position repeats `stride` times and the run cycles every `len` values,
+    // so the column is filled run by run (one division per run, not per row).
+    let mut out: Vec<u64> = Vec::with_capacity(n);
+    let mut r = r0;
+    let end = r0 + n;
+    while r < end {
+        let run = (stride - r % stride).min(end - r);
+        let v = start + ((r / stride) % len) as u64;
+        out.extend(std::iter::repeat_n(v, run));
+        r += run;
+    }
+    UInt64Array::from(out)
 }
 
 /// `n` copies of dataset `entry`'s name, dictionary-encoded against every dataset name.
@@ -797,4 +808,28 @@ pub fn scan_metrics(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_positions_filled_by_runs_equal_the_per_row_formula() {
+        let region = vec![3..7, 0..5, 10..12];
+        let mut strides = vec![1usize; 3];
+        for a in (0..2).rev() {
+            strides[a] = strides[a + 1] * region[a + 1].len();
+        }
+        let rows = 4 * 5 * 2;
+        for a in 0..3 {
+            for (r0, n) in [(0, rows), (7, 13), (rows - 1, 1), (5, 0)] {
+                let got = axis_positions(&region, &strides, a, r0, n);
+                let want: Vec<u64> = (r0..r0 + n)
+                    .map(|r| region[a].start as u64 + ((r / strides[a]) % region[a].len()) as u64)
+                    .collect();
+                assert_eq!(got.values().to_vec(), want, "axis {a}, rows {r0}..+{n}");
+            }
+        }
+    }
 }
