@@ -129,12 +129,13 @@ impl BlockCache {
         }
     }
 
-    // atlas-sql: a counter of the decoding work, for metrics that cannot drift from it.
+    // atlas-sql: lets a prefetch skip blocks already held.
     /// Whether block `block_id` of the file cached under `path` is held decoded.
     pub(crate) fn contains(&self, path: &Arc<str>, block_id: u32) -> bool {
         self.block_cache.contains_key(&(Arc::clone(path), block_id))
     }
 
+    // atlas-sql: a counter of the decoding work, for metrics that cannot drift from it.
     /// Blocks loaded and decoded so far (cache misses), by every file sharing this cache.
     pub fn blocks_decoded(&self) -> u64 {
         self.decoded.load(std::sync::atomic::Ordering::Relaxed)

@@ -115,8 +115,7 @@ pub use ecow::EcoString;
 pub use error::{Error, Result};
 pub use layout::FillValue;
 pub use reader::{
-    ArrayFile, ArrayInfo, BlockInfo, DEFAULT_CACHE_CAPACITY, DEFAULT_IO_CACHE_CAPACITY,
-    ReadConfig,
+    ArrayFile, ArrayInfo, DEFAULT_CACHE_CAPACITY, DEFAULT_IO_CACHE_CAPACITY, ReadConfig,
 };
 pub use stats::{ArrayStats, StatValue};
 pub use timestamp::TimestampNs;

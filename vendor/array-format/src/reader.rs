@@ -131,18 +131,6 @@ impl ArrayInfo {
     }
 }
 
-// atlas-sql: block locations, for readers that fetch many blocks in one request.
-/// Where one block lies in the file and how to decode it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BlockInfo {
-    /// Bytes of the file holding the block as stored (compressed).
-    pub file_range: Range<u64>,
-    /// Size of the block once decoded.
-    pub uncompressed_size: u64,
-    /// How the block was compressed; decode with [`crate::codec::decompress_by_id`].
-    pub codec: crate::block::CodecId,
-}
-
 /// A finished, read-only array file. See the [module docs](self).
 pub struct ArrayFile {
     storage: Arc<dyn Storage>,
@@ -348,16 +336,6 @@ impl ArrayFile {
         let mut running = futures::stream::iter(loads).buffer_unordered(concurrency.max(1));
         while running.try_next().await?.is_some() {}
         Ok(loaded)
-    }
-
-    // atlas-sql: block locations.
-    /// Location and codec of block `id`, if the file has it.
-    pub fn block_info(&self, id: crate::address::BlockId) -> Option<BlockInfo> {
-        self.blocks.get(id.0 as usize).map(|b| BlockInfo {
-            file_range: b.file_range(),
-            uncompressed_size: b.uncompressed_size,
-            codec: b.codec.clone(),
-        })
     }
 
     /// Every array, in file order.
