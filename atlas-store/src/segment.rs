@@ -192,7 +192,7 @@ impl SegmentCache {
             // yields page checksums, so this handle's reads are checked all the same.
             None => {
                 let found = self.digest(&path).await?;
-                self.check_digest(&path, entry, None, found)?
+                check_digest(&path, entry, None, found)?
             }
         };
         let config = ReadConfig {
@@ -387,33 +387,7 @@ impl SegmentCache {
             None => None,
         };
         let found = self.digest(&path).await?;
-        self.check_digest(&path, entry, sums.as_ref(), found)
-            .map(|_| ())
-    }
-
-    /// Compares what a full read of a segment found with its catalog row (and page checksums).
-    fn check_digest(
-        &self,
-        path: &Path,
-        entry: &SegmentEntry,
-        sums: Option<&Sums>,
-        (size, crc, pages): (u64, u32, Sums),
-    ) -> Result<Sums> {
-        if size == entry.size && crc == entry.crc32 {
-            return Ok(pages);
-        }
-        let mut reason = format!(
-            "{size} bytes with CRC-32 {crc:08x}, but the catalog records {} bytes with {:08x}",
-            entry.size, entry.crc32
-        );
-        if let Some(d) = sums.and_then(|s| s.first_difference(&pages)) {
-            reason = format!("{reason}; {d}");
-        }
-        Err(Error::CorruptSegment {
-            path: path.to_string(),
-            reason,
-            source: None,
-        })
+        check_digest(&path, entry, sums.as_ref(), found).map(|_| ())
     }
 
     /// Size, CRC-32 and page checksums of the segment at `path`, streamed (never held whole).
@@ -428,39 +402,44 @@ impl SegmentCache {
             }
             Err(e) => return Err(Error::store(path, e)),
         };
-        let mut hasher = crc32fast::Hasher::new();
         let mut pages = PageHasher::default();
-        let mut size = 0u64;
         while let Some(chunk) = stream.try_next().await.map_err(|e| Error::store(path, e))? {
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
             pages.update(&chunk);
         }
-        Ok((size, hasher.finalize(), pages.finish()))
+        Ok(pages.finish())
     }
 }
 
-/// Size, CRC-32 and page checksums of everything written through a [`HashingStore`].
-#[derive(Default)]
-struct Digest {
-    size: u64,
-    hasher: crc32fast::Hasher,
-    pages: PageHasher,
+/// Compares what a full read of a segment found with its catalog row (and page checksums);
+/// returns the page checksums taken from the read.
+fn check_digest(
+    path: &Path,
+    entry: &SegmentEntry,
+    sums: Option<&Sums>,
+    (size, crc, pages): (u64, u32, Sums),
+) -> Result<Sums> {
+    if size == entry.size && crc == entry.crc32 {
+        return Ok(pages);
+    }
+    let mut reason = format!(
+        "{size} bytes with CRC-32 {crc:08x}, but the catalog records {} bytes with {:08x}",
+        entry.size, entry.crc32
+    );
+    if let Some(d) = sums.and_then(|s| s.first_difference(&pages)) {
+        reason = format!("{reason}; {d}");
+    }
+    Err(Error::CorruptSegment {
+        path: path.to_string(),
+        reason,
+        source: None,
+    })
 }
 
-/// Passes writes through to a store while computing the size and CRC-32 of the bytes, so a
-/// segment's checksum costs no read-back. Meant for writing one object.
+/// Passes writes through to a store while computing the size, CRC-32 and page checksums of
+/// the bytes, so a segment's checksums cost no read-back. Meant for writing one object.
 pub(crate) struct HashingStore {
     inner: Arc<dyn ObjectStore>,
-    digest: Arc<Mutex<Digest>>,
-}
-
-impl std::fmt::Debug for Digest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Digest")
-            .field("size", &self.size)
-            .finish_non_exhaustive()
-    }
+    digest: Arc<Mutex<PageHasher>>,
 }
 
 impl std::fmt::Debug for HashingStore {
@@ -485,17 +464,14 @@ impl HashingStore {
 
     /// Size, CRC-32 and page checksums of the bytes written so far.
     pub(crate) fn digest(&self) -> (u64, u32, Sums) {
-        let d = lock(&self.digest);
-        (d.size, d.hasher.clone().finalize(), d.pages.finish())
+        lock(&self.digest).finish()
     }
 }
 
-fn absorb(digest: &Mutex<Digest>, payload: &PutPayload) {
+fn absorb(digest: &Mutex<PageHasher>, payload: &PutPayload) {
     let mut d = lock(digest);
     for chunk in payload {
-        d.size += chunk.len() as u64;
-        d.hasher.update(chunk);
-        d.pages.update(chunk);
+        d.update(chunk);
     }
 }
 
@@ -503,7 +479,7 @@ fn absorb(digest: &Mutex<Digest>, payload: &PutPayload) {
 #[derive(Debug)]
 struct HashingUpload {
     inner: Box<dyn MultipartUpload>,
-    digest: Arc<Mutex<Digest>>,
+    digest: Arc<Mutex<PageHasher>>,
 }
 
 #[async_trait::async_trait]

@@ -43,13 +43,23 @@ pub(crate) fn segment_of(path: &Path) -> Option<Path> {
         .and_then(|s| Path::parse(s).ok())
 }
 
-/// CRC-32 of each page of a byte stream, fed in any pieces.
+/// CRC-32 of each page of a byte stream, fed in any pieces, and of the whole stream (combined
+/// from the pages', so every byte is hashed once).
 #[derive(Default)]
 pub(crate) struct PageHasher {
     page: crc32fast::Hasher,
+    whole: crc32fast::Hasher,
     fill: usize,
     size: u64,
     crcs: Vec<u32>,
+}
+
+impl std::fmt::Debug for PageHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageHasher")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PageHasher {
@@ -61,6 +71,7 @@ impl PageHasher {
             self.fill += take;
             if self.fill == PAGE as usize {
                 let page = std::mem::take(&mut self.page);
+                self.whole.combine(&page);
                 self.crcs.push(page.finalize());
                 self.fill = 0;
             }
@@ -68,17 +79,20 @@ impl PageHasher {
         }
     }
 
-    /// The checksums of everything fed so far.
-    pub(crate) fn finish(&self) -> Sums {
+    /// Size, CRC-32 and page checksums of everything fed so far.
+    pub(crate) fn finish(&self) -> (u64, u32, Sums) {
         let mut crcs = self.crcs.clone();
+        let mut whole = self.whole.clone();
         if self.fill > 0 {
+            whole.combine(&self.page);
             crcs.push(self.page.clone().finalize());
         }
-        Sums {
+        let sums = Sums {
             page: PAGE,
             size: self.size,
             crcs,
-        }
+        };
+        (self.size, whole.finalize(), sums)
     }
 }
 
@@ -299,7 +313,9 @@ mod tests {
         for piece in data.chunks(pieces.max(1)) {
             h.update(piece);
         }
-        h.finish()
+        let (size, crc, sums) = h.finish();
+        assert_eq!((size, crc), (data.len() as u64, crc32fast::hash(data)));
+        sums
     }
 
     #[test]
