@@ -50,6 +50,8 @@ mod pending;
 mod schema;
 mod segment;
 mod sums;
+#[cfg(test)]
+mod testing;
 
 pub use array_format::{ArrayElement, ArrayStats, DType, FillValue, StatValue, TimestampNs};
 pub(crate) use atlas::lock;

@@ -544,13 +544,8 @@ mod tests {
     /// past the file, a block past the file end).
     #[tokio::test]
     async fn damaged_segments_written_before_page_checksums_read_exactly_or_fail_never_panic() {
-        let mut x: u64 = 0x0dd_b1a5_e5ba_d5ee;
-        let mut next = move |n: usize| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((x >> 33) % n.max(1) as u64) as usize
-        };
+        let mut rng = crate::testing::Lcg(0x0dd_b1a5_e5ba_d5ee);
+        let mut next = move |n: usize| rng.below(n);
         let (mut refused, mut read) = (0, 0);
         for case in 0..400 {
             let codec = [Codec::Zstd, Codec::Lz4, Codec::Uncompressed][case % 3];

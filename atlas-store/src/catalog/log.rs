@@ -1006,13 +1006,8 @@ mod tests {
             KIND_LOG,
         )
         .unwrap();
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |n: usize| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((x >> 33) % n.max(1) as u64) as usize
-        };
+        let mut rng = crate::testing::Lcg(0x2545_f491_4f6c_dd1d);
+        let mut next = move |n: usize| rng.below(n);
         let (mut refused, mut decoded) = (0, 0);
         for trial in 0..4000 {
             let log = trial % 2 == 1;

@@ -454,14 +454,9 @@ async fn damaged_catalog_objects_fail_to_open_or_read_back_exactly() {
             .iter()
             .any(|&i| objects[i].0.as_ref().contains("/_checkpoint/"))
     );
-    // A small linear congruential generator: the same damages on every run.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move |n: usize| {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((x >> 33) % n.max(1) as u64) as usize
-    };
+    // Seeded: the same damages on every run.
+    let mut rng = crate::support::Lcg(0x9e37_79b9_7f4a_7c15);
+    let mut next = move |n: usize| rng.below(n);
     let (mut detected, mut unaffected, mut rolled_back) = (0, 0, 0);
     const TRIALS: usize = 400;
     for trial in 0..TRIALS {

@@ -7,7 +7,7 @@ use atlas_store::object_store::{ObjectStore, ObjectStoreExt, memory::InMemory, p
 use atlas_store::{Atlas, Codec, Error, StoreConfig};
 use futures::TryStreamExt;
 
-use crate::support::ramp_dataset;
+use crate::support::{Lcg, ramp_dataset};
 
 const N: usize = 20_000;
 
@@ -135,19 +135,6 @@ async fn a_missing_or_foreign_page_checksum_file_is_an_error_not_an_unchecked_re
 
     mem.put(&sidecar, original.into()).await.unwrap();
     assert!(read(&mem, "d0").await.is_ok());
-}
-
-/// A small linear congruential generator: the same cases on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((self.0 >> 33) % n.max(1) as u64) as usize
-    }
 }
 
 /// Defines and writes `name` as a random-shaped, randomly chunked array of `T` made by `value`.
