@@ -16,6 +16,18 @@ fn atlas_sql() -> Command {
     Command::cargo_bin("atlas-sql").unwrap()
 }
 
+/// Ingests `input` (a file or a folder) into a new store at `store`, quietly.
+fn ingest_new(store: &Path, input: &Path) {
+    atlas_sql()
+        .arg("ingest")
+        .arg(store)
+        .arg(input)
+        .arg("--create")
+        .arg("-q")
+        .assert()
+        .success();
+}
+
 /// Runs SQL on a store and returns the CSV lines after the header.
 fn csv(store: &Path, sql: &str) -> Vec<String> {
     let out = atlas_sql()
@@ -327,14 +339,7 @@ fn a_missing_value_the_type_cannot_hold_turns_no_data_into_nulls() {
     std::fs::write(input.join("wide.nc"), classic_short_file(&values, 1e30)).unwrap();
     std::fs::write(input.join("fits.nc"), classic_short_file(&values, -5.0)).unwrap();
     let store = dir.path().join("s.atlas");
-    atlas_sql()
-        .arg("ingest")
-        .arg(&store)
-        .arg(&input)
-        .arg("--create")
-        .arg("-q")
-        .assert()
-        .success();
+    ingest_new(&store, &input);
     assert_eq!(
         csv(
             &store,
@@ -381,14 +386,7 @@ fn unsigned_data_in_signed_netcdf3_types_reads_as_unsigned_with_its_fill() {
     )
     .unwrap();
     let store = dir.path().join("s.atlas");
-    atlas_sql()
-        .arg("ingest")
-        .arg(&store)
-        .arg(input.join("u8.nc"))
-        .arg("--create")
-        .arg("-q")
-        .assert()
-        .success();
+    ingest_new(&store, &input.join("u8.nc"));
     assert_eq!(
         csv(
             &store,
@@ -397,14 +395,7 @@ fn unsigned_data_in_signed_netcdf3_types_reads_as_unsigned_with_its_fill() {
         vec!["3,2,10,200,UInt8"]
     );
     let store = dir.path().join("t.atlas");
-    atlas_sql()
-        .arg("ingest")
-        .arg(&store)
-        .arg(input.join("u16.nc"))
-        .arg("--create")
-        .arg("-q")
-        .assert()
-        .success();
+    ingest_new(&store, &input.join("u16.nc"));
     assert_eq!(
         csv(&store, "SELECT v FROM v ORDER BY x_index"),
         vec!["32767.5", "1.0"]
