@@ -65,7 +65,7 @@ pub struct LoadReport {
     pub wrong: Vec<String>,
     /// Latency of each snapshot-reader round: open the store, then its three queries.
     pub latencies: Vec<Duration>,
-    /// The generation the store ended at, and the datasets it holds.
+    /// The generation the store ended at.
     pub final_generation: u64,
     /// Datasets in the store at the end.
     pub final_datasets: usize,
