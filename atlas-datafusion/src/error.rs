@@ -36,22 +36,25 @@ pub enum Error {
         /// The variables the store does have, comma-separated.
         known: String,
     },
-    /// A variable's dtype differs across datasets in a way no SQL type holds.
+    /// Datasets of a table whose type its column cannot hold, under
+    /// `atlas.type_conflicts = 'error'`.
     #[error(
-        "variable {variable:?} is {first_type} in dataset {first_dataset:?} but {other_type} in \
-         dataset {other_dataset:?}; no SQL type holds both"
+        "table {table:?}: {count} dataset{s} do{es} not fit column {column:?} ({table_type}); \
+         dataset {dataset:?} has {dataset_type}. atlas.type_conflicts is 'error': set it to \
+         'null' or 'exclude' to query the rest; SELECT * FROM _conflicts lists them all",
+        table = first.table,
+        column = first.column,
+        table_type = first.table_type,
+        dataset = first.dataset,
+        dataset_type = first.dataset_type,
+        s = if *count == 1 { "" } else { "s" },
+        es = if *count == 1 { "es" } else { "" }
     )]
-    IncompatibleTypes {
-        /// The variable (or coordinate) name.
-        variable: String,
-        /// Dataset that fixed the type so far.
-        first_dataset: String,
-        /// The type so far.
-        first_type: String,
-        /// Dataset whose type does not fit.
-        other_dataset: String,
-        /// Its type.
-        other_type: String,
+    TypeConflict {
+        /// How many datasets of the table do not fit one of its columns.
+        count: usize,
+        /// The first of them.
+        first: Box<crate::Conflict>,
     },
     /// A dtype with no SQL mapping (lists).
     #[error(

@@ -1,6 +1,6 @@
 //! How one variable maps to a table: its columns, and where each dataset's array sits in them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use atlas_store::{ArraySchema, ArrayStats, CatalogView, DType};
@@ -107,9 +107,13 @@ pub struct Entry {
     pub schema: Arc<ArraySchema>,
     /// Its statistics, if committed.
     pub stats: Option<ArrayStats>,
+    /// Whether the value column's type holds the array's values (if not, the column is NULL
+    /// for this dataset, or the dataset is left out, per [`TypeConflicts`]).
+    pub value_fits: bool,
     /// For each table dimension, the array's axis along it (`None`: the array lacks the dim).
     pub axis_of_dim: Vec<Option<usize>>,
-    /// For each coordinate column, the dataset's coordinate array, if it has one that fits.
+    /// For each coordinate column, the dataset's coordinate array, if it has one of the same
+    /// length whose type the column holds.
     pub coords: Vec<Option<CoordSource>>,
 }
 
@@ -144,6 +148,8 @@ pub struct Layout {
     pub entries: Vec<Entry>,
     /// Position of each entry's dataset in the store (its key in the `dataset` dictionary).
     pub ordinals: Vec<u32>,
+    /// Entries with a value or coordinate their column cannot hold, by entry.
+    pub conflicts: Vec<EntryConflict>,
 }
 
 impl Layout {
@@ -175,100 +181,18 @@ impl Layout {
         }
     }
 
-    /// Builds the table of `variable` from a catalog snapshot.
+    /// Builds the table of `variable` from a catalog snapshot. Datasets whose array or
+    /// coordinate has a type the column cannot hold stay in the table and are listed in
+    /// [`Layout::conflicts`]; the scan applies the [`TypeConflicts`] policy to them.
     pub fn build(location: &str, variable: &str, catalog: &CatalogView) -> Result<Layout> {
-        let mut dims: Vec<String> = Vec::new();
-        let mut value_type: Option<(DataType, String)> = None;
-        let mut found = Vec::new();
-        for (ordinal, ds) in catalog.datasets().enumerate() {
-            let Some(array) = ds.array(variable) else {
-                continue;
-            };
-            let ty = arrow_type(&array.schema().dtype).ok_or_else(|| Error::UnsupportedType {
-                variable: variable.to_string(),
-                dataset: ds.name().to_string(),
-                dtype: format!("{:?}", array.schema().dtype),
-            })?;
-            value_type = Some(match value_type {
-                None => (ty, ds.name().to_string()),
-                Some((prev, first)) => match widen(&prev, &ty) {
-                    Some(w) => (w, first),
-                    None => {
-                        return Err(Error::IncompatibleTypes {
-                            variable: variable.to_string(),
-                            first_dataset: first,
-                            first_type: prev.to_string(),
-                            other_dataset: ds.name().to_string(),
-                            other_type: ty.to_string(),
-                        });
-                    }
-                },
-            });
-            for d in &array.schema().dims {
-                if !dims.contains(d) {
-                    dims.push(d.clone());
-                }
-            }
-            found.push((ordinal, ds, array));
-        }
-        let Some((value_type, _)) = value_type else {
-            let mut known: Vec<&str> = catalog
-                .datasets()
-                .flat_map(|d| d.arrays().map(|a| a.name()))
-                .collect();
-            known.sort_unstable();
-            known.dedup();
-            return Err(Error::UnknownVariable {
-                variable: variable.to_string(),
-                location: location.to_string(),
-                known: if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
-            });
-        };
-
-        // Coordinate columns: dims other than the variable itself that some dataset holding the
-        // variable describes with a 1-D array of the same name.
-        let mut coord_dims = Vec::new();
-        let mut coord_types: Vec<DataType> = Vec::new();
-        for (d, dim) in dims.iter().enumerate() {
-            if dim == variable {
-                continue;
-            }
-            let mut ty: Option<(DataType, String)> = None;
-            for (_, ds, _) in &found {
-                let Some(c) = ds
-                    .array(dim)
-                    .filter(|a| a.schema().dims.len() == 1 && &a.schema().dims[0] == dim)
-                else {
-                    continue;
-                };
-                let Some(t) = arrow_type(&c.schema().dtype) else {
-                    continue;
-                };
-                ty = Some(match ty {
-                    None => (t, ds.name().to_string()),
-                    Some((prev, first)) => match widen(&prev, &t) {
-                        Some(w) => (w, first),
-                        None => {
-                            return Err(Error::IncompatibleTypes {
-                                variable: dim.clone(),
-                                first_dataset: first,
-                                first_type: prev.to_string(),
-                                other_dataset: ds.name().to_string(),
-                                other_type: t.to_string(),
-                            });
-                        }
-                    },
-                });
-            }
-            if let Some((t, _)) = ty {
-                coord_dims.push(d);
-                coord_types.push(t);
-            }
-        }
+        let columns = Columns::resolve(location, variable, catalog)?;
+        let Columns {
+            dims,
+            value_type,
+            coord_dims,
+            coord_types,
+            conflicts: found_conflicts,
+        } = columns;
 
         let mut fields = vec![Field::new("dataset", dataset_type(), false)];
         let mut what = vec!["the dataset name".to_string()];
@@ -295,16 +219,28 @@ impl Layout {
             seen.insert(f.name(), i);
         }
 
-        let mut entries = Vec::with_capacity(found.len());
-        let mut ordinals = Vec::with_capacity(found.len());
-        for (ordinal, ds, array) in found {
+        let value_misfits: HashSet<u32> = found_conflicts
+            .iter()
+            .filter(|c| c.kind == ConflictKind::Value)
+            .map(|c| c.ordinal)
+            .collect();
+        let mut entries = Vec::new();
+        let mut ordinals = Vec::new();
+        for (ordinal, ds) in catalog.datasets().enumerate() {
+            let Some(array) = ds.array(variable) else {
+                continue;
+            };
+            let ordinal = u32::try_from(ordinal).map_err(|_| {
+                Error::Usage(format!("store {location} has more than 2^32 datasets"))
+            })?;
             let axis_of_dim = dims
                 .iter()
                 .map(|d| array.schema().dims.iter().position(|x| x == d))
                 .collect::<Vec<_>>();
             let coords = coord_dims
                 .iter()
-                .map(|&d| {
+                .zip(&coord_types)
+                .map(|(&d, ty)| {
                     let axis = axis_of_dim[d]?;
                     let len = array.schema().shape[axis];
                     let dim = &dims[d];
@@ -314,7 +250,7 @@ impl Layout {
                             s.dims.len() == 1
                                 && &s.dims[0] == dim
                                 && s.shape[0] == len
-                                && arrow_type(&s.dtype).is_some()
+                                && arrow_type(&s.dtype).is_some_and(|t| fits(&t, ty))
                         })
                         .map(|a| CoordSource {
                             stats: a.stats(),
@@ -326,13 +262,19 @@ impl Layout {
                 dataset: ds.name().to_string(),
                 schema: array.shared_schema(),
                 stats: array.stats(),
+                value_fits: !value_misfits.contains(&ordinal),
                 axis_of_dim,
                 coords,
             });
-            ordinals.push(u32::try_from(ordinal).map_err(|_| {
-                Error::Usage(format!("store {location} has more than 2^32 datasets"))
-            })?);
+            ordinals.push(ordinal);
         }
+        let conflicts = found_conflicts
+            .into_iter()
+            .filter_map(|c| {
+                let entry = ordinals.binary_search(&c.ordinal).ok()?;
+                Some(EntryConflict { entry, conflict: c })
+            })
+            .collect();
         Ok(Layout {
             variable: variable.to_string(),
             schema: Arc::new(Schema::new(fields)),
@@ -342,6 +284,266 @@ impl Layout {
             coord_types,
             entries,
             ordinals,
+            conflicts,
+        })
+    }
+}
+
+/// Whether every value of type `t` is a value of column type `column`.
+pub fn fits(t: &DataType, column: &DataType) -> bool {
+    widen(column, t).as_ref() == Some(column)
+}
+
+/// The type of a column whose datasets have the given types, each with how many datasets have
+/// it: the type most datasets have, widened by every other type that widens with it, taken in
+/// order of how many datasets have them (ties: the earlier in `counts`). `None` when `counts`
+/// is empty.
+pub fn majority_type(counts: &[(DataType, usize)]) -> Option<DataType> {
+    let mut order: Vec<&(DataType, usize)> = counts.iter().collect();
+    // A stable sort keeps the given order among equal counts.
+    order.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let mut it = order.into_iter();
+    let (first, _) = it.next()?;
+    let mut ty = first.clone();
+    for (t, _) in it {
+        if let Some(w) = widen(&ty, t) {
+            ty = w;
+        }
+    }
+    Some(ty)
+}
+
+/// [`majority_type`] of one type per dataset (`None`: no SQL type), and for each dataset
+/// whether it fits.
+fn majority(types: &[Option<DataType>]) -> Option<(DataType, Vec<bool>)> {
+    let mut counts: Vec<(DataType, usize)> = Vec::new();
+    for t in types.iter().flatten() {
+        match counts.iter_mut().find(|(x, _)| x == t) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((t.clone(), 1)),
+        }
+    }
+    let ty = majority_type(&counts)?;
+    let fit = types
+        .iter()
+        .map(|t| t.as_ref().is_some_and(|t| fits(t, &ty)))
+        .collect();
+    Some((ty, fit))
+}
+
+/// The kind of column a conflict is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// The variable's values.
+    Value,
+    /// A coordinate column.
+    Coordinate,
+}
+
+impl ConflictKind {
+    /// `value` or `coordinate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::Value => "value",
+            ConflictKind::Coordinate => "coordinate",
+        }
+    }
+}
+
+/// A dataset whose array, or coordinate, has a type its table's column cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The table (its variable).
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// Whether it is the value or a coordinate.
+    pub kind: ConflictKind,
+    /// The dataset's position in the store.
+    pub ordinal: u32,
+    /// The dataset.
+    pub dataset: String,
+    /// The dataset's type: its SQL type, or its store dtype when SQL has none.
+    pub dataset_type: String,
+    /// The column's type.
+    pub table_type: String,
+}
+
+/// A [`Conflict`] of one entry of a [`Layout`].
+#[derive(Debug, Clone)]
+pub struct EntryConflict {
+    /// The entry.
+    pub entry: usize,
+    /// What does not fit.
+    pub conflict: Conflict,
+}
+
+/// The columns of a variable's table and the datasets that do not fit them, worked out from
+/// the catalog without building the per-dataset entries.
+#[derive(Debug)]
+pub struct Columns {
+    /// Dimensions in first-seen order.
+    pub dims: Vec<String>,
+    /// Type of the value column.
+    pub value_type: DataType,
+    /// For each coordinate column, the dimension it belongs to.
+    pub coord_dims: Vec<usize>,
+    /// Types of the coordinate columns.
+    pub coord_types: Vec<DataType>,
+    /// Datasets whose value or coordinate does not fit its column, in store order.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Columns {
+    /// Resolves the columns of `variable`'s table.
+    pub fn resolve(location: &str, variable: &str, catalog: &CatalogView) -> Result<Columns> {
+        let mut dims: Vec<String> = Vec::new();
+        let mut found = Vec::new();
+        let mut types = Vec::new();
+        let mut dtypes = Vec::new();
+        for (ordinal, ds) in catalog.datasets().enumerate() {
+            let Some(array) = ds.array(variable) else {
+                continue;
+            };
+            let dtype = &array.schema().dtype;
+            types.push(arrow_type(dtype));
+            dtypes.push(dtype.clone());
+            for d in &array.schema().dims {
+                if !dims.contains(d) {
+                    dims.push(d.clone());
+                }
+            }
+            found.push((ordinal as u32, ds));
+        }
+        if found.is_empty() {
+            let mut known: Vec<&str> = catalog
+                .datasets()
+                .flat_map(|d| d.arrays().map(|a| a.name()))
+                .collect();
+            known.sort_unstable();
+            known.dedup();
+            return Err(Error::UnknownVariable {
+                variable: variable.to_string(),
+                location: location.to_string(),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        let Some((value_type, fit)) = majority(&types) else {
+            return Err(Error::UnsupportedType {
+                variable: variable.to_string(),
+                dataset: found[0].1.name().to_string(),
+                dtype: format!("{:?}", dtypes[0]),
+            });
+        };
+        let type_name = |t: &Option<DataType>, d: &DType| match t {
+            Some(t) => t.to_string(),
+            None => crate::meta::dtype_name(d),
+        };
+        let mut conflicts = Vec::new();
+        for (i, ok) in fit.iter().enumerate() {
+            if !ok {
+                conflicts.push(Conflict {
+                    table: variable.to_string(),
+                    column: variable.to_string(),
+                    kind: ConflictKind::Value,
+                    ordinal: found[i].0,
+                    dataset: found[i].1.name().to_string(),
+                    dataset_type: type_name(&types[i], &dtypes[i]),
+                    table_type: value_type.to_string(),
+                });
+            }
+        }
+
+        // Coordinate columns: dims other than the variable itself that some dataset holding the
+        // variable describes with a 1-D array of the same name.
+        let mut coord_dims = Vec::new();
+        let mut coord_types: Vec<DataType> = Vec::new();
+        for (d, dim) in dims.iter().enumerate() {
+            if dim == variable {
+                continue;
+            }
+            let mut holders = Vec::new();
+            let mut types = Vec::new();
+            let mut dtypes = Vec::new();
+            for (ordinal, ds) in &found {
+                let Some(c) = ds
+                    .array(dim)
+                    .filter(|a| a.schema().dims.len() == 1 && &a.schema().dims[0] == dim)
+                else {
+                    continue;
+                };
+                holders.push((*ordinal, ds.name().to_string()));
+                types.push(arrow_type(&c.schema().dtype));
+                dtypes.push(c.schema().dtype.clone());
+            }
+            let Some((ty, fit)) = majority(&types) else {
+                continue;
+            };
+            for (i, ok) in fit.iter().enumerate() {
+                if !ok {
+                    conflicts.push(Conflict {
+                        table: variable.to_string(),
+                        column: dim.clone(),
+                        kind: ConflictKind::Coordinate,
+                        ordinal: holders[i].0,
+                        dataset: holders[i].1.clone(),
+                        dataset_type: type_name(&types[i], &dtypes[i]),
+                        table_type: ty.to_string(),
+                    });
+                }
+            }
+            coord_dims.push(d);
+            coord_types.push(ty);
+        }
+        conflicts.sort_by_key(|c| c.ordinal);
+        Ok(Columns {
+            dims,
+            value_type,
+            coord_dims,
+            coord_types,
+            conflicts,
+        })
+    }
+}
+
+/// What the scan of a table does with the datasets listed in its conflicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TypeConflicts {
+    /// They keep their rows, with NULL in the columns they do not fit (the default: every
+    /// row stays visible and nothing is dropped unannounced).
+    #[default]
+    Null,
+    /// They are left out of the table.
+    Exclude,
+    /// Scanning the table is an error naming them.
+    Error,
+}
+
+impl std::str::FromStr for TypeConflicts {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "null" => Ok(TypeConflicts::Null),
+            "exclude" => Ok(TypeConflicts::Exclude),
+            "error" => Ok(TypeConflicts::Error),
+            other => Err(Error::Usage(format!(
+                "type_conflicts is 'null', 'exclude' or 'error', not {other:?}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for TypeConflicts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TypeConflicts::Null => "null",
+            TypeConflicts::Exclude => "exclude",
+            TypeConflicts::Error => "error",
         })
     }
 }

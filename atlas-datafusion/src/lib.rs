@@ -31,6 +31,7 @@ mod convert;
 mod error;
 mod layout;
 mod meta;
+mod options;
 mod provider;
 mod snapshot;
 mod source;
@@ -38,8 +39,11 @@ mod store;
 mod table;
 
 pub use error::{Error, Result};
-pub use layout::{arrow_type, dataset_type, widen};
-pub use meta::{METADATA_TABLES, dtype_name};
+pub use layout::{
+    Conflict, ConflictKind, TypeConflicts, arrow_type, dataset_type, fits, majority_type, widen,
+};
+pub use meta::{METADATA_TABLES, dtype_name, type_conflicts};
+pub use options::AtlasOptions;
 pub use provider::{
     AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory, OpenedStores,
     register_atlas, register_opened, register_store, store_table,

@@ -1,8 +1,9 @@
 //! The metadata tables: `_datasets`, `_arrays`, `_attributes`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use atlas_store::{Attr, DType, FillValue, StatValue};
+use atlas_store::{Attr, CatalogView, DType, FillValue, StatValue};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int64Builder, ListBuilder,
     StringArray, StringBuilder, TimestampNanosecondArray, TimestampNanosecondBuilder, UInt32Array,
@@ -14,11 +15,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::MemTable;
 
-use crate::layout::dataset_type;
+use crate::layout::{Columns, Conflict, dataset_type};
 use crate::store::AtlasStore;
 
 /// Names of the metadata tables, which can never clash with a variable (leading underscore).
-pub const METADATA_TABLES: [&str; 3] = ["_datasets", "_arrays", "_attributes"];
+pub const METADATA_TABLES: [&str; 4] = ["_datasets", "_arrays", "_attributes", "_conflicts"];
 
 /// A store dtype's name in `_arrays.dtype`.
 pub fn dtype_name(dtype: &DType) -> String {
@@ -355,6 +356,48 @@ pub fn attributes_table(store: &AtlasStore) -> Result<MemTable> {
         Arc::new(floats.finish()),
         Arc::new(bools.finish()),
         Arc::new(times.finish()),
+    ];
+    mem_table(schema, columns)
+}
+
+/// Every dataset of the store whose value or coordinate has a type its table's column cannot
+/// hold, table by table (tables in name order, datasets in store order).
+pub fn type_conflicts(catalog: &CatalogView) -> Vec<Conflict> {
+    let variables: BTreeSet<&str> = catalog
+        .datasets()
+        .flat_map(|d| d.arrays().map(|a| a.name()))
+        .collect();
+    let mut out = Vec::new();
+    for variable in variables {
+        // A variable no SQL type can show at all has no table, hence no conflicts.
+        if let Ok(columns) = Columns::resolve("", variable, catalog) {
+            out.extend(columns.conflicts);
+        }
+    }
+    out
+}
+
+/// `_conflicts`: one row per dataset and column that does not fit its table's type.
+pub fn conflicts_table(store: &AtlasStore) -> Result<MemTable> {
+    let conflicts = type_conflicts(&store.catalog);
+    let text = |f: &dyn Fn(&Conflict) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(conflicts.iter().map(f)))
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("table", DataType::Utf8, false),
+        Field::new("column", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("dataset", dataset_type(), false),
+        Field::new("dataset_type", DataType::Utf8, false),
+        Field::new("table_type", DataType::Utf8, false),
+    ]));
+    let columns = vec![
+        text(&|c| &c.table),
+        text(&|c| &c.column),
+        text(&|c| c.kind.as_str()),
+        dataset_keys(store, conflicts.iter().map(|c| c.ordinal).collect())?,
+        text(&|c| &c.dataset_type),
+        text(&|c| &c.table_type),
     ];
     mem_table(schema, columns)
 }

@@ -16,7 +16,11 @@ use datafusion::logical_expr::{CreateExternalTable, Expr};
 
 use crate::error::Error;
 use crate::layout::Layout;
-use crate::meta::{METADATA_TABLES, arrays_table, attributes_table, datasets_table};
+use crate::layout::TypeConflicts;
+use crate::meta::{
+    METADATA_TABLES, arrays_table, attributes_table, conflicts_table, datasets_table,
+};
+use crate::options::AtlasOptions;
 use crate::snapshot::{MetaTable, OneGenerationPerStore};
 use crate::store::AtlasStore;
 use crate::table::AtlasTable;
@@ -31,11 +35,14 @@ pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableP
             "_attributes",
             attributes_table(store)?,
         )),
-        variable => {
-            let layout = Layout::build(&store.location, variable, &store.catalog)?;
-            Arc::new(AtlasTable::new(Arc::clone(store), layout))
-        }
+        "_conflicts" => Arc::new(MetaTable::new(store, "_conflicts", conflicts_table(store)?)),
+        variable => Arc::new(variable_table(store, variable)?),
     })
+}
+
+fn variable_table(store: &Arc<AtlasStore>, variable: &str) -> Result<AtlasTable> {
+    let layout = Layout::build(&store.location, variable, &store.catalog)?;
+    Ok(AtlasTable::new(Arc::clone(store), layout))
 }
 
 /// A schema holding one table per variable of a store, plus `_datasets`, `_arrays` and
@@ -176,6 +183,7 @@ pub fn register_opened(
     let provider = Arc::new(AtlasSchemaProvider::new(store));
     catalog.register_schema(schema, Arc::clone(&provider) as Arc<dyn SchemaProvider>)?;
     OneGenerationPerStore::register(ctx);
+    AtlasOptions::register(ctx);
     Ok(provider)
 }
 
@@ -184,6 +192,7 @@ pub fn register_opened(
 /// rule [`OneGenerationPerStore`] (one generation of each store per statement).
 pub fn register_atlas(ctx: &SessionContext) {
     OneGenerationPerStore::register(ctx);
+    AtlasOptions::register(ctx);
     ctx.state_ref()
         .write()
         .table_factories_mut()
@@ -272,7 +281,18 @@ impl TableProviderFactory for AtlasTableFactory {
                     store.variables().join(", ")
                 ))
             })?;
-        store_table(&store, variable)
+        let policy = cmd
+            .options
+            .get("type_conflicts")
+            .or_else(|| cmd.options.get("format.type_conflicts"))
+            .map(|p| p.parse::<TypeConflicts>())
+            .transpose()?;
+        match policy {
+            Some(p) => Ok(Arc::new(
+                variable_table(&store, variable)?.with_type_conflicts(p),
+            )),
+            None => store_table(&store, variable),
+        }
     }
 }
 

@@ -128,6 +128,7 @@ pub(crate) struct ScanMetrics {
     pub datasets_pruned_by_stats: Count,
     pub datasets_pruned_by_range: Count,
     pub datasets_pruned_by_dynamic_filter: Count,
+    pub datasets_excluded_by_type: Count,
 }
 
 impl ScanMetrics {
@@ -144,6 +145,7 @@ impl ScanMetrics {
                 metrics,
                 "datasets_pruned_by_dynamic_filter",
             ),
+            datasets_excluded_by_type: summary_counter(metrics, "datasets_excluded_by_type"),
         }
     }
 }
@@ -405,7 +407,9 @@ impl PartitionState {
         let mut wanted: Vec<(String, String, Vec<Range<usize>>)> = Vec::new();
         let add = |wanted: &mut Vec<_>, entry: usize, region: Vec<Range<usize>>| {
             let e = &layout.entries[entry];
-            wanted.push((layout.variable.clone(), e.dataset.clone(), region));
+            if e.value_fits {
+                wanted.push((layout.variable.clone(), e.dataset.clone(), region));
+            }
             for &c in &coords {
                 if e.coords[c].is_some() {
                     let dim = layout.dims[layout.coord_dims[c]].clone();
@@ -639,7 +643,8 @@ impl PartitionState {
         }
         let rows = region.iter().map(|r| r.len()).product::<usize>();
         let value_col = layout.value_col();
-        let wants_value = spec.projection.contains(&value_col);
+        // A value whose type the column cannot hold is NULL (`atlas.type_conflicts = 'null'`).
+        let wants_value = spec.projection.contains(&value_col) && e.value_fits;
         let read_chunks = if wants_value {
             chunks_in(&region, chunk_shape)
         } else {

@@ -26,7 +26,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 
 use crate::convert::stat_scalar;
-use crate::layout::{ColumnKind, Layout, dataset_type};
+use crate::layout::{ColumnKind, Conflict, Layout, TypeConflicts, dataset_type};
+use crate::options::AtlasOptions;
 use crate::source::{AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, chunks_in};
 use crate::store::AtlasStore;
 
@@ -39,6 +40,9 @@ const UNIT_ELEMENTS: usize = 1 << 20;
 pub struct AtlasTable {
     store: Arc<AtlasStore>,
     layout: Arc<Layout>,
+    /// The table's own `type_conflicts` policy (`CREATE EXTERNAL TABLE … OPTIONS`), over the
+    /// session's.
+    policy: Option<TypeConflicts>,
 }
 
 /// How a pushed filter is used.
@@ -145,7 +149,32 @@ impl AtlasTable {
         AtlasTable {
             store,
             layout: Arc::new(layout),
+            policy: None,
         }
+    }
+
+    /// The same table with its own `type_conflicts` policy, which wins over the session's.
+    pub fn with_type_conflicts(mut self, policy: TypeConflicts) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The policy a scan in `state` applies: the table's own, else the session's
+    /// `atlas.type_conflicts`, else the default.
+    fn policy(&self, state: &dyn Session) -> TypeConflicts {
+        self.policy.unwrap_or_else(|| {
+            state
+                .config_options()
+                .extensions
+                .get::<AtlasOptions>()
+                .map(|o| o.type_conflicts)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Datasets whose value or coordinate has a type the table's column cannot hold.
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.layout.conflicts.iter().map(|c| &c.conflict)
     }
 
     /// The variable this table shows.
@@ -251,7 +280,13 @@ impl AtlasTable {
                 continue;
             }
             any = true;
-            rows += regions[i].iter().map(|r| r.len() as u64).product::<u64>();
+            let region_rows = regions[i].iter().map(|r| r.len() as u64).product::<u64>();
+            rows += region_rows;
+            if !e.value_fits {
+                // The column is NULL for this dataset.
+                nulls += region_rows;
+                continue;
+            }
             let Some(s) = &e.stats else {
                 exact = false;
                 continue;
@@ -344,7 +379,7 @@ impl EntryStats<'_> {
             .enumerate()
             .map(|(i, e)| {
                 let stat = match kind {
-                    ColumnKind::Value => e.stats.as_ref().and_then(|s| {
+                    ColumnKind::Value => e.stats.as_ref().filter(|_| e.value_fits).and_then(|s| {
                         let v = if want_min {
                             s.min.as_ref()
                         } else {
@@ -408,6 +443,7 @@ impl PruningStatistics for EntryStats<'_> {
                     .map(|r| r.len() as u64)
                     .product::<u64>();
                 match kind {
+                    ColumnKind::Value if !e.value_fits => Some(rows),
                     ColumnKind::Value => {
                         let full = self.regions[i]
                             .iter()
@@ -481,7 +517,10 @@ impl TableProvider for AtlasTable {
             .iter()
             .map(|e| e.schema.shape.iter().map(|&s| 0..s).collect())
             .collect();
-        Some(self.statistics_for(&vec![true; n], &regions, true, false))
+        // Without a session the policy is unknown: under `exclude` conflicting datasets drop
+        // out, so the row count is exact only when there are none or the table fixes `null`.
+        let exact = self.layout.conflicts.is_empty() || self.policy == Some(TypeConflicts::Null);
+        Some(self.statistics_for(&vec![true; n], &regions, exact, false))
     }
 
     async fn scan(
@@ -505,6 +544,31 @@ impl TableProvider for AtlasTable {
             .collect();
         let mut keep = self.dataset_mask(&dataset_filters)?;
         let by_name = keep.iter().filter(|k| !**k).count();
+        if let Some(first) = layout.conflicts.first() {
+            match self.policy(state) {
+                TypeConflicts::Null => {}
+                TypeConflicts::Exclude => {
+                    let mut excluded = 0;
+                    for c in &layout.conflicts {
+                        if keep[c.entry] {
+                            keep[c.entry] = false;
+                            excluded += 1;
+                        }
+                    }
+                    counters.datasets_excluded_by_type.add(excluded);
+                }
+                TypeConflicts::Error => {
+                    let mut entries: Vec<usize> =
+                        layout.conflicts.iter().map(|c| c.entry).collect();
+                    entries.dedup();
+                    return Err(crate::Error::TypeConflict {
+                        count: entries.len(),
+                        first: Box::new(first.conflict.clone()),
+                    }
+                    .into());
+                }
+            }
+        }
 
         // Exact index ranges, per table dimension.
         let mut dim_range: Vec<(u64, Option<u64>)> = vec![(0, None); layout.dims.len()];

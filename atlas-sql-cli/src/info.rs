@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use atlas_datafusion::AtlasStore;
 use datafusion::execution::runtime_env::RuntimeEnv;
 
+use crate::consistency::Survey;
 use crate::exec::CliError;
 
 fn mib(bytes: u64) -> String {
@@ -137,6 +138,18 @@ pub fn report(store: &AtlasStore) -> String {
     for r in &rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
         out.push('\n');
+    }
+    let disagreements = Survey::of(catalog).report(catalog);
+    if !disagreements.is_empty() {
+        out.push_str(&format!(
+            "the datasets disagree on {} variable{} (SELECT * FROM _conflicts lists every \
+             dataset):\n",
+            disagreements.len(),
+            if disagreements.len() == 1 { "" } else { "s" }
+        ));
+        for d in disagreements {
+            out.push_str(&format!("  - {d}\n"));
+        }
     }
     out
 }

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use atlas_store::{Atlas, Attr, Codec, FillValue, MetaFormat, StoreConfig, TimestampNs};
+use atlas_store::{Atlas, Attr, Codec, DType, FillValue, MetaFormat, StoreConfig, TimestampNs};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, IxDyn};
 use netcdf_reader::{NcAttrValue, NcFile, NcType, NcVariable};
 
+use crate::consistency::{Survey, UNDECODED_TIME};
 use crate::exec::CliError;
 use crate::time::TimeUnits;
 
@@ -63,6 +64,11 @@ pub struct IngestArgs {
     /// Store values as they are in the files: no fill values, scaling or time decoding.
     #[arg(long)]
     raw: bool,
+    /// Refuse files whose variables disagree with the store (a type no SQL column holds
+    /// together with the store's, or other units): the first one stops the ingest and nothing
+    /// is committed. Commits once, at the end.
+    #[arg(long)]
+    strict: bool,
     /// Files decoded in parallel.
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
@@ -90,6 +96,25 @@ enum Data {
     F64(ArrayD<f64>),
     Str(ArrayD<String>),
     Time(ArrayD<TimestampNs>),
+}
+
+impl Data {
+    fn dtype(&self) -> DType {
+        match self {
+            Data::I8(_) => DType::Int8,
+            Data::U8(_) => DType::UInt8,
+            Data::I16(_) => DType::Int16,
+            Data::U16(_) => DType::UInt16,
+            Data::I32(_) => DType::Int32,
+            Data::U32(_) => DType::UInt32,
+            Data::I64(_) => DType::Int64,
+            Data::U64(_) => DType::UInt64,
+            Data::F32(_) => DType::Float32,
+            Data::F64(_) => DType::Float64,
+            Data::Str(_) => DType::String,
+            Data::Time(_) => DType::TimestampNs,
+        }
+    }
 }
 
 /// One array read from a file, decoded, ready to write.
@@ -319,6 +344,33 @@ fn native<T: Native>(
     Ok((T::data(a), fill.map(T::fill)))
 }
 
+/// Why a numeric variable that looks like time (CF `units` of the form `<unit> since <date>`,
+/// `axis = "T"`, `standard_name = "time"`, or named `time`) is kept as numbers: its units or
+/// calendar cannot be decoded. `None` for variables that do not look like time.
+fn undecoded_time(v: &NcVariable) -> Option<String> {
+    let units = text_attr(v, "units");
+    let calendar = text_attr(v, "calendar");
+    let looks_like_time = units
+        .as_deref()
+        .is_some_and(|u| u.to_ascii_lowercase().contains(" since "))
+        || text_attr(v, "axis").is_some_and(|a| a.trim().eq_ignore_ascii_case("T"))
+        || text_attr(v, "standard_name").is_some_and(|s| s.trim().eq_ignore_ascii_case("time"))
+        || v.name.eq_ignore_ascii_case("time");
+    if !looks_like_time {
+        return None;
+    }
+    Some(match (units, calendar) {
+        (None, _) => {
+            "no units attribute (CF times need units like 'days since 1950-01-01')".to_string()
+        }
+        (Some(_), Some(c)) if crate::time::Calendar::parse(Some(&c)).is_none() => format!(
+            "calendar {c:?} is not decoded (standard, gregorian, proleptic_gregorian, 360_day, \
+             noleap, 365_day, all_leap and 366_day are)"
+        ),
+        (Some(u), _) => format!("units {u:?} are not \"<unit> since <date>\" with a known unit"),
+    })
+}
+
 fn decode_variable(
     f: &NcFile,
     path: &str,
@@ -483,12 +535,19 @@ fn decode_file(path: &Path, raw: bool) -> Result<DecodedFile, String> {
             name
         };
         let (dims, data, fill) = decode_variable(&f, &read_path, &v, raw)?;
+        let mut attributes = attributes(v.attributes());
+        if !raw
+            && !matches!(data, Data::Time(_) | Data::Str(_))
+            && let Some(reason) = undecoded_time(&v)
+        {
+            attributes.push((UNDECODED_TIME.to_string(), Attr::String(reason)));
+        }
         arrays.push(DecodedArray {
             name,
             dims,
             data,
             fill,
-            attributes: attributes(v.attributes()),
+            attributes,
         });
     }
     Ok(DecodedFile {
@@ -587,6 +646,27 @@ async fn write_file(
         for (k, v) in a.attributes {
             ds.set_array_attribute(&a.name, &k, v)?;
         }
+    }
+    Ok(())
+}
+
+/// Under `--strict` (`survey` given), why `file` may not be written to the store; else counts
+/// its arrays in the survey.
+fn array_attributes(a: &DecodedArray) -> Vec<(&str, &Attr)> {
+    a.attributes.iter().map(|(k, v)| (k.as_str(), v)).collect()
+}
+
+fn strict_check(survey: Option<&mut Survey>, name: &str, file: &DecodedFile) -> Result<(), String> {
+    let Some(survey) = survey else {
+        return Ok(());
+    };
+    for a in &file.arrays {
+        if let Some(reason) = survey.disagreement(&a.name, &a.data.dtype(), &array_attributes(a)) {
+            return Err(reason);
+        }
+    }
+    for a in &file.arrays {
+        survey.add(name, &a.name, &a.data.dtype(), &array_attributes(a));
     }
     Ok(())
 }
@@ -749,6 +829,9 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, CliError> {
         }
     }))
     .buffered(jobs);
+    // Under --strict, what the store and the files written so far hold, to check each file
+    // against before it is written.
+    let mut survey = args.strict.then(|| Survey::of(&atlas.catalog()));
     let mut done = 0usize;
     let mut since_flush = 0usize;
     let mut ingested_bytes = 0u64;
@@ -775,25 +858,35 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, CliError> {
         bar.set_message(format!("{done}/{total_files} files"));
         match result {
             Err(reason) => failures.push(FileError { path, reason }),
-            Ok(file) => match write_file(&mut atlas, &name, file, &chunks).await {
-                Ok(()) => {
-                    ingested += 1;
-                    ingested_bytes += size;
-                    since_flush += 1;
+            Ok(file) => match strict_check(survey.as_mut(), &name, &file) {
+                Err(reason) => {
+                    bar.abandon();
+                    return Err(CliError::Usage(format!(
+                        "--strict: {}: {reason}; nothing was committed (without --strict the \
+                         file is ingested and the conflict reported)",
+                        path.display()
+                    )));
                 }
-                Err(e) => {
-                    // Drop what was written of this file, so the store never holds half of it.
-                    if atlas.dataset_exists(&name) {
-                        let _ = atlas.delete_dataset(&name).await;
+                Ok(()) => match write_file(&mut atlas, &name, file, &chunks).await {
+                    Ok(()) => {
+                        ingested += 1;
+                        ingested_bytes += size;
+                        since_flush += 1;
                     }
-                    failures.push(FileError {
-                        path,
-                        reason: e.to_string(),
-                    });
-                }
+                    Err(e) => {
+                        // Drop what was written of this file, so the store never holds half of it.
+                        if atlas.dataset_exists(&name) {
+                            let _ = atlas.delete_dataset(&name).await;
+                        }
+                        failures.push(FileError {
+                            path,
+                            reason: e.to_string(),
+                        });
+                    }
+                },
             },
         }
-        if since_flush >= FLUSH_EVERY {
+        if since_flush >= FLUSH_EVERY && !args.strict {
             atlas.flush().await?;
             since_flush = 0;
         }
@@ -817,6 +910,26 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, CliError> {
     }
     for f in &failures {
         eprintln!("failed: {}: {}", f.path.display(), f.reason);
+    }
+    if ingested > 0 {
+        let catalog = atlas.catalog();
+        let lines = Survey::of(&catalog).report(&catalog);
+        if !lines.is_empty() {
+            eprintln!(
+                "warning: the datasets of {} disagree on {} variable{}:",
+                args.store.display(),
+                lines.len(),
+                if lines.len() == 1 { "" } else { "s" }
+            );
+            for l in &lines {
+                eprintln!("  - {l}");
+            }
+            eprintln!(
+                "  every dataset: atlas-sql --store {} -c 'SELECT * FROM _conflicts'; \
+                 --strict refuses such files",
+                args.store.display()
+            );
+        }
     }
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage; 3 an ingest that finished
 //! but skipped files it could not read.
 
+mod consistency;
 mod demo;
 mod exec;
 mod info;

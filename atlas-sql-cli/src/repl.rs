@@ -5,10 +5,12 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
+use atlas_datafusion::{AtlasOptions, AtlasTable};
 use datafusion::prelude::SessionContext;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
+use crate::consistency::table_summary;
 use crate::exec::{CliError, Format, Printer, run_sql};
 
 const HELP: &str = "\
@@ -112,7 +114,23 @@ async fn command(
                     "no table {name:?}; \\d lists them"
                 )));
             }
-            run_sql(ctx, &sql, printer).await?
+            run_sql(ctx, &sql, printer).await?;
+            if let Ok(provider) = ctx.table_provider(name).await
+                && let Some(table) = provider.downcast_ref::<AtlasTable>()
+            {
+                let conflicts: Vec<_> = table.conflicts().collect();
+                let policy = ctx
+                    .state()
+                    .config()
+                    .options()
+                    .extensions
+                    .get::<AtlasOptions>()
+                    .map(|o| o.type_conflicts)
+                    .unwrap_or_default();
+                for line in table_summary(table.variable(), &conflicts, policy) {
+                    println!("{line}");
+                }
+            }
         }
         ("\\datasets", _) => run_sql(ctx, "SELECT * FROM _datasets", printer).await?,
         ("\\timing", _) => {

@@ -263,6 +263,39 @@ enum NcAttr {
 /// A classic (CDF-1) NetCDF file: one dimension `x` of `len`, one variable `v` of NetCDF type
 /// `nc_type` (1 byte, 3 short) holding the big-endian `data`, with attributes `attrs`.
 fn classic_file(nc_type: u32, len: usize, data: &[u8], attrs: &[(&str, NcAttr)]) -> Vec<u8> {
+    classic_vars(
+        "x",
+        len,
+        &[NcVar {
+            name: "v",
+            nc_type,
+            data: data.to_vec(),
+            attrs,
+        }],
+    )
+}
+
+/// A variable of [`classic_vars`].
+struct NcVar<'a> {
+    name: &'a str,
+    /// NetCDF type: 1 byte, 3 short, 5 float, 6 double.
+    nc_type: u32,
+    /// Big-endian values.
+    data: Vec<u8>,
+    attrs: &'a [(&'a str, NcAttr)],
+}
+
+fn doubles(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+fn floats(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+/// A classic (CDF-1) NetCDF file (the encoding of the NetCDF classic format specification):
+/// one dimension `dim` of `len` and variables on it.
+fn classic_vars(dim: &str, len: usize, vars: &[NcVar]) -> Vec<u8> {
     fn word(out: &mut Vec<u8>, v: u32) {
         out.extend(v.to_be_bytes());
     }
@@ -282,50 +315,60 @@ fn classic_file(nc_type: u32, len: usize, data: &[u8], attrs: &[(&str, NcAttr)])
     word(&mut h, 0); // records
     word(&mut h, 0x0A); // dimensions
     word(&mut h, 1);
-    name(&mut h, "x");
+    name(&mut h, dim);
     word(&mut h, len as u32);
     h.extend([0u8; 8]); // no global attributes
     word(&mut h, 0x0B); // variables
-    word(&mut h, 1);
-    name(&mut h, "v");
-    word(&mut h, 1);
-    word(&mut h, 0); // on dimension 0
-    word(&mut h, 0x0C); // its attributes
-    word(&mut h, attrs.len() as u32);
-    for (key, value) in attrs {
-        name(&mut h, key);
-        match value {
-            NcAttr::Double(x) => {
-                word(&mut h, 6);
-                word(&mut h, 1);
-                h.extend(x.to_be_bytes());
-            }
-            NcAttr::Byte(x) => {
-                word(&mut h, 1);
-                word(&mut h, 1);
-                h.extend(x.to_be_bytes());
-                pad(&mut h);
-            }
-            NcAttr::Short(x) => {
-                word(&mut h, 3);
-                word(&mut h, 1);
-                h.extend(x.to_be_bytes());
-                pad(&mut h);
-            }
-            NcAttr::Text(s) => {
-                word(&mut h, 2);
-                word(&mut h, s.len() as u32);
-                h.extend(s.as_bytes());
-                pad(&mut h);
+    word(&mut h, vars.len() as u32);
+    let mut begins = Vec::new();
+    for var in vars {
+        name(&mut h, var.name);
+        word(&mut h, 1);
+        word(&mut h, 0); // on dimension 0
+        word(&mut h, 0x0C); // its attributes
+        word(&mut h, var.attrs.len() as u32);
+        for (key, value) in var.attrs {
+            name(&mut h, key);
+            match value {
+                NcAttr::Double(x) => {
+                    word(&mut h, 6);
+                    word(&mut h, 1);
+                    h.extend(x.to_be_bytes());
+                }
+                NcAttr::Byte(x) => {
+                    word(&mut h, 1);
+                    word(&mut h, 1);
+                    h.extend(x.to_be_bytes());
+                    pad(&mut h);
+                }
+                NcAttr::Short(x) => {
+                    word(&mut h, 3);
+                    word(&mut h, 1);
+                    h.extend(x.to_be_bytes());
+                    pad(&mut h);
+                }
+                NcAttr::Text(s) => {
+                    word(&mut h, 2);
+                    word(&mut h, s.len() as u32);
+                    h.extend(s.as_bytes());
+                    pad(&mut h);
+                }
             }
         }
+        word(&mut h, var.nc_type);
+        word(&mut h, var.data.len().div_ceil(4) as u32 * 4);
+        begins.push(h.len());
+        word(&mut h, 0); // begin, set below
     }
-    word(&mut h, nc_type);
-    word(&mut h, data.len().div_ceil(4) as u32 * 4);
-    let begin = h.len() as u32 + 4;
-    word(&mut h, begin);
-    h.extend(data);
-    pad(&mut h);
+    let mut offset = h.len();
+    for (var, at) in vars.iter().zip(begins) {
+        h[at..at + 4].copy_from_slice(&(offset as u32).to_be_bytes());
+        offset += var.data.len().div_ceil(4) * 4;
+    }
+    for var in vars {
+        h.extend(&var.data);
+        pad(&mut h);
+    }
     h
 }
 
@@ -424,4 +467,229 @@ fn an_unwritable_temporary_directory_is_an_error_not_a_crash() {
     assert!(stderr.contains("temporary file"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+}
+
+/// A profile file: `temp(time)` float in `temp_units` and a `time(time)` double with `time_attrs`.
+fn profile(
+    temps: &[f32],
+    times: &[f64],
+    temp_units: &'static str,
+    time_attrs: &[(&str, NcAttr)],
+) -> Vec<u8> {
+    classic_vars(
+        "time",
+        temps.len(),
+        &[
+            NcVar {
+                name: "temp",
+                nc_type: 5,
+                data: floats(temps),
+                attrs: &[("units", NcAttr::Text(temp_units))],
+            },
+            NcVar {
+                name: "time",
+                nc_type: 6,
+                data: doubles(times),
+                attrs: time_attrs,
+            },
+        ],
+    )
+}
+
+/// Two profiles `a`, `b` with decodable times in degC, and `c` with times that have no units,
+/// in kelvin: the folder of the issue, in miniature.
+fn mixed_folder(dir: &Path) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir(&input).unwrap();
+    let days = [("units", NcAttr::Text("days since 2000-01-01"))];
+    std::fs::write(
+        input.join("a.nc"),
+        profile(&[10.0, 11.0], &[0.0, 1.0], "degC", &days),
+    )
+    .unwrap();
+    std::fs::write(input.join("b.nc"), profile(&[12.0], &[2.0], "degC", &days)).unwrap();
+    std::fs::write(
+        input.join("c.nc"),
+        profile(&[285.0, 286.0, 287.0], &[0.5, 1.5, 2.5], "K", &[]),
+    )
+    .unwrap();
+    input
+}
+
+#[test]
+fn a_mixed_folder_ingests_reports_what_disagrees_once_and_stays_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mixed_folder(dir.path());
+    let store = dir.path().join("s.atlas");
+    let out = atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(&input)
+        .arg("--create")
+        .arg("-q")
+        .assert()
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(out).unwrap();
+    assert_eq!(err.matches("disagree on 3 variables").count(), 1, "{err}");
+    for want in [
+        r#""temp": units "degC" in 2 datasets ("a", "b"), "K" in 1 dataset ("c")"#,
+        r#""time": type Timestamp(ns) in 2 datasets, but Float64 in 1 dataset ("c"): no SQL type holds both"#,
+        "also the coordinate of 1 table",
+        r#""time": times kept as numbers in 1 dataset ("c"): no units attribute"#,
+        "SELECT * FROM _conflicts",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    // Every row of every file is there; only the time of `c` is NULL.
+    assert_eq!(
+        csv(
+            &store,
+            "SELECT dataset, count(*), count(time), max(temp) FROM temp GROUP BY dataset ORDER BY dataset"
+        ),
+        vec!["a,2,2,11.0", "b,1,1,12.0", "c,3,0,287.0"]
+    );
+    assert_eq!(
+        csv(&store, "SELECT * FROM _conflicts ORDER BY \"table\""),
+        vec![
+            "temp,time,coordinate,c,Float64,Timestamp(ns)",
+            "time,time,value,c,Float64,Timestamp(ns)"
+        ]
+    );
+    assert_eq!(
+        csv(
+            &store,
+            "SELECT value FROM _attributes WHERE dataset = 'c' AND array = 'time' AND key = 'atlas_undecoded_time'"
+        ),
+        vec!["no units attribute (CF times need units like 'days since 1950-01-01')"]
+    );
+    let info = atlas_sql()
+        .arg("info")
+        .arg(&store)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let info = String::from_utf8(info).unwrap();
+    assert!(
+        info.contains("the datasets disagree on 3 variables"),
+        "{info}"
+    );
+    assert!(info.contains(r#""temp": units "degC""#), "{info}");
+    let shell = atlas_sql()
+        .args(["--store", store.to_str().unwrap(), "-q"])
+        .write_stdin(
+            "\\d temp\nSET atlas.type_conflicts = 'exclude';\nSHOW atlas.type_conflicts;\nSELECT count(*) FROM temp;\n",
+        )
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let shell = String::from_utf8(shell).unwrap();
+    assert!(
+        shell.contains("1 dataset does not fit a column's type; atlas.type_conflicts = 'null'")
+            && shell.contains(r#"time (Timestamp(ns)): Float64 in 1 dataset ("c")"#),
+        "{shell}"
+    );
+    assert!(shell.contains("atlas.type_conflicts | exclude"), "{shell}");
+    // `exclude` leaves `c` out: the rows of `a` and `b`.
+    assert!(shell.contains("| 3        |"), "{shell}");
+}
+
+#[test]
+fn strict_stops_at_the_first_file_that_disagrees_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mixed_folder(dir.path());
+    let store = dir.path().join("s.atlas");
+    ingest_new(&store, &input.join("a.nc"));
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(input.join("b.nc"))
+        .arg(input.join("c.nc"))
+        .arg("--strict")
+        .arg("-q")
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicate::str::contains("--strict: ").and(predicate::str::contains(
+            r#"c.nc: variable "temp" has units "K" here, but "degC" in 2 datasets ("a", "b"); nothing was committed"#,
+        )));
+    // `b` agreed, but the run stopped before its commit.
+    assert_eq!(csv(&store, "SELECT dataset FROM _datasets"), vec!["a"]);
+    // A file whose time is not decodable disagrees by type when its units agree.
+    let d = dir.path().join("d.nc");
+    std::fs::write(&d, profile(&[1.0], &[0.0], "degC", &[])).unwrap();
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(&d)
+        .arg("--strict")
+        .arg("-q")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            r#"variable "time" is Float64 here, but Timestamp(ns) in 1 dataset ("a"); no SQL type holds both"#,
+        ));
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(input.join("b.nc"))
+        .arg("--strict")
+        .arg("-q")
+        .assert()
+        .success()
+        .stderr(predicate::str::is_empty());
+    assert_eq!(
+        csv(&store, "SELECT dataset FROM _datasets ORDER BY dataset"),
+        vec!["a", "b"]
+    );
+}
+
+#[test]
+fn times_with_a_calendar_the_decoder_lacks_stay_numbers_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("j.nc");
+    std::fs::write(
+        &file,
+        profile(
+            &[1.0, 2.0],
+            &[0.0, 1.0],
+            "degC",
+            &[
+                ("units", NcAttr::Text("days since 2000-01-01")),
+                ("calendar", NcAttr::Text("julian")),
+            ],
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("s.atlas");
+    let out = atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(&file)
+        .arg("--create")
+        .assert()
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(out).unwrap();
+    assert!(
+        err.contains(
+            r#""time": times kept as numbers in 1 dataset ("j"): calendar "julian" is not decoded"#
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        csv(
+            &store,
+            "SELECT arrow_typeof(time), time FROM temp ORDER BY time_index"
+        ),
+        vec!["Float64,0.0", "Float64,1.0"]
+    );
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the SQL layer, through SQL and the scan's metrics.
 
+mod conflicts;
 mod differential;
 mod entry_points;
 mod mapping;

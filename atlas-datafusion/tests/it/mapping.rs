@@ -125,27 +125,6 @@ async fn cells_equal_to_the_fill_value_read_as_null_and_unwritten_arrays_are_all
 }
 
 #[tokio::test]
-async fn incompatible_types_are_an_error_naming_both_datasets() {
-    let (ctx, store) = memory_session(1);
-    let mut atlas = new_store(store, "bad").await;
-    let a = atlas.create_dataset("first").await.unwrap();
-    a.define_array::<f64>("v", vec!["x".into()], vec![1], None, None)
-        .await
-        .unwrap();
-    let b = atlas.create_dataset("second").await.unwrap();
-    b.define_array::<String>("v", vec!["x".into()], vec![1], None, None)
-        .await
-        .unwrap();
-    atlas.flush().await.unwrap();
-    register(&ctx, "memory:///bad").await;
-    let err = error_of(&ctx, "SELECT * FROM s.v").await;
-    assert!(
-        err.contains("\"first\"") && err.contains("\"second\"") && err.contains("Utf8"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
 async fn column_name_collisions_are_reported_not_shadowed() {
     let (ctx, store) = memory_session(1);
     let mut atlas = new_store(store, "clash").await;

@@ -1,0 +1,72 @@
+//! Session options of the extension: `SET atlas.<option> = …`.
+
+use std::any::Any;
+
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::context::SessionContext;
+
+use crate::layout::TypeConflicts;
+
+/// The `atlas.*` options of a session. [`crate::register_atlas`] and the store registration
+/// helpers add them to the session, so `SET atlas.type_conflicts = 'exclude'` works; a session
+/// without them behaves as with the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AtlasOptions {
+    /// What a table does with datasets whose value or coordinate has a type its column
+    /// cannot hold: `null` (default), `exclude` or `error`.
+    pub type_conflicts: TypeConflicts,
+}
+
+impl ConfigExtension for AtlasOptions {
+    const PREFIX: &'static str = "atlas";
+}
+
+impl ExtensionOptions for AtlasOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "type_conflicts" => {
+                self.type_conflicts = value.parse()?;
+                Ok(())
+            }
+            other => Err(DataFusionError::Configuration(format!(
+                "no option atlas.{other} (the options are: atlas.type_conflicts)"
+            ))),
+        }
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        vec![ConfigEntry {
+            key: "atlas.type_conflicts".into(),
+            value: Some(self.type_conflicts.to_string()),
+            description: "What a table does with datasets whose value or coordinate has a type \
+                          its column cannot hold: 'null' (their rows stay, NULL in that column), \
+                          'exclude' (they are left out) or 'error'. SELECT * FROM _conflicts \
+                          lists them.",
+        }]
+    }
+}
+
+impl AtlasOptions {
+    /// Adds the options to `ctx` with their defaults, unless it has them already.
+    pub fn register(ctx: &SessionContext) {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        if options.extensions.get::<AtlasOptions>().is_none() {
+            options.extensions.insert(AtlasOptions::default());
+        }
+    }
+}
