@@ -323,7 +323,35 @@ fn native<T: Native>(
     missing: &[f64],
     raw: bool,
 ) -> Result<(Data, Option<FillValue>), String> {
-    let mut a: ArrayD<T> = f.read_variable::<T>(path).map_err(|e| e.to_string())?;
+    let a: ArrayD<T> = f.read_variable::<T>(path).map_err(|e| e.to_string())?;
+    Ok(with_fill(a, missing, raw))
+}
+
+/// The values of an enum variable of base type `T`: its integers, as stored.
+fn enum_values<T: Native>(
+    f: &NcFile,
+    path: &str,
+    shape: &[usize],
+    missing: &[f64],
+    raw: bool,
+    from_ne: fn(&[u8]) -> T,
+) -> Result<(Data, Option<FillValue>), String> {
+    let bytes = f
+        .read_variable_native_bytes(path)
+        .map_err(|e| e.to_string())?;
+    let values: Vec<T> = bytes
+        .chunks_exact(std::mem::size_of::<T>())
+        .map(from_ne)
+        .collect();
+    let a = ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| {
+        format!("variable {path:?}: the enum values do not fill its shape {shape:?}: {e}")
+    })?;
+    Ok(with_fill(a, missing, raw))
+}
+
+/// Unless `raw`, makes the first missing value the type can hold exactly the fill value and
+/// rewrites every other listed missing value to it.
+fn with_fill<T: Native>(mut a: ArrayD<T>, missing: &[f64], raw: bool) -> (Data, Option<FillValue>) {
     // A missing value the type cannot hold matches no stored value, so it cannot be the fill.
     let fill = if raw {
         None
@@ -341,7 +369,17 @@ fn native<T: Native>(
             }
         });
     }
-    Ok((T::data(a), fill.map(T::fill)))
+    (T::data(a), fill.map(T::fill))
+}
+
+/// A NetCDF name as a store name: control characters (some writers pad names with NUL) dropped.
+fn clean_name(name: &str) -> String {
+    let clean: String = name.chars().filter(|c| !c.is_control()).collect();
+    if clean.is_empty() {
+        "unnamed".to_string()
+    } else {
+        clean
+    }
 }
 
 /// Why a numeric variable that looks like time (CF `units` of the form `<unit> since <date>`,
@@ -377,7 +415,7 @@ fn decode_variable(
     v: &NcVariable,
     raw: bool,
 ) -> Result<(Vec<String>, Data, Option<FillValue>), String> {
-    let dims: Vec<String> = v.dimensions().iter().map(|d| d.name.clone()).collect();
+    let dims: Vec<String> = v.dimensions().iter().map(|d| clean_name(&d.name)).collect();
     let shape: Vec<usize> = v.shape().iter().map(|&s| s as usize).collect();
     let missing = missing_values(v);
     let unsigned = if raw { None } else { unsigned_bits(v) };
@@ -455,6 +493,34 @@ fn decode_variable(
         NcType::UInt => native::<u32>(f, path, &missing, raw)?,
         NcType::Int64 => native::<i64>(f, path, &missing, raw)?,
         NcType::UInt64 => native::<u64>(f, path, &missing, raw)?,
+        // As netCDF4-python and xarray read them: the integers, with the members kept as the
+        // CF flag attributes (below).
+        NcType::Enum { base, .. } => {
+            macro_rules! ints {
+                ($t:ty) => {
+                    enum_values::<$t>(f, path, &shape, &missing, raw, |b| {
+                        let mut a = [0u8; std::mem::size_of::<$t>()];
+                        a.copy_from_slice(b);
+                        <$t>::from_ne_bytes(a)
+                    })?
+                };
+            }
+            match base.as_ref() {
+                NcType::Byte => ints!(i8),
+                NcType::UByte => ints!(u8),
+                NcType::Short => ints!(i16),
+                NcType::UShort => ints!(u16),
+                NcType::Int => ints!(i32),
+                NcType::UInt => ints!(u32),
+                NcType::Int64 => ints!(i64),
+                NcType::UInt64 => ints!(u64),
+                other => {
+                    return Err(format!(
+                        "variable {path:?} is an enum of {other:?}, which ATLAS cannot store"
+                    ));
+                }
+            }
+        }
         NcType::Float => native::<f32>(f, path, &missing, raw)?,
         NcType::Double => native::<f64>(f, path, &missing, raw)?,
         NcType::Char => {
@@ -529,6 +595,7 @@ fn decode_file(path: &Path, raw: bool) -> Result<DecodedFile, String> {
     variables(root, "", &mut vars);
     let mut arrays = Vec::with_capacity(vars.len());
     for (read_path, name, v) in vars {
+        let name = clean_name(&name);
         let name = if name.starts_with('_') {
             format!("v{name}")
         } else {
@@ -536,6 +603,20 @@ fn decode_file(path: &Path, raw: bool) -> Result<DecodedFile, String> {
         };
         let (dims, data, fill) = decode_variable(&f, &read_path, &v, raw)?;
         let mut attributes = attributes(v.attributes());
+        if let NcType::Enum { members, .. } = v.dtype()
+            && !attributes.iter().any(|(k, _)| k == "flag_values")
+        {
+            let values: Vec<i64> = members
+                .iter()
+                .filter_map(|m| m.value.as_i128().and_then(|x| i64::try_from(x).ok()))
+                .collect();
+            if values.len() == members.len() {
+                let meanings: Vec<String> =
+                    members.iter().map(|m| m.name.replace(' ', "_")).collect();
+                attributes.push(("flag_values".into(), Attr::Int64List(values)));
+                attributes.push(("flag_meanings".into(), Attr::String(meanings.join(" "))));
+            }
+        }
         if !raw
             && !matches!(data, Data::Time(_) | Data::Str(_))
             && let Some(reason) = undecoded_time(&v)

@@ -693,3 +693,45 @@ fn times_with_a_calendar_the_decoder_lacks_stay_numbers_and_say_why() {
         vec!["Float64,0.0", "Float64,1.0"]
     );
 }
+
+#[test]
+fn netcdf4_enums_ingest_as_their_integers_with_cf_flags_and_nul_padded_names_lose_the_nul() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.atlas");
+    atlas_sql()
+        .arg("ingest")
+        .arg(&store)
+        .arg(data.join("netcdf-c/ncdump/ref_tst_irish_rover.nc"))
+        .arg(data.join("netcdf-c/nctest/ref_nctest_classic.nc"))
+        .args(["--create", "-q"])
+        .assert()
+        .success();
+    // Values as h5py reads them: a uint64 enum holding 1000000 then three fills of 0.
+    assert_eq!(
+        csv(
+            &store,
+            "SELECT arrow_typeof(\"in_the_hold_of_the_Irish_Rover\"), \"in_the_hold_of_the_Irish_Rover\" \
+             FROM \"in_the_hold_of_the_Irish_Rover\" ORDER BY dim_index"
+        ),
+        vec!["UInt64,1000000", "UInt64,0", "UInt64,0", "UInt64,0"]
+    );
+    let flags = csv(
+        &store,
+        "SELECT key, value FROM _attributes WHERE array = 'in_the_hold_of_the_Irish_Rover' ORDER BY key",
+    );
+    assert_eq!(flags.len(), 2, "{flags:?}");
+    assert!(
+        flags[0].starts_with("flag_meanings,bags_of_the_best_Sligo_rags barrels_of_bones "),
+        "{flags:?}"
+    );
+    assert!(
+        flags[1].starts_with("flag_values,\"[1000000, 2000000,"),
+        "{flags:?}"
+    );
+    let arrays = csv(
+        &store,
+        "SELECT array FROM _arrays WHERE dataset = 'ref_nctest_classic' AND array LIKE 'yy%'",
+    );
+    assert_eq!(arrays, vec!["yy"]);
+}
