@@ -2,13 +2,14 @@
 //! a demo.
 //!
 //! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage; 3 an ingest that finished
-//! but skipped files it could not read.
+//! but skipped files it could not read; 4 `verify` found a missing or damaged segment.
 
 mod consistency;
 mod demo;
 mod exec;
 mod info;
 mod ingest;
+mod maintain;
 mod repl;
 mod session;
 mod time;
@@ -83,6 +84,46 @@ enum Command {
         /// The store directory.
         store: PathBuf,
     },
+    /// Merge each variable's segments into one and drop the bytes of deleted data.
+    Compact {
+        /// The store (a local directory).
+        store: PathBuf,
+        /// How long removed segments stay for readers of older generations (e.g. 15m, 1h, 0).
+        #[arg(long, value_parser = maintain::parse_duration, value_name = "DURATION")]
+        retention: Option<std::time::Duration>,
+    },
+    /// Remove segment files no commit needs: retired by compact or deletes, or left by a
+    /// crashed writer, once older than the retention.
+    Vacuum {
+        /// The store (a local directory).
+        store: PathBuf,
+        /// Keep what is younger than this (default 1h; 0 removes at once, which readers of
+        /// older generations and writers on other machines may not survive).
+        #[arg(long, value_parser = maintain::parse_duration, value_name = "DURATION")]
+        retention: Option<std::time::Duration>,
+        /// Show what would be removed and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read every segment in full and check it against the catalog; exit code 4 when any is
+    /// missing or damaged.
+    Verify {
+        /// The store (a local directory).
+        store: PathBuf,
+    },
+    /// Delete datasets, by name or by a SQL LIKE pattern, in one commit.
+    Delete {
+        /// The store (a local directory).
+        store: PathBuf,
+        /// Dataset names.
+        datasets: Vec<String>,
+        /// Also every dataset whose name matches this SQL LIKE pattern (`%`, `_`).
+        #[arg(long, value_name = "PATTERN")]
+        like: Option<String>,
+        /// Show what would be deleted and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +144,21 @@ fn main() -> ExitCode {
             Some(Command::Demo { dir }) => demo::run(dir).await.map(|()| ExitCode::SUCCESS),
             Some(Command::Info { store }) => info::run(&store).await.map(|()| ExitCode::SUCCESS),
             Some(Command::Upgrade { store }) => upgrade(&store).await,
+            Some(Command::Compact { store, retention }) => {
+                maintain::compact(&store, retention).await
+            }
+            Some(Command::Vacuum {
+                store,
+                retention,
+                dry_run,
+            }) => maintain::vacuum(&store, retention, dry_run).await,
+            Some(Command::Verify { store }) => maintain::verify(&store).await,
+            Some(Command::Delete {
+                store,
+                datasets,
+                like,
+                dry_run,
+            }) => maintain::delete(&store, &datasets, like.as_deref(), dry_run).await,
             None => query(cli.query).await,
         }
     });

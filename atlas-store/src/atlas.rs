@@ -73,6 +73,46 @@ pub struct CompactReport {
     pub bytes_removed: u64,
 }
 
+/// What [`Atlas::verify_all`] found.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Segments read and checked.
+    pub segments_checked: usize,
+    /// Their bytes.
+    pub bytes_checked: u64,
+    /// Segments that are missing or fail their checks, in key order.
+    pub damaged: Vec<DamagedSegment>,
+}
+
+/// A segment [`Atlas::verify_all`] found missing or damaged.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DamagedSegment {
+    /// Key, `<variable>/<file>`.
+    pub key: String,
+    /// What is wrong (names the first damaged byte range).
+    pub error: Error,
+    /// The arrays it holds, as `(dataset, array)`.
+    pub holds: Vec<(String, String)>,
+}
+
+/// What [`Atlas::vacuum_plan`] says `vacuum` would remove now, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VacuumPlan {
+    /// Segments `compact` replaced or whose arrays were all deleted, retired longer ago than
+    /// the retention: `(key, bytes with its checksum sidecar)`.
+    pub retired: Vec<(String, u64)>,
+    /// Segment files no commit references (a crashed writer's, or an abandoned ingest's),
+    /// older than the retention: `(path inside the store, bytes with its checksum sidecar)`.
+    pub orphans: Vec<(String, u64)>,
+    /// Retired segments kept because they are younger than the retention.
+    pub retired_kept: usize,
+    /// Unreferenced segments kept because they are younger than the retention.
+    pub orphans_kept: usize,
+}
+
 /// A segment of the current catalog, as `info` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -502,6 +542,110 @@ impl Atlas {
             self.inner.segments.verify(key, &live.entry).await?;
         }
         Ok(segments.len())
+    }
+
+    /// Reads every segment of the current catalog in full and checks it as [`Atlas::verify`]
+    /// does, but goes on past damage: the report lists every missing or damaged segment with
+    /// the arrays it holds. `progress` is called after each segment with the bytes checked so
+    /// far and the total. Errors only for what stops the check itself.
+    pub async fn verify_all(&self, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
+        let committed = Arc::clone(&lock(&self.inner.state).committed);
+        let total: u64 = committed.segments.values().map(|s| s.entry.size).sum();
+        let mut report = VerifyReport::default();
+        let mut holds: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+        for (ds, d) in committed.iter() {
+            for a in d.arrays() {
+                if let Some(seg) = a.segment() {
+                    holds
+                        .entry(&**seg)
+                        .or_default()
+                        .push((ds.to_string(), a.name().to_string()));
+                }
+            }
+        }
+        for (key, live) in &committed.segments {
+            let checked = self.inner.segments.verify(key, &live.entry).await;
+            report.segments_checked += 1;
+            report.bytes_checked += live.entry.size;
+            match checked {
+                Ok(()) => {}
+                Err(
+                    error @ (Error::CorruptSegment { .. }
+                    | Error::SegmentGone { .. }
+                    | Error::ObjectStore { .. }
+                    | Error::Format { .. }
+                    | Error::Io { .. }),
+                ) => report.damaged.push(DamagedSegment {
+                    key: key.to_string(),
+                    error,
+                    holds: holds.remove(&**key).unwrap_or_default(),
+                }),
+                Err(other) => return Err(other),
+            }
+            progress(report.bytes_checked, total);
+        }
+        Ok(report)
+    }
+
+    /// What [`Atlas::vacuum`] would remove now with this handle's retention, without removing
+    /// or committing anything (a dry run). Lists the store once.
+    pub async fn vacuum_plan(&self) -> Result<VacuumPlan> {
+        let (committed, retention) = {
+            let st = lock(&self.inner.state);
+            (Arc::clone(&st.committed), st.retention)
+        };
+        let now = std::time::SystemTime::now();
+        let prefix = &self.inner.prefix;
+        let listing = catalog::list_all(&*self.inner.store, prefix).await?;
+        let log_times = catalog::log_times(prefix, &listing);
+        // A segment's checksum sidecar goes with it.
+        let sizes: HashMap<&Path, u64> = listing.iter().map(|m| (&m.location, m.size)).collect();
+        let with_sidecar = |path: &Path, size: u64| {
+            size + sizes.get(&sums::sidecar_path(path)).copied().unwrap_or(0)
+        };
+        let mut plan = VacuumPlan::default();
+        for (key, (entry, retired_at)) in committed.retired.iter() {
+            let age = log_times.get(retired_at).map_or(Duration::MAX, |t| {
+                now.duration_since(*t).unwrap_or(Duration::ZERO)
+            });
+            if age >= retention {
+                let path = segment::object_path(prefix, key);
+                plan.retired
+                    .push((key.to_string(), with_sidecar(&path, entry.size)));
+            } else {
+                plan.retired_kept += 1;
+            }
+        }
+        let live: HashSet<Path> = committed
+            .segments
+            .keys()
+            .chain(committed.retired.keys())
+            .map(|k| segment::object_path(prefix, k))
+            .collect();
+        for meta in &listing {
+            if sums::segment_of(&meta.location).is_some()
+                || !segment::is_segment(prefix, &meta.location)
+                || live.contains(&meta.location)
+            {
+                continue;
+            }
+            let age = now
+                .duration_since(meta.last_modified.into())
+                .unwrap_or(Duration::ZERO);
+            if age >= retention {
+                let path = meta.location.as_ref();
+                let relative = path
+                    .strip_prefix(prefix.as_ref())
+                    .map_or(path, |p| p.trim_start_matches('/'));
+                plan.orphans.push((
+                    relative.to_string(),
+                    with_sidecar(&meta.location, meta.size),
+                ));
+            } else {
+                plan.orphans_kept += 1;
+            }
+        }
+        Ok(plan)
     }
 
     /// Loads into this handle's block cache, several requests at a time, the blocks holding the

@@ -55,7 +55,9 @@ mod testing;
 
 pub use array_format::{ArrayElement, ArrayStats, DType, FillValue, StatValue, TimestampNs};
 pub(crate) use atlas::lock;
-pub use atlas::{Atlas, CompactReport, SegmentInfo, WriteStats};
+pub use atlas::{
+    Atlas, CompactReport, DamagedSegment, SegmentInfo, VacuumPlan, VerifyReport, WriteStats,
+};
 pub use config::{
     Codec, DEFAULT_ORPHAN_RETENTION, DEFAULT_PENDING_BUDGET, MetaFormat, StoreConfig,
 };
