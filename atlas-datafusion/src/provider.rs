@@ -40,6 +40,22 @@ pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableP
     })
 }
 
+/// [`store_table`] with the table's own `type_conflicts` policy, which wins over the session's
+/// (for hosts whose sessions lack the `atlas.*` options, such as DataFusion's Python bindings).
+/// Metadata tables have no policy.
+pub fn policy_table(
+    store: &Arc<AtlasStore>,
+    name: &str,
+    policy: TypeConflicts,
+) -> Result<Arc<dyn TableProvider>> {
+    if METADATA_TABLES.contains(&name) {
+        return store_table(store, name);
+    }
+    Ok(Arc::new(
+        variable_table(store, name)?.with_type_conflicts(policy),
+    ))
+}
+
 fn variable_table(store: &Arc<AtlasStore>, variable: &str) -> Result<AtlasTable> {
     let layout = Layout::build(&store.location, variable, &store.catalog)?;
     Ok(AtlasTable::new(Arc::clone(store), layout))
@@ -53,6 +69,8 @@ fn variable_table(store: &Arc<AtlasStore>, variable: &str) -> Result<AtlasTable>
 #[derive(Debug)]
 pub struct AtlasSchemaProvider {
     store: Mutex<Arc<AtlasStore>>,
+    /// The `type_conflicts` policy of every table of the schema, over the session's.
+    policy: Option<TypeConflicts>,
     tables: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
     /// Tables and views created in this schema by the session (`CREATE EXTERNAL TABLE`,
     /// `CREATE VIEW`); they live as long as the session and are never written to the store.
@@ -64,9 +82,22 @@ impl AtlasSchemaProvider {
     pub fn new(store: Arc<AtlasStore>) -> Self {
         AtlasSchemaProvider {
             store: Mutex::new(store),
+            policy: None,
             tables: Mutex::new(HashMap::new()),
             session_tables: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same schema with one `type_conflicts` policy for all its tables, over the session's
+    /// `atlas.type_conflicts` (for hosts whose sessions lack the `atlas.*` options).
+    pub fn with_type_conflicts(mut self, policy: TypeConflicts) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The schema's own `type_conflicts` policy, if it has one.
+    pub fn type_conflicts(&self) -> Option<TypeConflicts> {
+        self.policy
     }
 
     /// The store behind the schema, as of the last table lookup.
@@ -114,7 +145,10 @@ impl SchemaProvider for AtlasSchemaProvider {
         if let Some(t) = lock(&self.tables).get(name) {
             return Ok(Some(Arc::clone(t)));
         }
-        let t = store_table(&self.store(), name)?;
+        let t = match self.policy {
+            Some(p) => policy_table(&self.store(), name, p)?,
+            None => store_table(&self.store(), name)?,
+        };
         lock(&self.tables).insert(name.to_string(), Arc::clone(&t));
         Ok(Some(t))
     }

@@ -1,0 +1,141 @@
+"""Query ATLAS stores with SQL from DataFusion's Python bindings.
+
+Every variable of a store is a table (``dataset``, ``<dim>_index`` columns, coordinates, the
+value), and filters on dataset names, positions, coordinates and values are pushed into the
+scan, exactly as in the ``atlas-sql`` command line::
+
+    import datafusion, atlas_sql
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, "argo.atlas", schema="argo")
+    ctx.sql('SELECT dataset, max("TEMP") FROM argo."TEMP" GROUP BY dataset').show()
+    ds = atlas_sql.to_xarray(ctx.sql('SELECT * FROM argo."TEMP" WHERE dataset LIKE \\'R69%\\''))
+
+``docs/python.md`` in the repository is the guide.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import datafusion
+
+#: The ``datafusion`` major version this package's FFI structs match.
+DATAFUSION_MAJOR = 55
+
+
+def _check_datafusion() -> None:
+    # Mismatched FFI structs crash the interpreter instead of raising, so refuse early.
+    found = datafusion.__version__
+    try:
+        major = int(found.split(".")[0])
+    except ValueError:
+        major = -1
+    if major != DATAFUSION_MAJOR:
+        raise ImportError(
+            f"atlas_sql needs datafusion {DATAFUSION_MAJOR}.x (its FFI structs must match), "
+            f"but datafusion {found} is installed: pip install 'datafusion>={DATAFUSION_MAJOR},"
+            f"<{DATAFUSION_MAJOR + 1}'"
+        )
+
+
+_check_datafusion()
+
+from atlas_sql._internal import Store, Table, ffi_version, open_store  # noqa: E402
+from atlas_sql._xarray import to_xarray  # noqa: E402
+
+if TYPE_CHECKING:
+    from datafusion import SessionContext
+
+__all__ = [
+    "DATAFUSION_MAJOR",
+    "Store",
+    "Table",
+    "atlas_scan",
+    "ffi_version",
+    "open",
+    "register",
+    "table",
+    "to_xarray",
+]
+
+TYPE_CONFLICTS = ("null", "exclude", "error")
+
+
+def open(location: str | os.PathLike[str], type_conflicts: str | None = None) -> Store:  # noqa: A001
+    """Opens the ATLAS store at ``location`` (a local path or ``file://`` URL).
+
+    ``type_conflicts`` is what the store's tables do with datasets whose value or coordinate has
+    a type the column cannot hold: ``"null"`` (the default: their rows stay, NULL in that
+    column), ``"exclude"`` (left out) or ``"error"``. ``SELECT * FROM _conflicts`` lists them.
+    """
+    return open_store(os.fspath(location), type_conflicts)
+
+
+def register(
+    ctx: SessionContext,
+    location: str | os.PathLike[str],
+    schema: str = "atlas",
+    type_conflicts: str | None = None,
+) -> Store:
+    """Registers the store at ``location`` as schema ``schema`` of ``ctx``'s default catalog.
+
+    Every variable becomes a table ``<schema>.<variable>``, next to the metadata tables
+    ``_datasets``, ``_arrays``, ``_attributes`` and ``_conflicts``. Each table lookup sees the
+    store's newest commit. Returns the opened store.
+    """
+    store = open(location, type_conflicts)
+    ctx.catalog().register_schema(schema, store)
+    return store
+
+
+def table(
+    location: str | os.PathLike[str] | Store,
+    variable: str,
+    type_conflicts: str | None = None,
+) -> Table:
+    """The table of one variable (or metadata table), for ``ctx.register_table(name, t)``."""
+    store = location if isinstance(location, Store) else open(location)
+    return store.table(variable, type_conflicts)
+
+
+def _literal(expr: Any, what: str) -> str:
+    """The string value of a literal argument of a table function."""
+    value = None
+    try:
+        variant = expr.to_variant()
+        value = variant.value_string()
+    except Exception:  # noqa: BLE001 - fall back on the textual form
+        value = None
+    if value is None:
+        text = str(expr)
+        # `Expr(Utf8("…"))` or `Utf8("…")`.
+        start, end = text.find('("'), text.rfind('")')
+        if start < 0 or end <= start:
+            raise ValueError(f"atlas_scan expects a string literal {what}, got {text}")
+        value = text[start + 2 : end]
+    return value
+
+
+def atlas_scan(name: str = "atlas_scan") -> Any:
+    """The table function ``atlas_scan('<store>', '<variable>')``, for ``ctx.register_udtf``.
+
+    Stores are opened once per location and reused by later calls.
+    """
+    from datafusion import udtf
+
+    opened: dict[str, Store] = {}
+
+    def scan(*args: Any) -> Table:
+        if len(args) != 2:
+            raise ValueError(
+                f"atlas_scan takes 2 arguments (store, variable), got {len(args)}"
+            )
+        location = _literal(args[0], "store location")
+        variable = _literal(args[1], "variable name")
+        store = opened.get(location)
+        if store is None:
+            store = opened[location] = open(location)
+        return store.table(variable)
+
+    return udtf(scan, name)

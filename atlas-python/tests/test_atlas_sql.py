@@ -1,0 +1,165 @@
+"""atlas_sql through DataFusion's Python bindings, on a store the CLI ingests from the shared
+ERSST files: the tables, pushdown across the FFI boundary, the table function, xarray output,
+and the errors a user meets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import datafusion
+import numpy as np
+import pytest
+
+import atlas_sql
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data"
+MONTHS = ["ersst.v5.200001.nc", "ersst.v5.200002.nc", "ersst.v5.200003.nc"]
+
+
+def cli() -> str:
+    """The `atlas-sql` binary: $ATLAS_SQL_BIN, else the one `cargo test` builds."""
+    if os.environ.get("ATLAS_SQL_BIN"):
+        return os.environ["ATLAS_SQL_BIN"]
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    found = target / "debug" / "atlas-sql"
+    if not found.exists():
+        pytest.fail(f"no atlas-sql binary at {found}: run cargo test --workspace first")
+    return str(found)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    if not DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{DATA} is absent (the shared real-data folder), and CI=true runs every test")
+        pytest.skip(f"{DATA} is absent (the shared real-data folder)")
+    root = tmp_path_factory.mktemp("atlas")
+    inputs = root / "in"
+    inputs.mkdir()
+    for m in MONTHS:
+        shutil.copy(DATA / "ersst" / m, inputs / m)
+    path = root / "ersst.atlas"
+    subprocess.run([cli(), "ingest", str(path), str(inputs), "--create", "-q"], check=True)
+    return path
+
+
+def cli_rows(store: Path, sql: str) -> list[list[str]]:
+    out = subprocess.run(
+        [cli(), "--store", str(store), "--format", "csv", "-q", "-c", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return list(csv.reader(io.StringIO(out)))[1:]
+
+
+def py_rows(ctx: datafusion.SessionContext, sql: str) -> list[list[str]]:
+    table = ctx.sql(sql).to_arrow_table()
+    cols = [c.to_pylist() for c in table.columns]
+    return [["" if v is None else str(v) for v in row] for row in zip(*cols)]
+
+
+def test_register_makes_every_variable_a_table_with_the_cli_answers(store):
+    ctx = datafusion.SessionContext()
+    s = atlas_sql.register(ctx, store, schema="ersst")
+    assert {"sst", "ssta", "time", "lat", "lon"} <= set(s.variables())
+    sql = (
+        "SELECT dataset, count(*) AS n, count(sst) AS wet, round(avg(sst), 4) AS mean "
+        "FROM ersst.sst GROUP BY dataset ORDER BY dataset"
+    )
+    got = py_rows(ctx, sql)
+    assert [r[0] for r in got] == ["ersst.v5.200001", "ersst.v5.200002", "ersst.v5.200003"]
+    assert all(r[1] == str(89 * 180) for r in got)
+    assert got == cli_rows(store, sql.replace("ersst.sst", "sst"))
+    meta = py_rows(ctx, "SELECT count(*) FROM ersst._datasets")
+    assert meta == [["3"]]
+    assert py_rows(ctx, "SELECT count(*) FROM ersst._conflicts") == [["0"]]
+
+
+def metrics(ctx: datafusion.SessionContext, sql: str) -> dict[str, int]:
+    text = "\n".join(
+        str(v) for v in ctx.sql("EXPLAIN ANALYZE " + sql).to_arrow_table().column(1).to_pylist()
+    )
+    return {k: int(v) for k, v in re.findall(r"(datasets_\w+|chunks_\w+)=(\d+)", text)}
+
+
+def test_pushdown_survives_the_ffi_boundary_with_the_metrics_of_the_cli(store):
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, store, schema="ersst")
+    # avg, not max: exact statistics answer max() without a scan.
+    one = metrics(ctx, "SELECT avg(sst) FROM ersst.sst WHERE dataset = 'ersst.v5.200002'")
+    assert one["datasets_pruned"] == 2 and one["datasets_scanned"] == 1, one
+    by_value = metrics(ctx, "SELECT avg(sst) FROM ersst.sst WHERE sst > 1000")
+    assert by_value["datasets_pruned_by_stats"] == 3, by_value
+    sliced = metrics(ctx, "SELECT avg(sst) FROM ersst.sst WHERE lat_index < 10 AND lon > 100")
+    assert sliced["datasets_scanned"] == 3, sliced
+    out = subprocess.run(
+        [cli(), "--store", str(store), "-q", "-c",
+         "EXPLAIN ANALYZE SELECT avg(sst) FROM sst WHERE dataset = 'ersst.v5.200002'"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    cli_metrics = {k: int(v) for k, v in re.findall(r"(datasets_\w+|chunks_\w+)=(\d+)", out)}
+    assert one == cli_metrics
+    # Limits and projection: the first rows without reading the value column's other datasets.
+    assert len(py_rows(ctx, "SELECT dataset, lat_index FROM ersst.sst LIMIT 5")) == 5
+
+
+def test_table_and_atlas_scan_register_single_tables(store):
+    ctx = datafusion.SessionContext()
+    ctx.register_table("sst", atlas_sql.table(store, "sst"))
+    ctx.register_udtf(atlas_sql.atlas_scan())
+    assert py_rows(ctx, "SELECT count(*) FROM sst") == [[str(3 * 89 * 180)]]
+    got = py_rows(ctx, f"SELECT count(*) FROM atlas_scan('{store}', 'ssta')")
+    assert got == [[str(3 * 89 * 180)]]
+    with pytest.raises(Exception, match="no variable \"nope\""):
+        ctx.sql(f"SELECT * FROM atlas_scan('{store}', 'nope')").collect()
+
+
+def test_to_xarray_rebuilds_the_grids_as_the_netcdf_files_hold_them(store):
+    xr = pytest.importorskip("xarray")
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, store, schema="ersst")
+    ds = atlas_sql.to_xarray(ctx.sql("SELECT * FROM ersst.sst ORDER BY dataset"))
+    assert dict(ds.sizes) == {"dataset": 3, "time": 1, "lev": 1, "lat": 89, "lon": 180}
+    assert list(ds["dataset"].values) == [m[:-3] for m in MONTHS]
+    for i, m in enumerate(MONTHS):
+        with xr.open_dataset(DATA / "ersst" / m, engine="scipy", decode_times=False) as f:
+            expected = f["sst"].values.astype("float64")
+            got = ds["sst"].isel(dataset=i).values
+            np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
+            np.testing.assert_allclose(ds["lat"].isel(dataset=i).values, f["lat"].values)
+    # A filtered, projected result keeps only what was selected; holes are NaN.
+    part = atlas_sql.to_xarray(
+        ctx.sql(
+            "SELECT dataset, time_index, lev_index, lat_index, lon_index, sst FROM ersst.sst "
+            "WHERE lat_index < 3 AND lon_index < 4 AND dataset = 'ersst.v5.200003'"
+        )
+    )
+    assert dict(part.sizes) == {"dataset": 1, "time": 1, "lev": 1, "lat": 3, "lon": 4}
+    with pytest.raises(ValueError, match="'dataset' column"):
+        atlas_sql.to_xarray(ctx.sql("SELECT sst FROM ersst.sst LIMIT 1"))
+
+
+def test_errors_name_the_store_and_the_bad_option(store, tmp_path):
+    ctx = datafusion.SessionContext()
+    with pytest.raises(RuntimeError, match="no ATLAS store"):
+        atlas_sql.register(ctx, tmp_path / "nowhere", schema="x")
+    with pytest.raises(ValueError, match="'null', 'exclude' or 'error'"):
+        atlas_sql.register(ctx, store, schema="x", type_conflicts="sometimes")
+    s = atlas_sql.register(ctx, store, schema="strict", type_conflicts="error")
+    assert py_rows(ctx, "SELECT count(*) FROM strict.lat") == [["267"]]
+    assert "ersst.atlas" in repr(s)
+
+
+def test_a_datafusion_of_another_major_is_refused_with_a_clear_error(monkeypatch):
+    monkeypatch.setattr(datafusion, "__version__", "54.1.0")
+    with pytest.raises(ImportError, match="needs datafusion 55.x"):
+        atlas_sql._check_datafusion()
+    assert atlas_sql.ffi_version() == atlas_sql.DATAFUSION_MAJOR
