@@ -163,3 +163,24 @@ def test_a_datafusion_of_another_major_is_refused_with_a_clear_error(monkeypatch
     with pytest.raises(ImportError, match="needs datafusion 55.x"):
         atlas_sql._check_datafusion()
     assert atlas_sql.ffi_version() == atlas_sql.DATAFUSION_MAJOR
+
+
+def test_python_threads_query_one_session_concurrently_with_the_same_answers(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, store, schema="ersst")
+    sql = "SELECT dataset, count(sst), round(sum(sst), 3) FROM ersst.sst GROUP BY dataset ORDER BY dataset"
+    expected = py_rows(ctx, sql)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: py_rows(ctx, sql), range(8)))
+    assert all(r == expected for r in results)
+
+
+def test_an_unknown_variable_is_an_error_naming_it_and_the_store(store):
+    ctx = datafusion.SessionContext()
+    s = atlas_sql.register(ctx, store, schema="ersst")
+    with pytest.raises(RuntimeError, match='no variable "salinity"'):
+        s.table("salinity")
+    with pytest.raises(Exception, match="salinity"):
+        ctx.sql("SELECT * FROM ersst.salinity").collect()
