@@ -11,11 +11,14 @@
 
 use std::sync::Arc;
 
-use atlas_datafusion::{AtlasSchemaProvider, AtlasStore, TypeConflicts, store_table};
+use atlas_datafusion::{
+    AtlasSchemaProvider, AtlasStore, AtlasTableFactory, TypeConflicts, store_table,
+};
 use datafusion::catalog::TableProvider;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion_ffi::schema_provider::FFI_SchemaProvider;
 use datafusion_ffi::table_provider::FFI_TableProvider;
+use datafusion_ffi::table_provider_factory::FFI_TableProviderFactory;
 use datafusion_python_util::{
     ffi_logical_codec_from_pycapsule, get_tokio_runtime, wait_for_future,
 };
@@ -154,6 +157,35 @@ impl Table {
     }
 }
 
+/// The factory behind `CREATE EXTERNAL TABLE … STORED AS ATLAS`, for
+/// `ctx.register_table_factory("ATLAS", factory)`.
+#[pyclass(name = "TableFactory", module = "atlas_sql._internal", frozen)]
+#[derive(Debug, Default)]
+struct TableFactory;
+
+#[pymethods]
+impl TableFactory {
+    #[new]
+    fn new() -> Self {
+        TableFactory
+    }
+
+    /// The factory as DataFusion's FFI capsule (called by `register_table_factory`).
+    fn __datafusion_table_provider_factory__<'py>(
+        &self,
+        py: Python<'py>,
+        codec: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let codec = ffi_logical_codec_from_pycapsule(codec, None)?;
+        let ffi = FFI_TableProviderFactory::new_with_ffi_codec(
+            Arc::new(AtlasTableFactory),
+            Some(get_tokio_runtime().handle().clone()),
+            codec,
+        );
+        PyCapsule::new_with_value(py, ffi, c"datafusion_table_provider_factory")
+    }
+}
+
 /// The DataFusion FFI major version this module was built against.
 #[pyfunction]
 fn ffi_version() -> u64 {
@@ -165,6 +197,7 @@ fn ffi_version() -> u64 {
 fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Store>()?;
     m.add_class::<Table>()?;
+    m.add_class::<TableFactory>()?;
     m.add_function(wrap_pyfunction!(open_store, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_version, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -184,3 +184,17 @@ def test_an_unknown_variable_is_an_error_naming_it_and_the_store(store):
         s.table("salinity")
     with pytest.raises(Exception, match="salinity"):
         ctx.sql("SELECT * FROM ersst.salinity").collect()
+
+
+def test_create_external_table_stored_as_atlas_works_from_python(store):
+    ctx = datafusion.SessionContext()
+    atlas_sql.register_factory(ctx)
+    ctx.sql(
+        f"CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION '{store}' "
+        "OPTIONS ('variable' 'sst', 'type_conflicts' 'exclude')"
+    ).collect()
+    assert py_rows(ctx, "SELECT count(*) FROM t") == [[str(3 * 89 * 180)]]
+    one = metrics(ctx, "SELECT avg(sst) FROM t WHERE dataset = 'ersst.v5.200001'")
+    assert one["datasets_pruned"] == 2 and one["chunks_read"] == 1, one
+    with pytest.raises(Exception, match="needs OPTIONS"):
+        ctx.sql(f"CREATE EXTERNAL TABLE u STORED AS ATLAS LOCATION '{store}'").collect()

@@ -41,7 +41,7 @@ def _check_datafusion() -> None:
 
 _check_datafusion()
 
-from atlas_sql._internal import Store, Table, ffi_version, open_store  # noqa: E402
+from atlas_sql._internal import Store, Table, TableFactory, ffi_version, open_store  # noqa: E402
 from atlas_sql._xarray import to_xarray  # noqa: E402
 
 if TYPE_CHECKING:
@@ -51,7 +51,9 @@ __all__ = [
     "DATAFUSION_MAJOR",
     "Store",
     "Table",
+    "TableFactory",
     "atlas_scan",
+    "register_factory",
     "ffi_version",
     "open",
     "register",
@@ -97,6 +99,12 @@ def table(
     """The table of one variable (or metadata table), for ``ctx.register_table(name, t)``."""
     store = location if isinstance(location, Store) else open(location)
     return store.table(variable, type_conflicts)
+
+
+def register_factory(ctx: SessionContext) -> None:
+    """Teaches ``ctx`` ``CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION '<store>'
+    OPTIONS ('variable' '<name>' [, 'type_conflicts' 'exclude'])``."""
+    ctx.register_table_factory("ATLAS", TableFactory())
 
 
 def _literal(expr: Any, what: str) -> str:
