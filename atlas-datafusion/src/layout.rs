@@ -394,26 +394,51 @@ pub struct Columns {
     pub conflicts: Vec<Conflict>,
 }
 
+/// One column's type over the datasets that have it, `(ordinal, dataset, dtype)` each, and the
+/// conflicts of those that do not fit (`None`: no dataset has a type SQL can show).
+fn resolve_column(
+    table: &str,
+    column: &str,
+    kind: ConflictKind,
+    holders: &[(u32, &str, &DType)],
+) -> Option<(DataType, Vec<Conflict>)> {
+    let types: Vec<Option<DataType>> = holders.iter().map(|(_, _, d)| arrow_type(d)).collect();
+    let (ty, fit) = majority(&types)?;
+    let conflicts = holders
+        .iter()
+        .zip(&types)
+        .zip(fit)
+        .filter(|(_, ok)| !ok)
+        .map(|(((ordinal, dataset, dtype), t), _)| Conflict {
+            table: table.to_string(),
+            column: column.to_string(),
+            kind,
+            ordinal: *ordinal,
+            dataset: dataset.to_string(),
+            dataset_type: t
+                .as_ref()
+                .map_or_else(|| crate::meta::dtype_name(dtype), |t| t.to_string()),
+            table_type: ty.to_string(),
+        })
+        .collect();
+    Some((ty, conflicts))
+}
+
 impl Columns {
     /// Resolves the columns of `variable`'s table.
     pub fn resolve(location: &str, variable: &str, catalog: &CatalogView) -> Result<Columns> {
         let mut dims: Vec<String> = Vec::new();
         let mut found = Vec::new();
-        let mut types = Vec::new();
-        let mut dtypes = Vec::new();
         for (ordinal, ds) in catalog.datasets().enumerate() {
             let Some(array) = ds.array(variable) else {
                 continue;
             };
-            let dtype = &array.schema().dtype;
-            types.push(arrow_type(dtype));
-            dtypes.push(dtype.clone());
             for d in &array.schema().dims {
                 if !dims.contains(d) {
                     dims.push(d.clone());
                 }
             }
-            found.push((ordinal as u32, ds));
+            found.push((ordinal as u32, ds, array));
         }
         if found.is_empty() {
             let mut known: Vec<&str> = catalog
@@ -432,31 +457,19 @@ impl Columns {
                 },
             });
         }
-        let Some((value_type, fit)) = majority(&types) else {
+        let holders: Vec<(u32, &str, &DType)> = found
+            .iter()
+            .map(|(o, ds, a)| (*o, ds.name(), &a.schema().dtype))
+            .collect();
+        let Some((value_type, mut conflicts)) =
+            resolve_column(variable, variable, ConflictKind::Value, &holders)
+        else {
             return Err(Error::UnsupportedType {
                 variable: variable.to_string(),
-                dataset: found[0].1.name().to_string(),
-                dtype: format!("{:?}", dtypes[0]),
+                dataset: holders[0].1.to_string(),
+                dtype: format!("{:?}", holders[0].2),
             });
         };
-        let type_name = |t: &Option<DataType>, d: &DType| match t {
-            Some(t) => t.to_string(),
-            None => crate::meta::dtype_name(d),
-        };
-        let mut conflicts = Vec::new();
-        for (i, ok) in fit.iter().enumerate() {
-            if !ok {
-                conflicts.push(Conflict {
-                    table: variable.to_string(),
-                    column: variable.to_string(),
-                    kind: ConflictKind::Value,
-                    ordinal: found[i].0,
-                    dataset: found[i].1.name().to_string(),
-                    dataset_type: type_name(&types[i], &dtypes[i]),
-                    table_type: value_type.to_string(),
-                });
-            }
-        }
 
         // Coordinate columns: dims other than the variable itself that some dataset holding the
         // variable describes with a 1-D array of the same name.
@@ -466,36 +479,21 @@ impl Columns {
             if dim == variable {
                 continue;
             }
-            let mut holders = Vec::new();
-            let mut types = Vec::new();
-            let mut dtypes = Vec::new();
-            for (ordinal, ds) in &found {
-                let Some(c) = ds
-                    .array(dim)
-                    .filter(|a| a.schema().dims.len() == 1 && &a.schema().dims[0] == dim)
-                else {
-                    continue;
-                };
-                holders.push((*ordinal, ds.name().to_string()));
-                types.push(arrow_type(&c.schema().dtype));
-                dtypes.push(c.schema().dtype.clone());
-            }
-            let Some((ty, fit)) = majority(&types) else {
+            let holders: Vec<(u32, &str, &DType)> = found
+                .iter()
+                .filter_map(|(ordinal, ds, _)| {
+                    let c = ds.array(dim)?;
+                    let s = c.schema();
+                    (s.dims.len() == 1 && &s.dims[0] == dim)
+                        .then(|| (*ordinal, ds.name(), &s.dtype))
+                })
+                .collect();
+            let Some((ty, more)) =
+                resolve_column(variable, dim, ConflictKind::Coordinate, &holders)
+            else {
                 continue;
             };
-            for (i, ok) in fit.iter().enumerate() {
-                if !ok {
-                    conflicts.push(Conflict {
-                        table: variable.to_string(),
-                        column: dim.clone(),
-                        kind: ConflictKind::Coordinate,
-                        ordinal: holders[i].0,
-                        dataset: holders[i].1.clone(),
-                        dataset_type: type_name(&types[i], &dtypes[i]),
-                        table_type: ty.to_string(),
-                    });
-                }
-            }
+            conflicts.extend(more);
             coord_dims.push(d);
             coord_types.push(ty);
         }
