@@ -2,7 +2,7 @@
 
 use std::any::Any;
 
-use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ConfigOptions, ExtensionOptions};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 
@@ -60,6 +60,16 @@ impl ExtensionOptions for AtlasOptions {
 }
 
 impl AtlasOptions {
+    /// The `atlas.type_conflicts` of a session's options (the default when the session lacks
+    /// the `atlas.*` options).
+    pub fn type_conflicts_of(options: &ConfigOptions) -> TypeConflicts {
+        options
+            .extensions
+            .get::<AtlasOptions>()
+            .map(|o| o.type_conflicts)
+            .unwrap_or_default()
+    }
+
     /// Adds the options to `ctx` with their defaults, unless it has them already.
     pub fn register(ctx: &SessionContext) {
         let state = ctx.state_ref();

@@ -162,14 +162,8 @@ impl AtlasTable {
     /// The policy a scan in `state` applies: the table's own, else the session's
     /// `atlas.type_conflicts`, else the default.
     fn policy(&self, state: &dyn Session) -> TypeConflicts {
-        self.policy.unwrap_or_else(|| {
-            state
-                .config_options()
-                .extensions
-                .get::<AtlasOptions>()
-                .map(|o| o.type_conflicts)
-                .unwrap_or_default()
-        })
+        self.policy
+            .unwrap_or_else(|| AtlasOptions::type_conflicts_of(state.config_options()))
     }
 
     /// Datasets whose value or coordinate has a type the table's column cannot hold.

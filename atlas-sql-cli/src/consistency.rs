@@ -59,6 +59,18 @@ struct Variable {
     undecoded: Option<(Tally, String)>,
 }
 
+impl Variable {
+    /// The column type the variable's datasets resolve to (the majority type, widened).
+    fn column_type(&self) -> Option<DataType> {
+        let counts: Vec<(DataType, usize)> = self
+            .types
+            .iter()
+            .filter_map(|(t, _, tally)| Some((t.clone()?, tally.datasets)))
+            .collect();
+        majority_type(&counts)
+    }
+}
+
 /// What every variable of a store holds, across its datasets.
 #[derive(Debug, Default)]
 pub struct Survey {
@@ -122,12 +134,7 @@ impl Survey {
         attributes: &[(&str, &Attr)],
     ) -> Option<String> {
         let v = self.variables.get(array)?;
-        let counts: Vec<(DataType, usize)> = v
-            .types
-            .iter()
-            .filter_map(|(t, _, tally)| Some((t.clone()?, tally.datasets)))
-            .collect();
-        if let (Some(store_type), Some(ty)) = (majority_type(&counts), arrow_type(dtype))
+        if let (Some(store_type), Some(ty)) = (v.column_type(), arrow_type(dtype))
             && widen(&store_type, &ty).is_none()
         {
             let holders = v
@@ -178,12 +185,7 @@ impl Survey {
         }
         let mut lines = Vec::new();
         for (name, v) in &self.variables {
-            let counts: Vec<(DataType, usize)> = v
-                .types
-                .iter()
-                .filter_map(|(t, _, tally)| Some((t.clone()?, tally.datasets)))
-                .collect();
-            if let Some(table_type) = majority_type(&counts) {
+            if let Some(table_type) = v.column_type() {
                 let (fit, misfit): (Vec<_>, Vec<_>) = v
                     .types
                     .iter()

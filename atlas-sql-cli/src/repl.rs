@@ -119,14 +119,7 @@ async fn command(
                 && let Some(table) = provider.downcast_ref::<AtlasTable>()
             {
                 let conflicts: Vec<_> = table.conflicts().collect();
-                let policy = ctx
-                    .state()
-                    .config()
-                    .options()
-                    .extensions
-                    .get::<AtlasOptions>()
-                    .map(|o| o.type_conflicts)
-                    .unwrap_or_default();
+                let policy = AtlasOptions::type_conflicts_of(ctx.state().config().options());
                 for line in table_summary(table.variable(), &conflicts, policy) {
                     println!("{line}");
                 }
