@@ -17,6 +17,12 @@ async fn new_store(store: Arc<dyn ObjectStore>, prefix: &str) -> Atlas {
         .unwrap()
 }
 
+/// `SET atlas.type_conflicts = '<policy>'` in `ctx`.
+async fn set_policy(ctx: &SessionContext, policy: &str) {
+    let sql = format!("SET atlas.type_conflicts = '{policy}'");
+    ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+}
+
 /// Adds a 1-D array `name(dim)` holding `values` to dataset `dataset` (created if new).
 async fn put<T: ArrayElement + Clone>(
     atlas: &mut Atlas,
@@ -98,12 +104,7 @@ async fn a_dataset_whose_value_is_null_by_conflict_is_pruned_by_value_predicates
 async fn exclude_leaves_out_the_datasets_that_do_not_fit_and_counts_them() {
     let (ctx, store) = memory_session(2);
     mixed_values(&ctx, store).await;
-    ctx.sql("SET atlas.type_conflicts = 'exclude'")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    set_policy(&ctx, "exclude").await;
     let r = run(&ctx, "SELECT count(*), count(DISTINCT dataset) FROM s.v").await;
     assert_eq!(r.rows, vec!["9|3"]);
     let r = run(&ctx, "SELECT dataset FROM s.v WHERE dataset = 'odd'").await;
@@ -132,12 +133,7 @@ async fn exclude_leaves_out_the_datasets_that_do_not_fit_and_counts_them() {
 async fn error_names_the_table_column_and_a_dataset_and_points_at_conflicts() {
     let (ctx, store) = memory_session(1);
     mixed_values(&ctx, store).await;
-    ctx.sql("SET atlas.type_conflicts = 'error'")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    set_policy(&ctx, "error").await;
     let err = error_of(&ctx, "SELECT * FROM s.v").await;
     assert!(
         err.contains("table \"v\"")
@@ -224,12 +220,7 @@ async fn a_timestamp_coordinate_that_is_float_in_one_dataset_is_null_only_there(
             "time|time|value|raw|Float64|Timestamp(ns)",
         ]
     );
-    ctx.sql("SET atlas.type_conflicts = 'exclude'")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    set_policy(&ctx, "exclude").await;
     let r = run(&ctx, "SELECT DISTINCT dataset FROM s.temp ORDER BY dataset").await;
     assert_eq!(r.rows, vec!["p1", "p2"]);
 }
@@ -327,12 +318,7 @@ async fn every_entry_point_applies_the_policy_and_a_table_can_fix_its_own() {
     )
     .await;
     assert_eq!(r.rows, vec!["11"]);
-    ctx.sql("SET atlas.type_conflicts = 'error'")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    set_policy(&ctx, "error").await;
     let err = error_of(
         &ctx,
         "SELECT count(v) FROM atlas_scan('memory:///mix', 'v')",
