@@ -57,9 +57,6 @@ async fn queries_answer_their_snapshot_exactly_while_a_writer_ingests_and_anothe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "found flaky (about 1 run in 4): under zero retention a reader's open can return the \
-            empty generation-0 state of a store that has commits; the open/clean-up race is \
-            being fixed (run with --ignored)"]
 async fn with_no_retention_readers_of_old_generations_get_only_the_retriable_segment_gone() {
     // Compaction removes what it retires at once: a reader still planning on the generation
     // before may find a segment gone, and must be told so (never answer from other data).

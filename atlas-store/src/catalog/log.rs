@@ -543,15 +543,18 @@ pub(crate) async fn commit(
 
 /// Reads the version-2 log entry of `generation`, `None` when it was never committed (or has
 /// been cleaned up).
-/// Whether generation `generation` has a version-2 log entry (read, not decoded).
+/// Whether generation `generation` has a version-2 log entry (a `head`, nothing read).
 pub(crate) async fn log_entry_exists(
     store: &dyn ObjectStore,
     prefix: &Path,
     generation: u64,
 ) -> Result<bool> {
-    Ok(get_opt(store, &log_path(prefix, generation, EXT))
-        .await?
-        .is_some())
+    let path = log_path(prefix, generation, EXT);
+    match store.head(&path).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(Error::store(&path, e)),
+    }
 }
 
 pub(crate) async fn read_delta(
@@ -579,9 +582,12 @@ pub(crate) async fn load_latest(
     let not_found = || Error::StoreNotFound {
         location: display_location(prefix),
     };
-    // A checkpoint can be cleaned up between listing and reading it; then list again.
-    for _attempt in 0..3 {
+    // A checkpoint can be cleaned up between listing and reading it, and a listing can race a
+    // checkpoint and the clean-up behind it; then list again. Each attempt starts from a newer
+    // checkpoint, so this converges unless checkpoints keep coming faster than an open.
+    for _attempt in 0..OPEN_ATTEMPTS {
         let mut interner = Interner::default();
+        let mut marker = false;
         // With a checkpoint the store is version 2 (a version-1 store gets its marker right
         // after its first checkpoint), so the root need not be read.
         let newest = newest_checkpoint(store, prefix).await?;
@@ -598,7 +604,11 @@ pub(crate) async fn load_latest(
                     let origin = prefix.to_string();
                     (None, Some(cat.into_snapshot(&origin, &mut interner)?))
                 }
-                _ => (None, None),
+                Some(Root::Marker) => {
+                    marker = true;
+                    (None, None)
+                }
+                None => (None, None),
             },
         };
         let after = match (&checkpoint, &v1_base) {
@@ -608,13 +618,24 @@ pub(crate) async fn load_latest(
         };
         let tail = list_generations(store, prefix, LOG_DIR, after).await?;
         if after.is_none() && tail.is_empty() {
+            // A version-2 marker with neither checkpoint nor log: the listing of `_checkpoint/`
+            // raced a checkpoint replacing the one it saw. Only a damaged store stays so.
+            if marker {
+                continue;
+            }
             return Err(not_found());
         }
         let first = after.map_or(0, |g| g + 1);
-        let (fetched, gap) = fetch_tail(store, prefix, first, tail).await?;
-        if let Some(missing) = gap {
-            // Entries are removed only up to a checkpoint: a gap with later entries after it is
-            // a clean-up racing this open (a newer checkpoint now covers it: read again) or
+        // The newest checkpoint is listed again beside reading the tail (after the tail was
+        // listed, so it sees any checkpoint whose clean-up that listing may have raced).
+        let (fetched, newest_now) = futures::join!(
+            fetch_tail(store, prefix, first, tail),
+            newest_checkpoint(store, prefix)
+        );
+        let ((fetched, vanished), newest_now) = (fetched?, newest_now?);
+        if let Some(missing) = vanished {
+            // Entries are removed only behind a checkpoint: one missing after it was listed is a
+            // clean-up racing this open (a newer checkpoint now covers it: read again) or
             // damage, which must not pass for an older state.
             if newest_checkpoint(store, prefix).await? > after {
                 continue;
@@ -622,9 +643,21 @@ pub(crate) async fn load_latest(
             return Err(Error::CorruptCatalog {
                 path: log_path(prefix, missing, EXT).to_string(),
                 reason: format!(
-                    "generation {missing} is missing, but later generations are in the log"
+                    "generation {missing} is missing, but it was listed or later generations are"
                 ),
             });
+        }
+        // The entries read are a contiguous run from `first`; the state they reach must be
+        // the newest one committed before this open started. Clean-up removes entries only
+        // behind a newer checkpoint, so one newer than that state means the listings may have
+        // missed entries removed under this open (a stale `_checkpoint/` listing followed by a
+        // log already cleaned up would otherwise read as an older, even empty, store).
+        let reached = match fetched.len() as u64 {
+            0 => after,
+            n => Some(first + n - 1),
+        };
+        if newest_now > reached {
+            continue;
         }
         let (base, decoded) = match checkpoint {
             None => (v1_base, decode_tail(&fetched, &mut interner)?),
@@ -660,9 +693,16 @@ pub(crate) async fn load_latest(
     }
     Err(Error::CorruptCatalog {
         path: prefix.clone().join(CHECKPOINT_DIR).to_string(),
-        reason: "the newest checkpoint kept disappearing while the store was opened".into(),
+        reason: format!(
+            "the newest checkpoint changed during each of {OPEN_ATTEMPTS} attempts to open the \
+             store (checkpoints and clean-ups faster than an open, or a marker with no \
+             checkpoint and no log)"
+        ),
     })
 }
+
+/// How many times an open lists the catalog again when a checkpoint or clean-up raced it.
+const OPEN_ATTEMPTS: usize = 8;
 
 /// Checkpoints at least this large are decoded beside the log tail, on a second thread.
 const PARALLEL_DECODE_BYTES: usize = 1 << 20;
@@ -674,7 +714,7 @@ type Fetched = (Path, String, bytes::Bytes);
 type DecodedEntry = Option<(Delta, Option<Settings>)>;
 
 /// Reads the contiguous run of log entries from generation `first`. Also returns the first
-/// generation missing before a later one that exists (a gap), if any.
+/// generation missing before a later one that was listed, or listed and then missing, if any.
 async fn fetch_tail(
     store: &dyn ObjectStore,
     prefix: &Path,
@@ -683,7 +723,6 @@ async fn fetch_tail(
 ) -> Result<(Vec<Fetched>, Option<u64>)> {
     let mut run = Vec::new();
     let mut gap = None;
-    let listed = tail.len();
     for (expected, (g, ext, _)) in (first..).zip(tail) {
         if g < expected {
             // Two entries for one generation: only a writer of another format version can do
@@ -707,13 +746,9 @@ async fn fetch_tail(
     let mut out = Vec::new();
     while let Some(item) = fetched.next().await {
         let (path, ext, bytes) = item?;
-        // Cleaned up after it was listed: a newer checkpoint covers it; what was read is a
-        // consistent, slightly older state.
         let Some(bytes) = bytes else {
-            // Vanished after the listing: the end of the run, unless later entries were listed.
-            if out.len() + 1 < listed {
-                gap = gap.or(Some(first + out.len() as u64));
-            }
+            // Removed after the listing: a clean-up behind a newer checkpoint (or damage).
+            gap = gap.or(Some(first + out.len() as u64));
             break;
         };
         out.push((path, ext, bytes));
@@ -821,8 +856,8 @@ pub(crate) async fn write_checkpoint(
 /// unnecessary, once they are older than `retention`. Returns how many objects it removed.
 ///
 /// Readers never need them: `open` starts at the newest checkpoint. A writer still based on a
-/// generation before it is refused by [`commit`] (a newer checkpoint exists), so removing a
-/// log entry never lets a stale writer re-create it.
+/// generation before it is refused by [`commit`] (a newer checkpoint exists); one whose check
+/// raced the checkpoint finds the entry of generation `covered`, which is kept, and conflicts.
 pub(crate) async fn cleanup_log(
     store: &dyn ObjectStore,
     prefix: &Path,
@@ -837,7 +872,10 @@ pub(crate) async fn cleanup_log(
     };
     let mut doomed: Vec<Path> = Vec::new();
     for (g, _, meta) in list_generations(store, prefix, LOG_DIR, None).await? {
-        if g <= covered && old_enough(&meta) {
+        // The entry of generation `covered` itself stays: a writer whose check for newer
+        // checkpoints raced this one then finds that generation taken (a conflict it rebases
+        // from) instead of writing it again unseen behind the checkpoint.
+        if g < covered && old_enough(&meta) {
             doomed.push(meta.location);
         }
     }

@@ -105,9 +105,14 @@ async fn open_reads_one_checkpoint_plus_the_log_after_it() {
     assert_eq!(logs.len(), 3, "tail entries read: {logs:?}");
     assert_eq!(reopened.generation(), checkpointed + 3);
     assert_eq!(snapshot(&reopened).await, expected);
-    // The checkpoint covered the log before it; with no retention, clean-up removed it.
+    // The checkpoint covered the log before it; with no retention, clean-up removed it but
+    // for the checkpointed generation's own entry.
     let log = objects_under(&*mem, "_log").await;
-    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert!(
+        log[0].ends_with(&format!("{checkpointed:020}.atl")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
@@ -171,8 +176,10 @@ async fn a_writer_based_before_a_newer_checkpoint_gets_a_conflict_not_a_lost_com
     let mut stale = Atlas::open(mem.clone(), prefix()).await.unwrap();
     atlas.set_orphan_retention(Duration::ZERO);
     add_batch(&mut atlas, "newer", 2).await;
+    add_batch(&mut atlas, "newest", 2).await;
     atlas.checkpoint().await.unwrap();
-    // The log entry the stale writer would race for is gone; it must not re-create it.
+    // The log entry the stale writer would race for is gone, and the one after it it would
+    // rebase from: it must not re-create it.
     ramp_dataset(&mut stale, "stale_00000", "temp", 24, 0.0).await;
     let e = stale.flush().await;
     let e = match e {
@@ -544,7 +551,10 @@ async fn a_clean_handle_refreshes_to_other_writers_commits() {
     // Behind a checkpoint whose clean-up removed the log the reader would have read.
     add_batch(&mut writer, "c", 2).await;
     writer.checkpoint().await.unwrap();
-    assert!(objects_under(&*mem, "_log").await.is_empty());
+    assert_eq!(
+        objects_under(&*mem, "_log").await,
+        vec![format!("store/_log/{:020}.atl", writer.generation())]
+    );
     assert!(reader.refresh().await.unwrap());
     assert!(reader.dataset_exists("c_00000"));
     // A handle with unflushed changes stays where it is.
@@ -552,4 +562,88 @@ async fn a_clean_handle_refreshes_to_other_writers_commits() {
     reader.create_dataset("mine").await.unwrap();
     assert!(!reader.refresh().await.unwrap());
     assert!(!reader.dataset_exists("d_00000") && reader.dataset_exists("mine"));
+}
+
+/// An open whose listing of `_checkpoint/` raced a checkpoint and its clean-up (it saw the old
+/// checkpoint, which it could still read, and then a log already cleaned up behind the new one)
+/// must not return the old state: under zero retention that was an empty generation 0.
+#[tokio::test]
+async fn an_open_that_raced_a_checkpoint_and_its_clean_up_returns_the_newest_state() {
+    let mem = Arc::new(InMemory::new());
+    let store = TestStore::new(mem.clone());
+    let mut atlas = Atlas::create(store.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    atlas.set_checkpoint_interval(u64::MAX);
+    atlas.set_orphan_retention(Duration::ZERO);
+    for b in 0..4 {
+        add_batch(&mut atlas, &format!("b{b}"), 2).await;
+    }
+    let checkpoints = prefix().join("_checkpoint");
+    // The opener's view of `_checkpoint/`: only generation 0's.
+    store.freeze_listing(&checkpoints).await;
+    let newest = atlas.checkpoint().await.unwrap();
+    assert_eq!(newest, 4);
+    assert_eq!(objects_under(&*mem, "_checkpoint").await.len(), 1);
+
+    store.replay_stale();
+    let opened = Atlas::open(store.clone(), prefix()).await.unwrap();
+    assert!(store.stale_served(), "the stale listing was not used");
+    assert_eq!(opened.generation(), 4);
+    assert_eq!(snapshot(&opened).await, snapshot(&atlas).await);
+}
+
+/// A writer still based before a checkpoint whose check for newer checkpoints raced it (its
+/// listing of `_checkpoint/` predates the checkpoint) must not write the checkpointed
+/// generation again after the clean-up: its commit lands after the checkpoint or fails, and a
+/// commit that reports success is in the store. Clean-up keeps the log entry of the
+/// checkpointed generation for this.
+#[tokio::test]
+async fn a_writer_that_raced_a_checkpoint_either_lands_after_it_or_fails_never_silently_lost() {
+    let mem = Arc::new(InMemory::new());
+    let store = TestStore::new(mem.clone());
+    let mut atlas = Atlas::create(store.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    atlas.set_checkpoint_interval(u64::MAX);
+    atlas.set_orphan_retention(Duration::ZERO);
+    for b in 0..3 {
+        add_batch(&mut atlas, &format!("b{b}"), 2).await;
+    }
+    let mut behind = Atlas::open(store.clone(), prefix()).await.unwrap();
+    behind.set_checkpoint_interval(u64::MAX);
+    add_batch(&mut atlas, "last", 1).await;
+    store.freeze_listing(&prefix().join("_checkpoint")).await;
+    assert_eq!(atlas.checkpoint().await.unwrap(), 4);
+    let logs = objects_under(&*mem, "_log").await;
+    assert_eq!(
+        logs,
+        vec!["store/_log/00000000000000000004.atl".to_string()]
+    );
+
+    store.replay_stale();
+    let ds = behind.create_dataset("late").await.unwrap();
+    ds.define_array::<f32>("temp", vec!["z".into()], vec![4], None, None)
+        .await
+        .unwrap();
+    ds.write_array("temp", vec![0], ramp(4, 0.0).view())
+        .await
+        .unwrap();
+    let outcome = behind.flush().await;
+    assert!(store.stale_served(), "the stale listing was not used");
+    let reopened = Atlas::open(mem.clone(), prefix()).await.unwrap();
+    match outcome {
+        Ok(()) => {
+            assert!(
+                reopened.dataset_exists("late"),
+                "a reported commit was lost"
+            );
+            assert!(reopened.generation() > 4);
+            assert!(reopened.dataset_exists("last_00000"));
+        }
+        Err(e) => {
+            assert!(matches!(e, Error::Conflict { .. }), "{e}");
+            assert_eq!(reopened.generation(), 4);
+        }
+    }
 }

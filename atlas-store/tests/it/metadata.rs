@@ -38,9 +38,10 @@ async fn shapes_dims_fills_and_stats_of_every_array_need_no_io_after_open() {
     let counted = TestStore::new(mem);
     let atlas = Atlas::open(counted.clone(), Path::from("s")).await.unwrap();
     let after_open = counted.ops();
-    // List and read the newest checkpoint, list the log after it, read its one entry: four
-    // operations whatever the number of datasets.
-    assert!(after_open <= 4, "open took {after_open} operations");
+    // List and read the newest checkpoint, list the log after it, read its one entry while
+    // listing the checkpoints again (no newer one came meanwhile): five operations whatever the
+    // number of datasets.
+    assert!(after_open <= 5, "open took {after_open} operations");
     for (i, name) in atlas.list_datasets().iter().enumerate() {
         let ds = atlas.open_dataset(name).await.unwrap();
         let meta = ds.array_meta("temp").unwrap();
@@ -83,8 +84,13 @@ async fn reads_across_datasets_run_in_parallel_up_to_the_cpu_count() {
         assert_eq!(p.as_ref().unwrap()[[0]], i as f32);
     }
     let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    // Opening a segment sends its size check and its page checksums together: two requests
+    // per read at most.
     let peak = slow.max_in_flight();
-    assert!(peak <= cpus, "{peak} reads in flight on {cpus} CPUs");
+    assert!(
+        peak <= 2 * cpus,
+        "{peak} requests in flight for reads on {cpus} CPUs"
+    );
     if cpus >= 2 {
         assert!(peak >= 2, "reads ran one at a time");
     }

@@ -35,6 +35,17 @@ pub struct TestStore {
     max_in_flight: AtomicU64,
     /// Reads and writes made: (`"get"` or `"put"`, path, bytes put).
     journal: std::sync::Mutex<Vec<(&'static str, String, u64)>>,
+    /// A folder's listing as it once was, served by the next `list` of that folder (a listing
+    /// that raced a clean-up); its objects stay readable while the stale listing is pending.
+    frozen: std::sync::Mutex<Option<Frozen>>,
+}
+
+#[derive(Debug)]
+struct Frozen {
+    folder: Path,
+    listing: Vec<ObjectMeta>,
+    bytes: std::collections::HashMap<Path, Bytes>,
+    served: bool,
 }
 
 impl fmt::Display for TestStore {
@@ -55,7 +66,63 @@ impl TestStore {
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             journal: Default::default(),
+            frozen: Default::default(),
         })
+    }
+
+    /// Records `folder`'s listing and objects as they are now; after [`TestStore::replay_stale`]
+    /// the next listing of that folder returns them, and reads of them succeed even if they were
+    /// deleted since, as when a listing raced a concurrent clean-up.
+    pub async fn freeze_listing(&self, folder: &Path) {
+        let listing: Vec<ObjectMeta> =
+            futures::TryStreamExt::try_collect(self.inner.list(Some(folder)))
+                .await
+                .unwrap();
+        let mut bytes = std::collections::HashMap::new();
+        for m in &listing {
+            let b = self
+                .inner
+                .get_opts(&m.location, GetOptions::default())
+                .await
+                .unwrap();
+            bytes.insert(m.location.clone(), b.bytes().await.unwrap());
+        }
+        *self.frozen.lock().unwrap() = Some(Frozen {
+            folder: folder.clone(),
+            listing,
+            bytes,
+            served: true,
+        });
+    }
+
+    /// Arms the frozen listing for the next `list` of its folder.
+    pub fn replay_stale(&self) {
+        if let Some(f) = self.frozen.lock().unwrap().as_mut() {
+            f.served = false;
+        }
+    }
+
+    /// Whether the armed stale listing was served.
+    pub fn stale_served(&self) -> bool {
+        self.frozen
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|f| f.served)
+    }
+
+    fn stale_listing(&self, prefix: Option<&Path>) -> Option<Vec<ObjectMeta>> {
+        let mut frozen = self.frozen.lock().unwrap();
+        let f = frozen.as_mut()?;
+        (!f.served && prefix == Some(&f.folder)).then(|| {
+            f.served = true;
+            f.listing.clone()
+        })
+    }
+
+    fn ghost(&self, location: &Path) -> Option<Bytes> {
+        let frozen = self.frozen.lock().unwrap();
+        frozen.as_ref()?.bytes.get(location).cloned()
     }
 
     /// Takes the reads and writes made since the last call.
@@ -155,7 +222,18 @@ impl ObjectStore for TestStore {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        let r = self.inner.get_opts(location, options).await;
+        let mut r = self.inner.get_opts(location, options.clone()).await;
+        let ghost = match &r {
+            Err(object_store::Error::NotFound { .. }) => self.ghost(location),
+            _ => None,
+        };
+        if let Some(b) = ghost {
+            drop(r);
+            let mem = object_store::memory::InMemory::new();
+            mem.put_opts(location, b.into(), PutOptions::default())
+                .await?;
+            r = mem.get_opts(location, options).await;
+        }
         self.in_flight.fetch_sub(1, SeqCst);
         r
     }
@@ -194,7 +272,10 @@ impl ObjectStore for TestStore {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         match self.op(false) {
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-            Ok(_) => self.inner.list(prefix),
+            Ok(_) => match self.stale_listing(prefix) {
+                Some(stale) => futures::stream::iter(stale.into_iter().map(Ok)).boxed(),
+                None => self.inner.list(prefix),
+            },
         }
     }
 
