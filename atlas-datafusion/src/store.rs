@@ -3,9 +3,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use atlas_store::object_store::ObjectStore;
 use atlas_store::object_store::path::Path;
 use atlas_store::{Atlas, CatalogView};
 use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use url::Url;
 
@@ -31,9 +33,7 @@ pub(crate) fn location_url(location: &str) -> Result<Url> {
         location: location.to_string(),
         reason,
     };
-    if let Some((scheme, _)) = location.split_once("://")
-        && scheme.len() > 1
-    {
+    if atlas_store::location::is_url(location) {
         return Url::parse(location).map_err(|e| bad(e.to_string()));
     }
     let path = std::path::absolute(location).map_err(|e| bad(e.to_string()))?;
@@ -48,31 +48,47 @@ pub(crate) fn location_url(location: &str) -> Result<Url> {
     Url::from_directory_path(&path).map_err(|()| bad("not an absolute path".into()))
 }
 
+/// The object store `location` lives in and the store's prefix there: the client `runtime`
+/// has registered for its bucket or host if any (`memory://`, a test double, a client with
+/// custom credentials), otherwise one built from the environment (`AWS_*`, `GOOGLE_*`,
+/// `AZURE_*`), which is then registered so later opens and queries share it.
+fn object_store_of(location: &str, runtime: &RuntimeEnv) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    let bad = |reason: String| Error::Location {
+        location: location.to_string(),
+        reason,
+    };
+    let url = location_url(location)?;
+    let root =
+        ObjectStoreUrl::parse(&url[..url::Position::BeforePath]).map_err(|e| bad(e.to_string()))?;
+    if let Ok(store) = runtime.object_store(&root) {
+        let prefix = match atlas_store::object_store::ObjectStoreScheme::parse(&url) {
+            Ok((_, path)) => path,
+            Err(_) => Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?,
+        };
+        return Ok((store, prefix));
+    }
+    let (store, prefix) = atlas_store::location::resolve(location).map_err(|e| match e {
+        atlas_store::Error::Location { reason, .. } => bad(reason),
+        other => Error::store(location, other),
+    })?;
+    runtime.register_object_store(root.as_ref(), Arc::clone(&store));
+    Ok((store, prefix))
+}
+
 impl AtlasStore {
-    /// Opens the store at `location` — a local path, or a URL whose object store is registered
-    /// with `runtime` (`file://`, `memory://`, `s3://`…).
+    /// Opens the store at `location`: a local path, or a URL (`s3://bucket/path`, `gs://…`,
+    /// `az://…`, `http(s)://…`, `file://…`, `memory://…`). A URL uses the object store `runtime`
+    /// has registered for it, or one configured from the environment (then registered).
     pub async fn open(location: &str, runtime: &RuntimeEnv) -> Result<Arc<AtlasStore>> {
-        let url = location_url(location)?;
-        let store = runtime
-            .object_store(
-                datafusion::execution::object_store::ObjectStoreUrl::parse(
-                    &url[..url::Position::BeforePath],
-                )
-                .map_err(|e| Error::Location {
-                    location: location.to_string(),
-                    reason: e.to_string(),
-                })?,
-            )
-            .map_err(|e| Error::Location {
-                location: location.to_string(),
-                reason: e.to_string(),
-            })?;
-        let prefix = Path::from_url_path(url.path()).map_err(|e| Error::Location {
-            location: location.to_string(),
-            reason: e.to_string(),
-        })?;
+        let (store, prefix) = object_store_of(location, runtime)?;
         let atlas = Atlas::open(store, prefix)
             .await
+            .map_err(|e| match e {
+                atlas_store::Error::StoreNotFound { .. } => atlas_store::Error::StoreNotFound {
+                    location: location.to_string(),
+                },
+                other => other,
+            })
             .map_err(|e| Error::store(location, e))?;
         Ok(Self::from_atlas(atlas, location))
     }

@@ -56,7 +56,8 @@ struct Table {
     variable: String,
 }
 
-/// Opens the store at `location` (a local path or a `file://` URL).
+/// Opens the store at `location`: a local path or a `file://`, `s3://`, `gs://`, `az://` or
+/// `http(s)://` URL, its client configured from the environment.
 #[pyfunction]
 #[pyo3(signature = (location, type_conflicts = None))]
 fn open_store(py: Python<'_>, location: &str, type_conflicts: Option<&str>) -> PyResult<Store> {

@@ -829,13 +829,30 @@ fn collect(args: &IngestArgs) -> Result<Vec<(String, PathBuf)>, CliError> {
     Ok(out)
 }
 
+/// Whether nothing is at `location` yet: a missing or empty folder, or a URL prefix with no
+/// objects under it.
+async fn vacant(location: &str) -> Result<bool, CliError> {
+    if !atlas_store::location::is_url(location) {
+        return Ok(std::fs::read_dir(location).map_or(true, |mut d| d.next().is_none()));
+    }
+    let (store, prefix) = atlas_store::location::resolve(location)?;
+    let mut listing = store.list(Some(&prefix));
+    match futures::StreamExt::next(&mut listing).await {
+        None => Ok(true),
+        Some(Ok(_)) => Ok(false),
+        Some(Err(e)) => Err(CliError::Usage(format!("cannot list {location}: {e}"))),
+    }
+}
+
 /// Runs the ingest; exit code 3 when some files were skipped.
 pub async fn run(args: IngestArgs) -> Result<ExitCode, CliError> {
     let chunks = parse_chunks(args.chunk.as_deref())?;
     let files = collect(&args)?;
-    // A missing or empty folder is where a store may be created; anything else must be one.
-    let vacant = std::fs::read_dir(&args.store).map_or(true, |mut d| d.next().is_none());
-    let mut atlas = match Atlas::open_path(&args.store).await {
+    // A missing or empty folder (or URL prefix) is where a store may be created; anything
+    // else must be one.
+    let location = args.store.to_string_lossy().into_owned();
+    let vacant = vacant(&location).await?;
+    let mut atlas = match Atlas::open_location(&location).await {
         Ok(atlas) => atlas,
         Err(atlas_store::Error::StoreNotFound { .. }) if vacant && args.create => {
             let codec = match args.codec {
@@ -852,7 +869,7 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, CliError> {
                 meta_compression: Codec::Zstd,
                 ..StoreConfig::default()
             };
-            Atlas::create_path(&args.store, config).await?
+            Atlas::create_location(&location, config).await?
         }
         Err(atlas_store::Error::StoreNotFound { .. }) if vacant => {
             return Err(CliError::Usage(format!(

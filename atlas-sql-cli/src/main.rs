@@ -173,7 +173,8 @@ fn main() -> ExitCode {
 }
 
 async fn upgrade(path: &std::path::Path) -> Result<ExitCode, exec::CliError> {
-    let mut atlas = atlas_datafusion::atlas_store::Atlas::open_path(path).await?;
+    let mut atlas =
+        atlas_datafusion::atlas_store::Atlas::open_location(&path.to_string_lossy()).await?;
     let before = atlas.format_version();
     let generation = atlas.checkpoint().await?;
     let after = atlas.format_version();

@@ -302,6 +302,39 @@ impl Atlas {
             })
     }
 
+    /// Opens the store at `location`: a local directory, or a URL (`s3://bucket/path`,
+    /// `gs://…`, `az://…`, `http(s)://…`, `file://…`) whose client is configured from the
+    /// environment (see [`crate::location`]).
+    pub async fn open_location(location: &str) -> Result<Atlas> {
+        if !crate::location::is_url(location) {
+            return Self::open_path(location).await;
+        }
+        let (store, prefix) = crate::location::resolve(location)?;
+        Self::open(store, prefix).await.map_err(|e| match e {
+            Error::StoreNotFound { .. } => Error::StoreNotFound {
+                location: location.to_string(),
+            },
+            other => other,
+        })
+    }
+
+    /// Creates a new store at `location` (a local directory, made if missing, or a URL as in
+    /// [`Atlas::open_location`]).
+    pub async fn create_location(location: &str, config: StoreConfig) -> Result<Atlas> {
+        if !crate::location::is_url(location) {
+            return Self::create_path(location, config).await;
+        }
+        let (store, prefix) = crate::location::resolve(location)?;
+        Self::create(store, prefix, config)
+            .await
+            .map_err(|e| match e {
+                Error::StoreExists { .. } => Error::StoreExists {
+                    location: location.to_string(),
+                },
+                other => other,
+            })
+    }
+
     fn from_snapshot(
         store: Arc<dyn ObjectStore>,
         prefix: Path,
@@ -1306,10 +1339,12 @@ impl Inner {
     /// clean-up removed the entries a checkpoint covers) a checkpoint past it does.
     async fn committed_after(&self, generation: u64) -> Result<bool> {
         let (store, prefix) = (&*self.store, &self.prefix);
-        if catalog::log_entry_exists(store, prefix, generation + 1).await? {
-            return Ok(true);
-        }
-        Ok(catalog::newest_checkpoint(store, prefix).await? > Some(generation))
+        // Both in flight: one round trip whatever the answer.
+        let (next, newest) = futures::join!(
+            catalog::log_entry_exists(store, prefix, generation + 1),
+            catalog::newest_checkpoint(store, prefix)
+        );
+        Ok(next? || newest? > Some(generation))
     }
 
     /// Writes a checkpoint when the log since the last one is long enough (or the store is

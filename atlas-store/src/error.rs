@@ -72,6 +72,15 @@ pub enum Error {
         /// What is wrong, with the numbers involved.
         reason: String,
     },
+    /// A store location that cannot be used: an unknown URL scheme, a cloud scheme in a build
+    /// without the `cloud` feature, or a client that cannot be configured (missing region…).
+    #[error("cannot use store location {location:?}: {reason}")]
+    Location {
+        /// The location as given.
+        location: String,
+        /// Why, and what would work.
+        reason: String,
+    },
     /// `open` found no catalog.
     #[error("no ATLAS store at {location}: no catalog (atlas.json, _checkpoint/, _log/) found")]
     StoreNotFound {

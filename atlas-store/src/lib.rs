@@ -46,6 +46,7 @@ mod describe;
 mod element;
 mod error;
 mod io;
+pub mod location;
 mod pending;
 mod schema;
 mod segment;

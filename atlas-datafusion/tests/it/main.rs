@@ -5,4 +5,5 @@ mod differential;
 mod entry_points;
 mod mapping;
 mod pushdown;
+mod remote;
 mod support;

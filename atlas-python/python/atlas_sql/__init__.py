@@ -65,7 +65,9 @@ TYPE_CONFLICTS = ("null", "exclude", "error")
 
 
 def open(location: str | os.PathLike[str], type_conflicts: str | None = None) -> Store:  # noqa: A001
-    """Opens the ATLAS store at ``location`` (a local path or ``file://`` URL).
+    """Opens the ATLAS store at ``location``: a local path or a ``file://``, ``s3://``,
+    ``gs://``, ``az://`` or ``http(s)://`` URL (credentials from the usual environment
+    variables, e.g. ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``).
 
     ``type_conflicts`` is what the store's tables do with datasets whose value or coordinate has
     a type the column cannot hold: ``"null"`` (the default: their rows stay, NULL in that
