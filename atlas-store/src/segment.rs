@@ -104,6 +104,8 @@ pub(crate) struct SegmentCache {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     files: Mutex<HashMap<String, Opened>>,
+    /// One gate per segment being opened, so concurrent opens of it make its requests once.
+    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     blocks: Arc<BlockCache>,
 }
 
@@ -141,6 +143,7 @@ impl SegmentCache {
             store,
             prefix,
             files: Mutex::new(HashMap::new()),
+            opening: Mutex::new(HashMap::new()),
             blocks: Arc::new(BlockCache::new(CACHE_BYTES, IO_CACHE_BYTES)),
         }
     }
@@ -150,6 +153,9 @@ impl SegmentCache {
     /// the footer per segment per handle (a segment written before page checksums is read in
     /// full once instead, to check its CRC-32 and take its page checksums); later calls hit
     /// the cache.
+    ///
+    /// Concurrent opens of one segment (a scan's read-ahead and its reads, two partitions)
+    /// wait for the first instead of each making the same requests.
     pub(crate) async fn open(
         &self,
         key: &str,
@@ -158,6 +164,28 @@ impl SegmentCache {
         if let Some(f) = lock(&self.files).get(key) {
             return Ok(Arc::clone(&f.file));
         }
+        let gate = Arc::clone(lock(&self.opening).entry(key.to_string()).or_default());
+        let opened = {
+            let _first = gate.lock().await;
+            let cached = lock(&self.files).get(key).map(|f| Arc::clone(&f.file));
+            match cached {
+                Some(file) => Ok(file),
+                None => self.open_uncached(key, entry).await,
+            }
+        };
+        // The last one through forgets the gate (the map holds one reference, `gate` another).
+        let mut opening = lock(&self.opening);
+        if opening.get(key).is_some_and(|g| Arc::strong_count(g) <= 2) {
+            opening.remove(key);
+        }
+        opened
+    }
+
+    async fn open_uncached(
+        &self,
+        key: &str,
+        entry: Option<&SegmentEntry>,
+    ) -> Result<Arc<ArrayFile>> {
         let path = object_path(&self.prefix, key);
         let Some(entry) = entry else {
             return Err(Error::CorruptSegment {
@@ -166,33 +194,41 @@ impl SegmentCache {
                 source: None,
             });
         };
-        let meta = match self.store.head(&path).await {
-            Ok(m) => m,
-            Err(e @ object_store::Error::NotFound { .. }) => {
-                return Err(Error::SegmentGone {
+        // The size check and the page checksums are independent requests: both in flight.
+        let checked_head = async {
+            let meta = match self.store.head(&path).await {
+                Ok(m) => m,
+                Err(e @ object_store::Error::NotFound { .. }) => {
+                    return Err(Error::SegmentGone {
+                        path: path.to_string(),
+                        source: e,
+                    });
+                }
+                Err(e) => return Err(Error::store(&path, e)),
+            };
+            if meta.size != entry.size {
+                return Err(Error::CorruptSegment {
                     path: path.to_string(),
-                    source: e,
+                    reason: format!(
+                        "{} bytes on disk, but the catalog records {} (truncated or overwritten)",
+                        meta.size, entry.size
+                    ),
+                    source: None,
                 });
             }
-            Err(e) => return Err(Error::store(&path, e)),
+            Ok(meta)
         };
-        if meta.size != entry.size {
-            return Err(Error::CorruptSegment {
-                path: path.to_string(),
-                reason: format!(
-                    "{} bytes on disk, but the catalog records {} (truncated or overwritten)",
-                    meta.size, entry.size
-                ),
-                source: None,
-            });
-        }
-        let sums = match entry.sums {
-            Some(crc) => self.sums(&path, crc, entry.size).await?,
+        let (meta, sums) = match entry.sums {
+            Some(crc) => {
+                let (meta, sums) = futures::join!(checked_head, self.sums(&path, crc, entry.size));
+                (meta?, sums?)
+            }
             // Written before page checksums: one full read checks the segment's CRC-32 and
             // yields page checksums, so this handle's reads are checked all the same.
             None => {
+                let meta = checked_head.await?;
                 let found = self.digest(&path).await?;
-                check_digest(&path, entry, None, found)?
+                (meta, check_digest(&path, entry, None, found)?)
             }
         };
         let config = ReadConfig {
@@ -203,9 +239,12 @@ impl SegmentCache {
             Arc::clone(&self.store),
             path.clone(),
             sums,
+            meta,
         ));
         let through = Arc::clone(&verified) as Arc<dyn ObjectStore>;
-        let file = match ArrayFile::open(through, path.clone(), config).await {
+        let opened = ArrayFile::open(through, path.clone(), config).await;
+        verified.forget_tail();
+        let file = match opened {
             Ok(f) => f,
             Err(e) => {
                 if let Some(d) = verified.damage() {

@@ -175,6 +175,24 @@ impl Sums {
         start..end.max(start)
     }
 
+    /// The last page of `bytes` (read from page-aligned offset `start`) that fails its check.
+    fn last_failure(&self, start: u64, bytes: &[u8]) -> Option<Damage> {
+        let page = u64::from(self.page);
+        let first = start / page;
+        let pieces = bytes.chunks(self.page as usize).enumerate().rev();
+        pieces.into_iter().find_map(|(i, piece)| {
+            let n = first + i as u64;
+            (self.crcs.get(n as usize).copied() != Some(crc32fast::hash(piece))).then(|| {
+                let at = n * page;
+                Damage {
+                    page: n,
+                    pages: self.crcs.len() as u64,
+                    bytes: at..at + piece.len() as u64,
+                }
+            })
+        })
+    }
+
     /// Checks `bytes`, read from page-aligned offset `start`; the first page that fails.
     fn check(&self, start: u64, bytes: &[u8]) -> Result<(), Damage> {
         let page = u64::from(self.page);
@@ -209,9 +227,28 @@ pub(crate) struct VerifiedStore {
     inner: Arc<dyn ObjectStore>,
     path: Path,
     sums: Sums,
+    /// The segment's metadata from the `head` that opened it: array-format's own `head` is
+    /// answered from it, without a request.
+    meta: object_store::ObjectMeta,
     /// The first damage found, for the error the reader reports.
     damage: Mutex<Option<Damage>>,
+    /// Checked bytes from an offset to the end of the segment: the first read that reaches the
+    /// end (array-format's trailer) takes up to [`TAIL_HINT`] bytes, so the footer read after
+    /// it needs no request, as parquet's footer size hint does. Dropped once the segment is
+    /// open ([`VerifiedStore::forget_tail`]).
+    tail: Mutex<Tail>,
 }
+
+#[derive(Debug, Default)]
+enum Tail {
+    #[default]
+    Untried,
+    Held(u64, Bytes),
+    Done,
+}
+
+/// How much of a segment's end its first read of the trailer takes.
+const TAIL_HINT: u64 = 256 * 1024;
 
 impl std::fmt::Debug for VerifiedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,13 +263,25 @@ impl std::fmt::Display for VerifiedStore {
 }
 
 impl VerifiedStore {
-    pub(crate) fn new(inner: Arc<dyn ObjectStore>, path: Path, sums: Sums) -> Self {
+    pub(crate) fn new(
+        inner: Arc<dyn ObjectStore>,
+        path: Path,
+        sums: Sums,
+        meta: object_store::ObjectMeta,
+    ) -> Self {
         VerifiedStore {
             inner,
             path,
             sums,
+            meta,
             damage: Mutex::new(None),
+            tail: Mutex::new(Tail::Untried),
         }
+    }
+
+    /// Drops the bytes kept from the first read of the segment's end.
+    pub(crate) fn forget_tail(&self) {
+        *lock(&self.tail) = Tail::Done;
     }
 
     /// The first damaged page a read of this segment met, if any.
@@ -251,6 +300,19 @@ impl VerifiedStore {
         if wanted.start > wanted.end || wanted.end > size {
             // Out of range for the size the catalog recorded: let the store say so.
             return self.inner.get_opts(&self.path, options).await;
+        }
+        let from_tail = match &*lock(&self.tail) {
+            Tail::Held(start, bytes) if wanted.start >= *start => {
+                Some(bytes.slice((wanted.start - start) as usize..(wanted.end - start) as usize))
+            }
+            _ => None,
+        };
+        if let Some(piece) = from_tail {
+            return Ok(self.result(piece, wanted));
+        }
+        let speculate = wanted.end == size && matches!(*lock(&self.tail), Tail::Untried);
+        if speculate {
+            return self.tail_get(wanted, options).await;
         }
         let widened = self.sums.widen(&wanted);
         let opts = GetOptions {
@@ -286,6 +348,65 @@ impl VerifiedStore {
             attributes,
         })
     }
+
+    fn result(&self, piece: Bytes, wanted: Range<u64>) -> GetResult {
+        GetResult {
+            payload: GetResultPayload::Stream(futures::stream::once(async { Ok(piece) }).boxed()),
+            meta: self.meta.clone(),
+            range: wanted,
+            attributes: Default::default(),
+        }
+    }
+
+    /// Reads `wanted` (which ends at the segment's end) with up to [`TAIL_HINT`] bytes before
+    /// it, keeping the checked bytes after the last damaged page for the next reads. Damage
+    /// before `wanted` is left to the reads that need those pages.
+    async fn tail_get(
+        &self,
+        wanted: Range<u64>,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let size = self.sums.size;
+        let widened = self
+            .sums
+            .widen(&(size.saturating_sub(TAIL_HINT).min(wanted.start)..size));
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(widened.clone())),
+            ..options
+        };
+        let bytes = self.inner.get_opts(&self.path, opts).await?.bytes().await?;
+        let fail = |d: Damage| {
+            lock(&self.damage).get_or_insert_with(|| d.clone());
+            object_store::Error::Generic {
+                store: "atlas",
+                source: Box::new(d),
+            }
+        };
+        if bytes.len() as u64 != widened.end - widened.start {
+            *lock(&self.tail) = Tail::Done;
+            return Err(fail(Damage {
+                page: widened.start / u64::from(self.sums.page),
+                pages: self.sums.crcs.len() as u64,
+                bytes: widened,
+            }));
+        }
+        let good_from = match self.sums.last_failure(widened.start, &bytes) {
+            Some(d) if d.bytes.end > wanted.start => {
+                *lock(&self.tail) = Tail::Done;
+                return Err(fail(d));
+            }
+            Some(d) => d.bytes.end,
+            None => widened.start,
+        };
+        let held = bytes.slice((good_from - widened.start) as usize..);
+        let piece =
+            held.slice((wanted.start - good_from) as usize..(wanted.end - good_from) as usize);
+        let mut tail = lock(&self.tail);
+        if matches!(*tail, Tail::Untried) {
+            *tail = Tail::Held(good_from, held);
+        }
+        Ok(self.result(piece, wanted))
+    }
 }
 
 crate::io::object_store_reader!(VerifiedStore {
@@ -294,8 +415,16 @@ crate::io::object_store_reader!(VerifiedStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        if options.head || *location != self.path {
+        if *location != self.path {
             return self.inner.get_opts(location, options).await;
+        }
+        if options.head {
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(futures::stream::empty().boxed()),
+                meta: self.meta.clone(),
+                range: 0..0,
+                attributes: Default::default(),
+            });
         }
         self.verified_get(options).await
     }
@@ -354,8 +483,11 @@ mod tests {
         let sums = sums_of(&data, 4096);
         let inner = Arc::new(InMemory::new());
         let path = Path::from("v/seg.af");
-        let verified = |inner: Arc<InMemory>| VerifiedStore::new(inner, path.clone(), sums.clone());
         inner.put(&path, data.clone().into()).await.unwrap();
+        let meta = inner.head(&path).await.unwrap();
+        let verified = |inner: Arc<InMemory>| {
+            VerifiedStore::new(inner, path.clone(), sums.clone(), meta.clone())
+        };
         let store = verified(Arc::clone(&inner));
         for r in [0..1, 5..PAGE as u64 + 3, 70_000..81_920, 81_900..81_920] {
             let got = store.get_range(&path, r.clone()).await.unwrap();

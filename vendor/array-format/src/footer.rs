@@ -195,7 +195,11 @@ pub(crate) async fn read_footer_bytes(storage: &(dyn Storage + Sync)) -> Result<
         return Err(Error::InvalidFooter("invalid magic bytes".into()));
     }
     let footer_size = u64::from_le_bytes(trailer[..8].try_into().unwrap()) as usize;
-    let total = footer_size + TRAILER_SIZE;
+    // atlas-sql: a damaged footer size is an error, not an overflow.
+    let total = footer_size
+        .checked_add(TRAILER_SIZE)
+        .filter(|&t| t as u64 <= file_size)
+        .ok_or_else(|| Error::InvalidFooter("footer size exceeds the file".into()))?;
 
     let start = file_size - total as u64;
     storage.read_range(start..file_size).await
