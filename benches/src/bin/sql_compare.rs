@@ -1,24 +1,22 @@
-//! The peer-comparison harness for SQL: builds the `profile` workload (DESIGN.md) as an ATLAS
-//! store, exports the same table to Parquet (long format, zstd) with DataFusion's own `COPY`,
-//! then runs each benchmark query on both in one process and prints medians, ratios, and the
-//! ATLAS scan's metrics.
+//! The peer-comparison harness for SQL: builds DESIGN.md's workloads (`sensors`, `profile`,
+//! `gridded`) as ATLAS stores, exports the queried variable of each to Parquet (long format,
+//! zstd) with DataFusion's own `COPY`, then runs the five benchmark queries on both in one
+//! process, cold and warm, and prints medians, ratios, and the ATLAS scan's metrics.
 //!
 //! ```text
-//! cargo run --release -p atlas-benches --bin sql_compare -- [DATASETS] [RUNS] [DIR]
+//! cargo run --release -p atlas-benches --bin sql_compare -- [DATASETS] [RUNS] [DIR] [WORKLOADS]
 //! ```
-//! Defaults: 1000 datasets, 5 runs, a temporary directory. `DIR` keeps the files, so other
-//! engines (DuckDB) can be pointed at the same Parquet file.
+//! Defaults: 1000 datasets (`gridded` takes a twentieth), 5 runs, a temporary directory, all
+//! three workloads (comma separated). `DIR` keeps the files and the queries
+//! (`<workload>.queries.json`), so `benches/peers/peers.py` runs DuckDB on the same Parquet.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atlas_store::ndarray::{Array, IxDyn};
+use atlas_store::ndarray::{Array, Dimension, IxDyn};
 use atlas_store::{Atlas, StoreConfig};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-
-const DEPTH: usize = 50;
-const TIME: usize = 168;
 
 fn dir_size(path: &std::path::Path) -> u64 {
     let mut total = 0;
@@ -35,47 +33,181 @@ fn dir_size(path: &std::path::Path) -> u64 {
     total
 }
 
-async fn build(path: &std::path::Path, datasets: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let mut atlas = Atlas::create_path(path, StoreConfig::default()).await?;
-    for i in 0..datasets {
-        let ds = atlas.create_dataset(&format!("p{i:05}")).await?;
-        ds.set_attribute(
-            "platform",
-            atlas_store::Attr::String(if i % 10 == 0 { "glider" } else { "float" }.into()),
-        )?;
-        ds.define_array::<f64>("depth", vec!["depth".into()], vec![DEPTH], None, None)
-            .await?;
-        let d = Array::from_shape_fn(IxDyn(&[DEPTH]), |ix| ix[0] as f64 * 20.0);
-        ds.write_array("depth", vec![0], d.view()).await?;
-        ds.define_array::<f64>("time", vec!["time".into()], vec![TIME], None, None)
-            .await?;
-        let t = Array::from_shape_fn(IxDyn(&[TIME]), |ix| (i * TIME + ix[0]) as f64 * 3600.0);
-        ds.write_array("time", vec![0], t.view()).await?;
-        for (v, name) in ["temperature", "salinity"].iter().enumerate() {
-            ds.define_array::<f32>(
-                name,
-                vec!["depth".into(), "time".into()],
-                vec![DEPTH, TIME],
-                Some(vec![25, 42]),
-                None,
-            )
-            .await?;
-            // Surface-warm profiles whose level drifts with the dataset number, so a value
-            // filter can skip most datasets by statistics.
-            let base = (i % 100) as f32 * 0.3 + v as f32 * 30.0;
-            let a = Array::from_shape_fn(IxDyn(&[DEPTH, TIME]), |ix| {
-                base + 4.0 - ix[0] as f32 * 0.08 + ((ix[1] * 7 + i) % 13) as f32 * 0.01
-            });
-            ds.write_array(name, vec![0, 0], a.view()).await?;
-        }
-        if i % 200 == 199 {
-            atlas.flush().await?;
+/// One of DESIGN.md's three workloads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Workload {
+    /// 3 variables on (time=24), one chunk each.
+    Sensors,
+    /// 2 variables on (depth=50, time=168), chunks (25, 42).
+    Profile,
+    /// 3 variables on (lon=100, lat=100, time=48), chunks (50, 50, 24); a twentieth of the
+    /// datasets of the others.
+    Gridded,
+}
+
+const PROFILE: [usize; 2] = [50, 168];
+const GRID: [usize; 3] = [100, 100, 48];
+
+impl Workload {
+    fn parse(name: &str) -> Result<Workload, String> {
+        match name {
+            "sensors" => Ok(Workload::Sensors),
+            "profile" => Ok(Workload::Profile),
+            "gridded" => Ok(Workload::Gridded),
+            other => Err(format!(
+                "unknown workload {other:?} (sensors, profile, gridded)"
+            )),
         }
     }
-    // The store measured is what compaction leaves once its retention has passed.
-    atlas.set_orphan_retention(std::time::Duration::ZERO);
-    atlas.compact().await?;
-    Ok(())
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Sensors => "sensors",
+            Workload::Profile => "profile",
+            Workload::Gridded => "gridded",
+        }
+    }
+
+    /// The variable the queries ask about (and the one exported to Parquet).
+    fn variable(self) -> &'static str {
+        match self {
+            Workload::Sensors | Workload::Profile => "temperature",
+            Workload::Gridded => "sst",
+        }
+    }
+
+    fn datasets(self, n: usize) -> usize {
+        match self {
+            Workload::Gridded => (n / 20).max(1),
+            _ => n,
+        }
+    }
+
+    fn dims(self) -> (&'static [&'static str], &'static [usize], Vec<usize>) {
+        match self {
+            Workload::Sensors => (&["time"], &[24], vec![24]),
+            Workload::Profile => (&["depth", "time"], &PROFILE, vec![25, 42]),
+            Workload::Gridded => (&["lon", "lat", "time"], &GRID, vec![50, 50, 24]),
+        }
+    }
+
+    /// The five benchmark queries, `{t}` standing for the table.
+    fn queries(self, datasets: usize) -> Vec<(&'static str, String)> {
+        let v = self.variable();
+        let (dims, shape, _) = self.dims();
+        let one = format!("{}{:05}", &self.name()[..1], datasets / 2);
+        let quarter = dims
+            .iter()
+            .zip(shape)
+            .map(|(d, n)| format!("{d}_index < {}", n / 4))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        // Each threshold matches a few percent of the datasets (values drift with the dataset
+        // number), so statistics can skip the rest.
+        let threshold = match self {
+            Workload::Sensors => "39.5",
+            Workload::Profile => "33.5",
+            Workload::Gridded => "26.5",
+        };
+        vec![
+            ("full scan", format!("SELECT avg({v}) FROM {{t}}")),
+            (
+                "one dataset",
+                format!("SELECT avg({v}) FROM {{t}} WHERE dataset = '{one}'"),
+            ),
+            (
+                "quarter slice",
+                format!("SELECT avg({v}) FROM {{t}} WHERE {quarter}"),
+            ),
+            (
+                "value filter",
+                format!("SELECT count(*) FROM {{t}} WHERE {v} > {threshold}"),
+            ),
+            (
+                "count/min/max",
+                format!("SELECT count(*), min({v}), max({v}) FROM {{t}}"),
+            ),
+        ]
+    }
+
+    /// The values of variable `var` (number `k`) of dataset `i` at position `ix`.
+    fn value(self, i: usize, k: usize, ix: &[usize]) -> f32 {
+        let k = k as f32 * 30.0;
+        match self {
+            Workload::Sensors => (i % 100) as f32 * 0.3 + k + 10.0 + ix[0] as f32 * 0.05,
+            Workload::Profile => {
+                (i % 100) as f32 * 0.3 + k + 4.0 - ix[0] as f32 * 0.08
+                    + ((ix[1] * 7 + i) % 13) as f32 * 0.01
+            }
+            Workload::Gridded => {
+                (i % 50) as f32 * 0.5
+                    + k
+                    + ix[0] as f32 * 0.01
+                    + ix[1] as f32 * 0.02
+                    + ((ix[2] * 7 + i) % 13) as f32 * 0.001
+            }
+        }
+    }
+
+    fn variables(self) -> &'static [&'static str] {
+        match self {
+            Workload::Sensors => &["temperature", "humidity", "pressure"],
+            Workload::Profile => &["temperature", "salinity"],
+            Workload::Gridded => &["sst", "u", "v"],
+        }
+    }
+
+    async fn build(
+        self,
+        path: &std::path::Path,
+        datasets: usize,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let mut atlas = Atlas::create_path(path, StoreConfig::default()).await?;
+        let (dims, shape, chunks) = self.dims();
+        let prefix = &self.name()[..1];
+        let flush_every = match self {
+            Workload::Gridded => 10,
+            _ => 200,
+        };
+        for i in 0..datasets {
+            let ds = atlas.create_dataset(&format!("{prefix}{i:05}")).await?;
+            ds.set_attribute(
+                "platform",
+                atlas_store::Attr::String(if i % 10 == 0 { "glider" } else { "float" }.into()),
+            )?;
+            // Coordinates: depth in 20 m steps, hourly times running on across datasets,
+            // a 1° grid.
+            for (d, (dim, n)) in dims.iter().zip(shape).enumerate() {
+                ds.define_array::<f64>(dim, vec![dim.to_string()], vec![*n], None, None)
+                    .await?;
+                let c = Array::from_shape_fn(IxDyn(&[*n]), |ix| match *dim {
+                    "time" => (i * n + ix[0]) as f64 * 3600.0,
+                    "depth" => ix[0] as f64 * 20.0,
+                    _ => ix[0] as f64 - if d == 0 { 180.0 } else { 90.0 },
+                });
+                ds.write_array(dim, vec![0], c.view()).await?;
+            }
+            for (k, name) in self.variables().iter().enumerate() {
+                ds.define_array::<f32>(
+                    name,
+                    dims.iter().map(|d| d.to_string()).collect(),
+                    shape.to_vec(),
+                    Some(chunks.clone()),
+                    None,
+                )
+                .await?;
+                let a = Array::from_shape_fn(IxDyn(shape), |ix| self.value(i, k, ix.slice()));
+                ds.write_array(name, vec![0; shape.len()], a.view()).await?;
+            }
+            if i % flush_every == flush_every - 1 {
+                atlas.flush().await?;
+            }
+        }
+        // The store measured is what compaction leaves once its retention has passed.
+        atlas.set_orphan_retention(std::time::Duration::ZERO);
+        atlas.compact().await?;
+        Ok(())
+    }
 }
 
 /// A fresh session per run, so neither engine reuses caches (ATLAS's decoded blocks,
@@ -143,23 +275,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(2)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
+    let workloads = args
+        .get(3)
+        .map_or("sensors,profile,gridded", String::as_str)
+        .split(',')
+        .map(Workload::parse)
+        .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&dir)?;
-    let store = dir.join("profile.atlas");
-    let parquet = dir.join("temperature.parquet");
+    for w in workloads {
+        compare(w, &dir, w.datasets(datasets), runs).await?;
+    }
+    Ok(())
+}
+
+/// Builds workload `w` (unless `dir` has it), exports its variable to Parquet, prints both
+/// engines' times, cold and warm, and writes the queries to `<workload>.queries.json` so the
+/// other peers (`benches/peers/`) run the very same SQL on the same Parquet file.
+async fn compare(
+    w: Workload,
+    dir: &std::path::Path,
+    datasets: usize,
+    runs: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let name = w.name();
+    let var = w.variable();
+    let store = dir.join(format!("{name}.atlas"));
+    let parquet = dir.join(format!("{name}.{var}.parquet"));
+    println!("\n## {name} x {datasets}");
     if !store.exists() {
         let start = Instant::now();
-        build(&store, datasets).await?;
-        println!(
-            "built {datasets} datasets x {DEPTH}x{TIME} in {:.2?}",
-            start.elapsed()
-        );
+        w.build(&store, datasets).await?;
+        println!("built {datasets} datasets in {:.2?}", start.elapsed());
     }
     let ctx = SessionContext::new();
     atlas_datafusion::register_store(&ctx, "atlas", store.to_str().ok_or("path")?).await?;
     if !parquet.exists() {
         let start = Instant::now();
         ctx.sql(&format!(
-            "COPY (SELECT * FROM atlas.temperature) TO '{}' STORED AS PARQUET OPTIONS ('format.compression' 'zstd(3)')",
+            "COPY (SELECT * FROM atlas.{var}) TO '{}' STORED AS PARQUET OPTIONS ('format.compression' 'zstd(3)')",
             parquet.display()
         ))
         .await?
@@ -167,44 +320,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         println!("exported Parquet in {:.2?}", start.elapsed());
     }
-    ctx.register_parquet(
-        "pq",
-        parquet.to_str().ok_or("path")?,
-        ParquetReadOptions::default(),
-    )
-    .await?;
-    let atlas_bytes = dir_size(&store.join("temperature"));
+    let atlas_bytes = dir_size(&store.join(var));
     let pq_bytes = std::fs::metadata(&parquet)?.len();
     println!(
-        "temperature on disk: ATLAS {:.1} MiB, Parquet {:.1} MiB (ratio {:.2})",
+        "{var} on disk: ATLAS {:.2} MiB, Parquet {:.2} MiB (ratio {:.2})",
         atlas_bytes as f64 / 1048576.0,
         pq_bytes as f64 / 1048576.0,
         atlas_bytes as f64 / pq_bytes as f64
     );
-    let last = format!("p{:05}", datasets / 2);
-    let queries = [
-        ("full scan", "SELECT avg(temperature) FROM {t}".to_string()),
-        (
-            "one dataset",
-            format!("SELECT avg(temperature) FROM {{t}} WHERE dataset = '{last}'"),
+    let queries = w.queries(datasets);
+    let json: Vec<String> = queries
+        .iter()
+        .map(|(n, q)| format!("{{\"name\": \"{n}\", \"sql\": \"{q}\"}}"))
+        .collect();
+    std::fs::write(
+        dir.join(format!("{name}.queries.json")),
+        format!(
+            "{{\"parquet\": \"{}\", \"queries\": [{}]}}\n",
+            parquet.file_name().and_then(|f| f.to_str()).ok_or("path")?,
+            json.join(", ")
         ),
-        (
-            "quarter slice",
-            format!(
-                "SELECT avg(temperature) FROM {{t}} WHERE depth_index < {} AND time_index < {}",
-                DEPTH / 4,
-                TIME / 4
-            ),
-        ),
-        (
-            "value filter",
-            "SELECT count(*) FROM {t} WHERE temperature > 33.5".to_string(),
-        ),
-        (
-            "count/min/max",
-            "SELECT count(*), min(temperature), max(temperature) FROM {t}".to_string(),
-        ),
-    ];
+    )?;
     let paths = (
         store.to_str().ok_or("path")?,
         parquet.to_str().ok_or("path")?,
@@ -222,13 +358,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "| query | ATLAS ms | DataFusion+Parquet ms | Parquet/ATLAS | ATLAS scan metrics (first run) |"
         );
         println!("|---|---:|---:|---:|---|");
-        for (name, q) in &queries {
-            let (ta, plan, rows_a) =
-                time_query(paths, &q.replace("{t}", "atlas.temperature"), runs, warm).await?;
+        for (qname, q) in &queries {
+            let (ta, plan, rows_a) = time_query(
+                paths,
+                &q.replace("{t}", &format!("atlas.{var}")),
+                runs,
+                warm,
+            )
+            .await?;
             let (tp, _, rows_p) = time_query(paths, &q.replace("{t}", "pq"), runs, warm).await?;
-            assert_eq!(rows_a, rows_p, "{name}");
+            assert_eq!(rows_a, rows_p, "{qname}");
             println!(
-                "| {name} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {qname} | {:.2} | {:.2} | {:.2} | {} |",
                 ta.as_secs_f64() * 1e3,
                 tp.as_secs_f64() * 1e3,
                 tp.as_secs_f64() / ta.as_secs_f64(),
