@@ -121,6 +121,9 @@ fn summary_counter(metrics: &ExecutionPlanMetricsSet, name: &'static str) -> Cou
 #[derive(Debug, Clone)]
 pub(crate) struct ScanMetrics {
     pub bytes_read: Count,
+    /// Object-store requests the scan made (reads and `head`s, its read-ahead included), as
+    /// the store counted them.
+    pub requests: Count,
     pub chunks_read: Count,
     pub chunks_pruned: Count,
     pub datasets_scanned: Count,
@@ -135,6 +138,7 @@ impl ScanMetrics {
     pub(crate) fn new(metrics: &ExecutionPlanMetricsSet) -> Self {
         ScanMetrics {
             bytes_read: summary_counter(metrics, "bytes_read"),
+            requests: summary_counter(metrics, "requests"),
             chunks_read: summary_counter(metrics, "chunks_read"),
             chunks_pruned: summary_counter(metrics, "chunks_pruned"),
             datasets_scanned: summary_counter(metrics, "datasets_scanned"),
@@ -188,7 +192,7 @@ impl DataSource for AtlasSource {
             ahead: 0,
             prefetches: Vec::new(),
             warm: Arc::default(),
-            counted: 0,
+            counted: (0, 0),
         };
         let stream = futures::stream::try_unfold(state, |mut st| async move {
             loop {
@@ -356,8 +360,9 @@ struct PartitionState {
     /// Set once a prefetch found every block it asked for cached: the scan is warm, and
     /// prefetching on would only cost lookups.
     warm: Arc<std::sync::atomic::AtomicBool>,
-    /// Bytes of `counter` already added to the `bytes_read` metric.
-    counted: u64,
+    /// Bytes and requests of `counter` already added to the `bytes_read` and `requests`
+    /// metrics.
+    counted: (u64, u64),
 }
 
 /// Units whose blocks one prefetch asks for, and the values they may hold together.
@@ -380,12 +385,15 @@ fn read_error(spec: &ScanSpec, dataset: &str, array: &str, e: ReadError) -> Data
 
 impl PartitionState {
     /// Adds what this partition read since the last call (its prefetches included) to the
-    /// `bytes_read` metric.
+    /// `bytes_read` and `requests` metrics.
     fn attribute_bytes(&mut self) {
-        let now = self.counter.bytes();
+        let now = (self.counter.bytes(), self.counter.requests());
         self.metrics
             .bytes_read
-            .add(now.saturating_sub(self.counted) as usize);
+            .add(now.0.saturating_sub(self.counted.0) as usize);
+        self.metrics
+            .requests
+            .add(now.1.saturating_sub(self.counted.1) as usize);
         self.counted = now;
     }
 

@@ -180,6 +180,9 @@ async fn a_one_dataset_query_after_open_makes_the_same_few_requests_whatever_the
         .await;
         assert_eq!(r.rows, vec!["3047.5".to_string()]);
         let (query, _) = slow.take();
+        // The scan's own metric, counted by the store under the scan: everything but the
+        // newer-commit check, which planning makes.
+        assert_eq!(r.metric("requests") as u64, query - 2, "{:?}", r.metrics);
         seen.push((n, open, query));
     }
     let (_, open, query) = seen[0];
