@@ -9,6 +9,9 @@
 
 #![warn(missing_docs)]
 
+mod maintain;
+mod runtime;
+
 use std::sync::Arc;
 
 use atlas_datafusion::{
@@ -110,7 +113,9 @@ impl Store {
         session: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let codec = ffi_logical_codec_from_pycapsule(session, None)?;
-        let provider = Arc::clone(&self.provider) as Arc<dyn datafusion::catalog::SchemaProvider>;
+        let provider = Arc::new(runtime::Schema(
+            Arc::clone(&self.provider) as Arc<dyn datafusion::catalog::SchemaProvider>
+        )) as Arc<dyn datafusion::catalog::SchemaProvider>;
         let ffi = FFI_SchemaProvider::new_with_ffi_codec(
             provider,
             Some(get_tokio_runtime().handle().clone()),
@@ -179,7 +184,7 @@ impl TableFactory {
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let codec = ffi_logical_codec_from_pycapsule(codec, None)?;
         let ffi = FFI_TableProviderFactory::new_with_ffi_codec(
-            Arc::new(AtlasTableFactory),
+            Arc::new(runtime::Factory(Arc::new(AtlasTableFactory))),
             Some(get_tokio_runtime().handle().clone()),
             codec,
         );
@@ -201,6 +206,11 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TableFactory>()?;
     m.add_function(wrap_pyfunction!(open_store, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_version, m)?)?;
+    m.add_function(wrap_pyfunction!(maintain::compact, m)?)?;
+    m.add_function(wrap_pyfunction!(maintain::vacuum, m)?)?;
+    m.add_function(wrap_pyfunction!(maintain::verify, m)?)?;
+    m.add_function(wrap_pyfunction!(maintain::delete, m)?)?;
+    m.add_function(wrap_pyfunction!(maintain::datasets, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

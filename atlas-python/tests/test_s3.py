@@ -65,6 +65,13 @@ def test_an_s3_store_answers_as_the_same_store_on_disk(store, s3):
         assert py_rows(ctx, sql.format("cloud")) == py_rows(ctx, sql.format("disk"))
     ctx.register_table("sst_s3", atlas_sql.table(s3, "sst"))
     assert py_rows(ctx, "SELECT count(*) FROM sst_s3") == [[str(3 * 89 * 180)]]
+    atlas_sql.register_factory(ctx)
+    ctx.sql(f"CREATE EXTERNAL TABLE t STORED AS ATLAS LOCATION '{s3}' OPTIONS ('variable' 'sst')").collect()
+    assert py_rows(ctx, "SELECT count(sst) FROM t") == py_rows(ctx, "SELECT count(sst) FROM disk.sst")
+    ctx.register_udtf(atlas_sql.atlas_scan())
+    scanned = py_rows(ctx, f"SELECT count(*) FROM atlas_scan('{s3}', 'sst') WHERE dataset LIKE '%01'")
+    assert scanned == [[str(89 * 180)]]
+    assert atlas_sql.verify(s3)["damaged"] == []
 
 
 def test_a_missing_s3_store_is_an_error_naming_the_url(s3):

@@ -42,6 +42,7 @@ def _check_datafusion() -> None:
 _check_datafusion()
 
 from atlas_sql._internal import Store, Table, TableFactory, ffi_version, open_store  # noqa: E402
+from atlas_sql._maintain import compact, delete, vacuum, verify  # noqa: E402
 from atlas_sql._xarray import to_xarray  # noqa: E402
 
 if TYPE_CHECKING:
@@ -53,12 +54,16 @@ __all__ = [
     "Table",
     "TableFactory",
     "atlas_scan",
+    "compact",
+    "delete",
     "register_factory",
     "ffi_version",
     "open",
     "register",
     "table",
     "to_xarray",
+    "vacuum",
+    "verify",
 ]
 
 TYPE_CONFLICTS = ("null", "exclude", "error")
