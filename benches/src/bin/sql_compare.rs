@@ -4,17 +4,17 @@
 //! process, cold and warm, and prints medians, ratios, and the ATLAS scan's metrics.
 //!
 //! ```text
-//! cargo run --release -p atlas-benches --bin sql_compare -- [DATASETS] [RUNS] [DIR] [WORKLOADS]
+//! cargo run --release -p atlas-benches --bin sql_compare -- [DATASETS] [RUNS] [DIR] [WORKLOADS] [CODEC]
 //! ```
 //! Defaults: 1000 datasets (`gridded` takes a twentieth), 5 runs, a temporary directory, all
-//! three workloads (comma separated). `DIR` keeps the files and the queries
+//! three workloads (comma separated), the store's default codec (`zstd`; `lz4`, `none`). `DIR` keeps the files and the queries
 //! (`<workload>.queries.json`), so `benches/peers/peers.py` runs DuckDB on the same Parquet.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atlas_store::ndarray::{Array, Dimension, IxDyn};
-use atlas_store::{Atlas, StoreConfig};
+use atlas_store::{Atlas, Codec, StoreConfig};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
@@ -161,8 +161,13 @@ impl Workload {
         self,
         path: &std::path::Path,
         datasets: usize,
+        codec: Codec,
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let mut atlas = Atlas::create_path(path, StoreConfig::default()).await?;
+        let config = StoreConfig {
+            codec,
+            ..StoreConfig::default()
+        };
+        let mut atlas = Atlas::create_path(path, config).await?;
         let (dims, shape, chunks) = self.dims();
         let prefix = &self.name()[..1];
         let flush_every = match self {
@@ -281,9 +286,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .split(',')
         .map(Workload::parse)
         .collect::<Result<Vec<_>, _>>()?;
+    let codec = match args.get(4).map_or("zstd", String::as_str) {
+        "zstd" => Codec::Zstd,
+        "lz4" => Codec::Lz4,
+        "none" => Codec::Uncompressed,
+        other => return Err(format!("unknown codec {other:?} (zstd, lz4, none)").into()),
+    };
     std::fs::create_dir_all(&dir)?;
     for w in workloads {
-        compare(w, &dir, w.datasets(datasets), runs).await?;
+        compare(w, &dir, w.datasets(datasets), runs, codec).await?;
     }
     Ok(())
 }
@@ -296,15 +307,19 @@ async fn compare(
     dir: &std::path::Path,
     datasets: usize,
     runs: usize,
+    codec: Codec,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let name = w.name();
     let var = w.variable();
-    let store = dir.join(format!("{name}.atlas"));
+    let store = match codec {
+        Codec::Zstd => dir.join(format!("{name}.atlas")),
+        other => dir.join(format!("{name}.{other:?}.atlas").to_lowercase()),
+    };
     let parquet = dir.join(format!("{name}.{var}.parquet"));
     println!("\n## {name} x {datasets}");
     if !store.exists() {
         let start = Instant::now();
-        w.build(&store, datasets).await?;
+        w.build(&store, datasets, codec).await?;
         println!("built {datasets} datasets in {:.2?}", start.elapsed());
     }
     let ctx = SessionContext::new();
