@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use atlas_datafusion::atlas_store::Atlas;
+use atlas_datafusion::atlas_store::{Atlas, CompactReport};
 use datafusion_python_util::wait_for_future;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -34,6 +34,16 @@ fn retention_of(seconds: Option<f64>) -> PyResult<Option<Duration>> {
         .transpose()
 }
 
+/// What a clean-up removed and kept, as `compact` and `vacuum` return it.
+fn removed<'py>(py: Python<'py>, report: &CompactReport) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("segments_removed", report.segments_removed)?;
+    out.set_item("bytes_removed", report.bytes_removed)?;
+    out.set_item("retired_kept", report.retired_kept)?;
+    out.set_item("orphans_kept", report.orphans_kept)?;
+    Ok(out)
+}
+
 /// Merges each variable's segments into one and removes what the store no longer needs
 /// (older than `retention` seconds, default the store's). Returns what it did.
 #[pyfunction]
@@ -49,12 +59,8 @@ pub(crate) fn compact<'py>(
         atlas.compact().await.map_err(|e| e.to_string())
     })?
     .map_err(sql_err)?;
-    let out = PyDict::new(py);
+    let out = removed(py, &report)?;
     out.set_item("variables_rewritten", report.variables_rewritten)?;
-    out.set_item("segments_removed", report.segments_removed)?;
-    out.set_item("bytes_removed", report.bytes_removed)?;
-    out.set_item("retired_kept", report.retired_kept)?;
-    out.set_item("orphans_kept", report.orphans_kept)?;
     Ok(out)
 }
 
@@ -69,13 +75,13 @@ pub(crate) fn vacuum<'py>(
     dry_run: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let retention = retention_of(retention)?;
-    let out = PyDict::new(py);
     if dry_run {
         let plan = wait_for_future(py, async {
             let atlas = open(location, retention).await?;
             atlas.vacuum_plan().await.map_err(|e| e.to_string())
         })?
         .map_err(sql_err)?;
+        let out = PyDict::new(py);
         out.set_item("retired", plan.retired)?;
         out.set_item("orphans", plan.orphans)?;
         out.set_item("retired_kept", plan.retired_kept)?;
@@ -87,11 +93,7 @@ pub(crate) fn vacuum<'py>(
         atlas.vacuum().await.map_err(|e| e.to_string())
     })?
     .map_err(sql_err)?;
-    out.set_item("segments_removed", report.segments_removed)?;
-    out.set_item("bytes_removed", report.bytes_removed)?;
-    out.set_item("retired_kept", report.retired_kept)?;
-    out.set_item("orphans_kept", report.orphans_kept)?;
-    Ok(out)
+    removed(py, &report)
 }
 
 /// Reads and checks every segment; returns the counts and every damaged or missing segment

@@ -192,7 +192,7 @@ pub async fn vacuum(
 /// `atlas-sql verify STORE`: exit code [`DAMAGED`] when a segment is missing or damaged.
 pub async fn verify(store: &Path) -> Result<ExitCode, CliError> {
     // A catalog that cannot be read fails here, with the object named.
-    let atlas = Atlas::open_location(&store.to_string_lossy()).await?;
+    let atlas = open(store, None).await?;
     let total: u64 = atlas.list_segments().iter().map(|s| s.size).sum();
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(total);
@@ -287,7 +287,7 @@ pub async fn delete(
             "name the datasets to delete, or pass --like 'PATTERN'".into(),
         ));
     }
-    let mut atlas = Atlas::open_location(&store.to_string_lossy()).await?;
+    let mut atlas = open(store, None).await?;
     let missing: Vec<&String> = names.iter().filter(|n| !atlas.dataset_exists(n)).collect();
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|n| format!("{n:?}")).collect();

@@ -194,39 +194,30 @@ fn an_s3_store_ingests_and_answers_as_the_same_store_on_disk() {
     assert!(after.contains('3'), "{after}");
 }
 
+/// The stderr of a query on `store` that must fail.
+fn failure(moto: &Moto, store: &str) -> String {
+    let out = moto
+        .atlas_sql()
+        .args(["--store", store, "-c", "SELECT 1"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
 #[test]
 fn a_missing_remote_store_or_bucket_is_an_error_naming_the_url() {
     let Some(moto) = moto() else {
         return;
     };
-    let out = moto
-        .atlas_sql()
-        .args(["--store", "s3://atlas/nothing/here", "-c", "SELECT 1"])
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = failure(&moto, "s3://atlas/nothing/here");
     assert!(
         err.contains("no ATLAS store at s3://atlas/nothing/here"),
         "{err}"
     );
-    let out = moto
-        .atlas_sql()
-        .args(["--store", "s3://no-such-bucket/x", "-c", "SELECT 1"])
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = failure(&moto, "s3://no-such-bucket/x");
     assert!(err.contains("s3://no-such-bucket/x"), "{err}");
-    let out = moto
-        .atlas_sql()
-        .args(["--store", "ftp://host/x", "-c", "SELECT 1"])
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = failure(&moto, "ftp://host/x");
     assert!(err.contains("unknown scheme \"ftp\""), "{err}");
 }

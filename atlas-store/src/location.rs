@@ -50,7 +50,7 @@ pub fn resolve(location: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
     let (scheme, prefix) = object_store::ObjectStoreScheme::parse(&url)
         .map_err(|_| bad(format!("unknown scheme {:?}; use {SCHEMES}", url.scheme())))?;
     use object_store::ObjectStoreScheme as S;
-    let store: Arc<dyn ObjectStore> = match scheme {
+    let built: object_store::Result<Arc<dyn ObjectStore>> = match scheme {
         S::Local => {
             let dir = url
                 .to_file_path()
@@ -67,36 +67,28 @@ pub fn resolve(location: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
             ));
         }
         #[cfg(feature = "cloud")]
-        S::AmazonS3 => Arc::new(
-            object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url.as_str())
-                .build()
-                .map_err(|e| bad(e.to_string()))?,
-        ),
+        S::AmazonS3 => object_store::aws::AmazonS3Builder::from_env()
+            .with_url(url.as_str())
+            .build()
+            .map(|s| Arc::new(s) as _),
         #[cfg(feature = "cloud")]
-        S::GoogleCloudStorage => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url.as_str())
-                .build()
-                .map_err(|e| bad(e.to_string()))?,
-        ),
+        S::GoogleCloudStorage => object_store::gcp::GoogleCloudStorageBuilder::from_env()
+            .with_url(url.as_str())
+            .build()
+            .map(|s| Arc::new(s) as _),
         #[cfg(feature = "cloud")]
-        S::MicrosoftAzure => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url.as_str())
-                .build()
-                .map_err(|e| bad(e.to_string()))?,
-        ),
+        S::MicrosoftAzure => object_store::azure::MicrosoftAzureBuilder::from_env()
+            .with_url(url.as_str())
+            .build()
+            .map(|s| Arc::new(s) as _),
         #[cfg(feature = "cloud")]
-        S::Http => Arc::new(
-            object_store::http::HttpBuilder::new()
-                .with_url(&url[..url::Position::BeforePath])
-                .with_client_options(
-                    object_store::ClientOptions::new().with_allow_http(url.scheme() == "http"),
-                )
-                .build()
-                .map_err(|e| bad(e.to_string()))?,
-        ),
+        S::Http => object_store::http::HttpBuilder::new()
+            .with_url(&url[..url::Position::BeforePath])
+            .with_client_options(
+                object_store::ClientOptions::new().with_allow_http(url.scheme() == "http"),
+            )
+            .build()
+            .map(|s| Arc::new(s) as _),
         #[allow(unreachable_patterns)]
         _ => {
             return Err(bad(format!(
@@ -106,23 +98,8 @@ pub fn resolve(location: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
             )));
         }
     };
+    let store = built.map_err(|e| bad(e.to_string()))?;
     Ok((store, prefix))
-}
-
-/// The URL of the object store's root that `location` lives in (`s3://bucket`,
-/// `https://host:port`, `file:///`): the key a query engine registers its client under.
-pub fn root_url(location: &str) -> Result<Url> {
-    let bad = |reason: String| Error::Location {
-        location: location.to_string(),
-        reason,
-    };
-    let url = if is_url(location) {
-        Url::parse(location).map_err(|e| bad(e.to_string()))?
-    } else {
-        let path = std::path::absolute(location).map_err(|e| bad(e.to_string()))?;
-        Url::from_directory_path(&path).map_err(|()| bad("not an absolute path".into()))?
-    };
-    Url::parse(&url[..url::Position::BeforePath]).map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
@@ -153,9 +130,5 @@ mod tests {
         assert_eq!(prefix.as_ref(), "stores/argo.atlas");
         let (_, prefix) = resolve("https://example.org/data/argo.atlas").unwrap();
         assert_eq!(prefix.as_ref(), "data/argo.atlas");
-        assert_eq!(
-            root_url("s3://bucket/stores/argo.atlas").unwrap().as_str(),
-            "s3://bucket"
-        );
     }
 }

@@ -14,14 +14,14 @@ use atlas_datafusion::atlas_store::object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use atlas_datafusion::atlas_store::{Atlas, StoreConfig};
-use atlas_datafusion::{AtlasStore, register_atlas, register_opened};
+use atlas_datafusion::register_atlas;
 use bytes::Bytes;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use ndarray::{Array, IxDyn};
 
-use crate::support::{run, sensors};
+use crate::support::{register, run, sensors};
 
 /// Waits `delay` before every request (reads, listings), counting them and the most in flight.
 #[derive(Debug)]
@@ -150,14 +150,6 @@ fn slow_session(slow: &Arc<Slow>) -> SessionContext {
     ctx
 }
 
-async fn open_slow(ctx: &SessionContext, location: &str) -> Arc<AtlasStore> {
-    let store = AtlasStore::open(location, &ctx.runtime_env())
-        .await
-        .expect("open");
-    register_opened(ctx, "s", Arc::clone(&store)).expect("register");
-    store
-}
-
 /// Opening and asking for one dataset costs a fixed number of requests, not one per dataset.
 /// Open: list `_checkpoint/`, read the checkpoint, list the log, read its entry while listing
 /// `_checkpoint/` again (5). Query: is there a newer commit (a `head` of the next entry beside
@@ -171,7 +163,7 @@ async fn a_one_dataset_query_after_open_makes_the_same_few_requests_whatever_the
         sensors(Arc::clone(&mem), "st", n, 96, 24).await;
         let slow = Slow::new(mem, LATENCY);
         let ctx = slow_session(&slow);
-        open_slow(&ctx, "slow://bucket/st").await;
+        register(&ctx, "slow://bucket/st").await;
         let (open, _) = slow.take();
         let r = run(
             &ctx,
@@ -225,7 +217,7 @@ async fn a_full_scan_keeps_several_requests_in_flight() {
     noisy(Arc::clone(&mem), 16, 1 << 17, 1 << 14).await;
     let slow = Slow::new(mem, LATENCY);
     let ctx = slow_session(&slow);
-    open_slow(&ctx, "slow://bucket/noisy").await;
+    register(&ctx, "slow://bucket/noisy").await;
     slow.take();
     // An average: counts, minima and maxima would come from the statistics, with no scan.
     let r = run(&ctx, "SELECT avg(v) BETWEEN 0.49 AND 0.51 FROM s.v").await;

@@ -637,7 +637,8 @@ pub(crate) async fn load_latest(
             // Entries are removed only behind a checkpoint: one missing after it was listed is a
             // clean-up racing this open (a newer checkpoint now covers it: read again) or
             // damage, which must not pass for an older state.
-            if newest_checkpoint(store, prefix).await? > after {
+            // The listing beside the reads may predate that checkpoint: list again only then.
+            if newest_now > after || newest_checkpoint(store, prefix).await? > after {
                 continue;
             }
             return Err(Error::CorruptCatalog {

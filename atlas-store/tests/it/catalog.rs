@@ -564,11 +564,9 @@ async fn a_clean_handle_refreshes_to_other_writers_commits() {
     assert!(!reader.dataset_exists("d_00000") && reader.dataset_exists("mine"));
 }
 
-/// An open whose listing of `_checkpoint/` raced a checkpoint and its clean-up (it saw the old
-/// checkpoint, which it could still read, and then a log already cleaned up behind the new one)
-/// must not return the old state: under zero retention that was an empty generation 0.
-#[tokio::test]
-async fn an_open_that_raced_a_checkpoint_and_its_clean_up_returns_the_newest_state() {
+/// A store whose reads go through a [`TestStore`] (to replay stale listings), with no automatic
+/// checkpoints, zero retention, and `batches` commits of two datasets.
+async fn racing_store(batches: usize) -> (Arc<InMemory>, Arc<TestStore>, Atlas) {
     let mem = Arc::new(InMemory::new());
     let store = TestStore::new(mem.clone());
     let mut atlas = Atlas::create(store.clone(), prefix(), StoreConfig::default())
@@ -576,9 +574,18 @@ async fn an_open_that_raced_a_checkpoint_and_its_clean_up_returns_the_newest_sta
         .unwrap();
     atlas.set_checkpoint_interval(u64::MAX);
     atlas.set_orphan_retention(Duration::ZERO);
-    for b in 0..4 {
+    for b in 0..batches {
         add_batch(&mut atlas, &format!("b{b}"), 2).await;
     }
+    (mem, store, atlas)
+}
+
+/// An open whose listing of `_checkpoint/` raced a checkpoint and its clean-up (it saw the old
+/// checkpoint, which it could still read, and then a log already cleaned up behind the new one)
+/// must not return the old state: under zero retention that was an empty generation 0.
+#[tokio::test]
+async fn an_open_that_raced_a_checkpoint_and_its_clean_up_returns_the_newest_state() {
+    let (mem, store, mut atlas) = racing_store(4).await;
     let checkpoints = prefix().join("_checkpoint");
     // The opener's view of `_checkpoint/`: only generation 0's.
     store.freeze_listing(&checkpoints).await;
@@ -600,16 +607,7 @@ async fn an_open_that_raced_a_checkpoint_and_its_clean_up_returns_the_newest_sta
 /// checkpointed generation for this.
 #[tokio::test]
 async fn a_writer_that_raced_a_checkpoint_either_lands_after_it_or_fails_never_silently_lost() {
-    let mem = Arc::new(InMemory::new());
-    let store = TestStore::new(mem.clone());
-    let mut atlas = Atlas::create(store.clone(), prefix(), StoreConfig::default())
-        .await
-        .unwrap();
-    atlas.set_checkpoint_interval(u64::MAX);
-    atlas.set_orphan_retention(Duration::ZERO);
-    for b in 0..3 {
-        add_batch(&mut atlas, &format!("b{b}"), 2).await;
-    }
+    let (mem, store, mut atlas) = racing_store(3).await;
     let mut behind = Atlas::open(store.clone(), prefix()).await.unwrap();
     behind.set_checkpoint_interval(u64::MAX);
     add_batch(&mut atlas, "last", 1).await;
@@ -622,13 +620,7 @@ async fn a_writer_that_raced_a_checkpoint_either_lands_after_it_or_fails_never_s
     );
 
     store.replay_stale();
-    let ds = behind.create_dataset("late").await.unwrap();
-    ds.define_array::<f32>("temp", vec!["z".into()], vec![4], None, None)
-        .await
-        .unwrap();
-    ds.write_array("temp", vec![0], ramp(4, 0.0).view())
-        .await
-        .unwrap();
+    ramp_dataset(&mut behind, "late", "temp", 4, 0.0).await;
     let outcome = behind.flush().await;
     assert!(store.stale_served(), "the stale listing was not used");
     let reopened = Atlas::open(mem.clone(), prefix()).await.unwrap();
