@@ -68,13 +68,13 @@ pub enum Error {
         /// Its dtype.
         dtype: String,
     },
-    /// Two columns of a variable's table would have the same name.
+    /// Two columns of a table would have the same name.
     #[error(
         "table {variable:?} would have two columns named {column:?} ({first} and {second}); \
          rename the dimension or variable in the store"
     )]
     NameCollision {
-        /// The variable whose table it is.
+        /// The table (its variable, or the grid table's name).
         variable: String,
         /// The clashing column name.
         column: String,
@@ -82,6 +82,23 @@ pub enum Error {
         first: String,
         /// What the second column is.
         second: String,
+    },
+    /// Variables asked for in one grid table whose dimensions differ.
+    #[error(
+        "table {table:?}: {first:?} has dims ({first_dims}) but {other:?} has ({other_dims}); \
+         the variables of one table share their dimensions"
+    )]
+    MixedDims {
+        /// The table.
+        table: String,
+        /// Its first variable.
+        first: String,
+        /// That variable's dims, comma-separated.
+        first_dims: String,
+        /// A variable with other dims.
+        other: String,
+        /// Its dims.
+        other_dims: String,
     },
     /// Bad arguments to a table function or `CREATE EXTERNAL TABLE`.
     #[error("{0}")]

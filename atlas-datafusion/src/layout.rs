@@ -98,19 +98,32 @@ pub struct CoordSource {
     pub schema: Arc<ArraySchema>,
 }
 
-/// One dataset's array of the variable.
+/// One dataset's array of one of the table's variables.
 #[derive(Debug, Clone)]
-pub struct Entry {
-    /// Dataset name.
-    pub dataset: String,
+pub struct ValueSource {
     /// The array's definition, shared with the catalog.
     pub schema: Arc<ArraySchema>,
     /// Its statistics, if committed.
     pub stats: Option<ArrayStats>,
-    /// Whether the value column's type holds the array's values (if not, the column is NULL
-    /// for this dataset, or the dataset is left out, per [`TypeConflicts`]).
-    pub value_fits: bool,
-    /// For each table dimension, the array's axis along it (`None`: the array lacks the dim).
+    /// Whether its column holds it: its type fits the column's and its dims and shape are the
+    /// dataset's grid (if not, the column is NULL for this dataset, or the dataset is left out,
+    /// per [`TypeConflicts`]).
+    pub fits: bool,
+}
+
+/// One dataset of the table: its grid and the arrays of the table's variables on it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Dataset name.
+    pub dataset: String,
+    /// The grid's shape, per axis: the shape of the dataset's first array among the table's
+    /// variables (in the table's order).
+    pub shape: Vec<usize>,
+    /// That array's chunk shape (units of work align to it).
+    pub chunk_shape: Vec<usize>,
+    /// For each value column, the dataset's array of that variable (`None`: it has none).
+    pub values: Vec<Option<ValueSource>>,
+    /// For each table dimension, the grid's axis along it (`None`: the dataset lacks the dim).
     pub axis_of_dim: Vec<Option<usize>>,
     /// For each coordinate column, the dataset's coordinate array, if it has one of the same
     /// length whose type the column holds.
@@ -120,31 +133,38 @@ pub struct Entry {
 impl Entry {
     /// Rows this dataset contributes.
     pub fn rows(&self) -> u64 {
-        self.schema.element_count()
+        self.shape.iter().map(|&n| n as u64).product()
     }
 
     /// Length of table dimension `d` in this dataset (`None` if it lacks it).
     pub fn dim_len(&self, d: usize) -> Option<usize> {
-        self.axis_of_dim[d].map(|a| self.schema.shape[a])
+        self.axis_of_dim[d].map(|a| self.shape[a])
+    }
+
+    /// Value column `v`'s array, when its column holds it.
+    pub fn value(&self, v: usize) -> Option<&ValueSource> {
+        self.values[v].as_ref().filter(|s| s.fits)
     }
 }
 
-/// The table of one variable.
+/// The table of one variable, or of several variables on one grid (a grid table).
 #[derive(Debug)]
 pub struct Layout {
-    /// The variable.
-    pub variable: String,
-    /// Columns: `dataset`, `<dim>_index`…, coordinates…, the value.
+    /// The table's name: the variable, or the grid table's name.
+    pub name: String,
+    /// The variables, one value column each, in column order.
+    pub variables: Vec<String>,
+    /// Columns: `dataset`, `<dim>_index`…, coordinates…, the values.
     pub schema: SchemaRef,
     /// Dimensions in first-seen order.
     pub dims: Vec<String>,
     /// For each coordinate column, the dimension it belongs to.
     pub coord_dims: Vec<usize>,
-    /// Type of the value column.
-    pub value_type: DataType,
+    /// Types of the value columns.
+    pub value_types: Vec<DataType>,
     /// Types of the coordinate columns.
     pub coord_types: Vec<DataType>,
-    /// Datasets holding the variable, in store order.
+    /// Datasets holding any of the variables, in store order.
     pub entries: Vec<Entry>,
     /// Position of each entry's dataset in the store (its key in the `dataset` dictionary).
     pub ordinals: Vec<u32>,
@@ -163,21 +183,22 @@ impl Layout {
         1 + self.dims.len() + c
     }
 
-    /// Column index of the value.
-    pub fn value_col(&self) -> usize {
-        1 + self.dims.len() + self.coord_dims.len()
+    /// Column index of value column `v`.
+    pub fn value_col(&self, v: usize) -> usize {
+        1 + self.dims.len() + self.coord_dims.len() + v
     }
 
     /// What a column is.
     pub fn column_kind(&self, col: usize) -> ColumnKind {
+        let first_value = self.value_col(0);
         if col == 0 {
             ColumnKind::Dataset
         } else if col <= self.dims.len() {
             ColumnKind::Index(col - 1)
-        } else if col < self.value_col() {
+        } else if col < first_value {
             ColumnKind::Coord(col - 1 - self.dims.len())
         } else {
-            ColumnKind::Value
+            ColumnKind::Value(col - first_value)
         }
     }
 
@@ -185,13 +206,26 @@ impl Layout {
     /// coordinate has a type the column cannot hold stay in the table and are listed in
     /// [`Layout::conflicts`]; the scan applies the [`TypeConflicts`] policy to them.
     pub fn build(location: &str, variable: &str, catalog: &CatalogView) -> Result<Layout> {
-        let columns = Columns::resolve(location, variable, catalog)?;
+        Self::build_grid(location, variable, &[variable.to_string()], catalog)
+    }
+
+    /// Builds table `name` of several variables sharing their dimensions (a grid table): one
+    /// row per grid position of every dataset holding any of them, one value column each
+    /// (NULL where a dataset lacks the variable). A dataset's array whose dims or shape are not
+    /// the dataset's grid is a conflict of kind [`ConflictKind::Shape`].
+    pub fn build_grid(
+        location: &str,
+        name: &str,
+        variables: &[String],
+        catalog: &CatalogView,
+    ) -> Result<Layout> {
+        let columns = Columns::resolve_grid(location, name, variables, catalog)?;
         let Columns {
             dims,
-            value_type,
+            value_types,
             coord_dims,
             coord_types,
-            conflicts: found_conflicts,
+            conflicts: mut found_conflicts,
         } = columns;
 
         let mut fields = vec![Field::new("dataset", dataset_type(), false)];
@@ -204,13 +238,15 @@ impl Layout {
             fields.push(Field::new(dims[d].clone(), coord_types[c].clone(), true));
             what.push(format!("the coordinate of dimension {:?}", dims[d]));
         }
-        fields.push(Field::new(variable, value_type.clone(), true));
-        what.push("the value".to_string());
+        for (variable, ty) in variables.iter().zip(&value_types) {
+            fields.push(Field::new(variable, ty.clone(), true));
+            what.push(format!("the value of {variable:?}"));
+        }
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, f) in fields.iter().enumerate() {
             if let Some(&j) = seen.get(f.name().as_str()) {
                 return Err(Error::NameCollision {
-                    variable: variable.to_string(),
+                    variable: name.to_string(),
                     column: f.name().clone(),
                     first: what[j].clone(),
                     second: what[i].clone(),
@@ -219,30 +255,58 @@ impl Layout {
             seen.insert(f.name(), i);
         }
 
-        let value_misfits: HashSet<u32> = found_conflicts
+        let value_misfits: HashSet<(u32, &str)> = found_conflicts
             .iter()
             .filter(|c| c.kind == ConflictKind::Value)
-            .map(|c| c.ordinal)
+            .map(|c| (c.ordinal, c.column.as_str()))
             .collect();
         let mut entries = Vec::new();
         let mut ordinals = Vec::new();
+        let mut shape_conflicts = Vec::new();
         for (ordinal, ds) in catalog.datasets().enumerate() {
-            let Some(array) = ds.array(variable) else {
+            let arrays: Vec<_> = variables.iter().map(|v| ds.array(v)).collect();
+            let Some(grid) = arrays.iter().flatten().next() else {
                 continue;
             };
             let ordinal = u32::try_from(ordinal).map_err(|_| {
                 Error::Usage(format!("store {location} has more than 2^32 datasets"))
             })?;
+            let grid = grid.shared_schema();
+            let values = variables
+                .iter()
+                .zip(&arrays)
+                .map(|(variable, a)| {
+                    let a = a.as_ref()?;
+                    let s = a.schema();
+                    let on_grid = s.dims == grid.dims && s.shape == grid.shape;
+                    if !on_grid {
+                        shape_conflicts.push(Conflict {
+                            table: name.to_string(),
+                            column: variable.clone(),
+                            kind: ConflictKind::Shape,
+                            ordinal,
+                            dataset: ds.name().to_string(),
+                            dataset_type: grid_text(&s.dims, &s.shape),
+                            table_type: grid_text(&grid.dims, &grid.shape),
+                        });
+                    }
+                    Some(ValueSource {
+                        schema: a.shared_schema(),
+                        stats: a.stats(),
+                        fits: on_grid && !value_misfits.contains(&(ordinal, variable.as_str())),
+                    })
+                })
+                .collect();
             let axis_of_dim = dims
                 .iter()
-                .map(|d| array.schema().dims.iter().position(|x| x == d))
+                .map(|d| grid.dims.iter().position(|x| x == d))
                 .collect::<Vec<_>>();
             let coords = coord_dims
                 .iter()
                 .zip(&coord_types)
                 .map(|(&d, ty)| {
                     let axis = axis_of_dim[d]?;
-                    let len = array.schema().shape[axis];
+                    let len = grid.shape[axis];
                     let dim = &dims[d];
                     ds.array(dim)
                         .filter(|a| {
@@ -260,14 +324,16 @@ impl Layout {
                 .collect();
             entries.push(Entry {
                 dataset: ds.name().to_string(),
-                schema: array.shared_schema(),
-                stats: array.stats(),
-                value_fits: !value_misfits.contains(&ordinal),
+                shape: grid.shape.clone(),
+                chunk_shape: grid.chunk_shape.clone(),
+                values,
                 axis_of_dim,
                 coords,
             });
             ordinals.push(ordinal);
         }
+        found_conflicts.extend(shape_conflicts);
+        found_conflicts.sort_by_key(|c| c.ordinal);
         let conflicts = found_conflicts
             .into_iter()
             .filter_map(|c| {
@@ -276,17 +342,24 @@ impl Layout {
             })
             .collect();
         Ok(Layout {
-            variable: variable.to_string(),
+            name: name.to_string(),
+            variables: variables.to_vec(),
             schema: Arc::new(Schema::new(fields)),
             dims,
             coord_dims,
-            value_type,
+            value_types,
             coord_types,
             entries,
             ordinals,
             conflicts,
         })
     }
+}
+
+/// `(time, depth) 3×5`: an array's dims and shape, for conflict messages.
+fn grid_text(dims: &[String], shape: &[usize]) -> String {
+    let shape: Vec<String> = shape.iter().map(|n| n.to_string()).collect();
+    format!("({}) {}", dims.join(", "), shape.join("×"))
 }
 
 /// Whether every value of type `t` is a value of column type `column`.
@@ -338,6 +411,8 @@ pub enum ConflictKind {
     Value,
     /// A coordinate column.
     Coordinate,
+    /// A variable of a grid table whose dims or shape differ from its dataset's grid.
+    Shape,
 }
 
 impl ConflictKind {
@@ -346,6 +421,7 @@ impl ConflictKind {
         match self {
             ConflictKind::Value => "value",
             ConflictKind::Coordinate => "coordinate",
+            ConflictKind::Shape => "shape",
         }
     }
 }
@@ -378,14 +454,14 @@ pub struct EntryConflict {
     pub conflict: Conflict,
 }
 
-/// The columns of a variable's table and the datasets that do not fit them, worked out from
-/// the catalog without building the per-dataset entries.
+/// The columns of a table and the datasets that do not fit them, worked out from the catalog
+/// without building the per-dataset entries.
 #[derive(Debug)]
 pub struct Columns {
     /// Dimensions in first-seen order.
     pub dims: Vec<String>,
-    /// Type of the value column.
-    pub value_type: DataType,
+    /// Types of the value columns, one per variable.
+    pub value_types: Vec<DataType>,
     /// For each coordinate column, the dimension it belongs to.
     pub coord_dims: Vec<usize>,
     /// Types of the coordinate columns.
@@ -427,20 +503,40 @@ fn resolve_column(
 impl Columns {
     /// Resolves the columns of `variable`'s table.
     pub fn resolve(location: &str, variable: &str, catalog: &CatalogView) -> Result<Columns> {
-        let mut dims: Vec<String> = Vec::new();
+        Self::resolve_grid(location, variable, &[variable.to_string()], catalog)
+    }
+
+    /// Resolves the columns of table `table` of `variables`, which must have the same
+    /// dimensions (in the same order) over the datasets holding them.
+    pub fn resolve_grid(
+        location: &str,
+        table: &str,
+        variables: &[String],
+        catalog: &CatalogView,
+    ) -> Result<Columns> {
+        // Per variable: its dims in first-seen order and the datasets holding it.
+        let mut var_dims: Vec<Vec<String>> = vec![Vec::new(); variables.len()];
+        let mut holders: Vec<Vec<(u32, &str, &DType)>> = vec![Vec::new(); variables.len()];
         let mut found = Vec::new();
         for (ordinal, ds) in catalog.datasets().enumerate() {
-            let Some(array) = ds.array(variable) else {
-                continue;
-            };
-            for d in &array.schema().dims {
-                if !dims.contains(d) {
-                    dims.push(d.clone());
+            let mut any = false;
+            for (v, variable) in variables.iter().enumerate() {
+                let Some(array) = ds.array(variable) else {
+                    continue;
+                };
+                any = true;
+                for d in &array.schema().dims {
+                    if !var_dims[v].contains(d) {
+                        var_dims[v].push(d.clone());
+                    }
                 }
+                holders[v].push((ordinal as u32, ds.name(), &array.schema().dtype));
             }
-            found.push((ordinal as u32, ds, array));
+            if any {
+                found.push((ordinal as u32, ds));
+            }
         }
-        if found.is_empty() {
+        if let Some(v) = holders.iter().position(|h| h.is_empty()) {
             let mut known: Vec<&str> = catalog
                 .datasets()
                 .flat_map(|d| d.arrays().map(|a| a.name()))
@@ -448,7 +544,7 @@ impl Columns {
             known.sort_unstable();
             known.dedup();
             return Err(Error::UnknownVariable {
-                variable: variable.to_string(),
+                variable: variables[v].clone(),
                 location: location.to_string(),
                 known: if known.is_empty() {
                     "none".into()
@@ -457,39 +553,49 @@ impl Columns {
                 },
             });
         }
-        let holders: Vec<(u32, &str, &DType)> = found
-            .iter()
-            .map(|(o, ds, a)| (*o, ds.name(), &a.schema().dtype))
-            .collect();
-        let Some((value_type, mut conflicts)) =
-            resolve_column(variable, variable, ConflictKind::Value, &holders)
-        else {
-            return Err(Error::UnsupportedType {
-                variable: variable.to_string(),
-                dataset: holders[0].1.to_string(),
-                dtype: format!("{:?}", holders[0].2),
+        let dims = var_dims[0].clone();
+        if let Some(v) = var_dims.iter().position(|d| *d != dims) {
+            return Err(Error::MixedDims {
+                table: table.to_string(),
+                first: variables[0].clone(),
+                first_dims: dims.join(", "),
+                other: variables[v].clone(),
+                other_dims: var_dims[v].join(", "),
             });
-        };
+        }
+        let mut value_types = Vec::with_capacity(variables.len());
+        let mut conflicts = Vec::new();
+        for (variable, holders) in variables.iter().zip(&holders) {
+            let Some((ty, more)) = resolve_column(table, variable, ConflictKind::Value, holders)
+            else {
+                return Err(Error::UnsupportedType {
+                    variable: variable.clone(),
+                    dataset: holders[0].1.to_string(),
+                    dtype: format!("{:?}", holders[0].2),
+                });
+            };
+            value_types.push(ty);
+            conflicts.extend(more);
+        }
 
-        // Coordinate columns: dims other than the variable itself that some dataset holding the
-        // variable describes with a 1-D array of the same name.
+        // Coordinate columns: dims other than the variables themselves that some dataset
+        // holding a variable describes with a 1-D array of the same name.
         let mut coord_dims = Vec::new();
         let mut coord_types: Vec<DataType> = Vec::new();
         for (d, dim) in dims.iter().enumerate() {
-            if dim == variable {
+            if variables.contains(dim) {
                 continue;
             }
             let holders: Vec<(u32, &str, &DType)> = found
                 .iter()
-                .filter_map(|(ordinal, ds, _)| {
+                .filter_map(|(ordinal, ds)| {
                     let c = ds.array(dim)?;
                     let s = c.schema();
                     (s.dims.len() == 1 && &s.dims[0] == dim)
                         .then(|| (*ordinal, ds.name(), &s.dtype))
                 })
                 .collect();
-            let Some((ty, more)) =
-                resolve_column(variable, dim, ConflictKind::Coordinate, &holders)
+            let Some((ty, more)) = resolve_column(table, dim, ConflictKind::Coordinate, &holders)
             else {
                 continue;
             };
@@ -500,7 +606,7 @@ impl Columns {
         conflicts.sort_by_key(|c| c.ordinal);
         Ok(Columns {
             dims,
-            value_type,
+            value_types,
             coord_dims,
             coord_types,
             conflicts,
@@ -555,6 +661,6 @@ pub enum ColumnKind {
     Index(usize),
     /// Coordinate column `c`.
     Coord(usize),
-    /// The value.
-    Value,
+    /// Value column `v` (the value of the table's `v`-th variable).
+    Value(usize),
 }

@@ -81,7 +81,7 @@ impl TableProvider for MetaTable {
 /// The store and table name behind a provider, when it is one of ours.
 fn store_table_of(provider: &dyn TableProvider) -> Option<(&Arc<AtlasStore>, &str)> {
     if let Some(t) = provider.downcast_ref::<AtlasTable>() {
-        return Some((t.store(), t.variable()));
+        return Some((t.store(), t.name()));
     }
     provider
         .downcast_ref::<MetaTable>()

@@ -31,7 +31,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use crate::convert::{ReadError, element_bytes, read_region};
 use crate::error::Error;
-use crate::layout::{ColumnKind, Layout};
+use crate::layout::{ColumnKind, Entry, Layout};
 use crate::store::AtlasStore;
 
 /// A piece of one dataset's array: the work one partition does in one step.
@@ -65,6 +65,16 @@ pub(crate) fn chunks_in(region: &[Range<usize>], chunk_shape: &[usize]) -> u64 {
             }
         })
         .product()
+}
+
+/// Chunks the arrays of an entry's variables hold in `region` (every variable the dataset has,
+/// whether or not the query reads it).
+pub(crate) fn value_chunks(e: &Entry, region: &[Range<usize>]) -> u64 {
+    e.values
+        .iter()
+        .flatten()
+        .map(|s| chunks_in(region, &s.schema.chunk_shape))
+        .sum()
 }
 
 /// A predicate on one index or coordinate column, evaluated on that dimension's positions or
@@ -239,10 +249,18 @@ impl DataSource for AtlasSource {
             .iter()
             .map(|f| f.name().as_str())
             .collect();
+        match layout.variables.as_slice() {
+            [one] => write!(f, "AtlasScan: variable={one}")?,
+            many => write!(
+                f,
+                "AtlasScan: table={}, variables=[{}]",
+                layout.name,
+                many.join(", ")
+            )?,
+        }
         write!(
             f,
-            "AtlasScan: variable={}, datasets={}/{}, units={units}, projection=[{}]",
-            layout.variable,
+            ", datasets={}/{}, units={units}, projection=[{}]",
             self.spec.datasets,
             layout.entries.len(),
             cols.join(", ")
@@ -412,11 +430,25 @@ impl PartitionState {
                 _ => None,
             })
             .collect();
+        let values: Vec<usize> = spec
+            .projection
+            .iter()
+            .filter_map(|&col| match layout.column_kind(col) {
+                ColumnKind::Value(v) => Some(v),
+                _ => None,
+            })
+            .collect();
         let mut wanted: Vec<(String, String, Vec<Range<usize>>)> = Vec::new();
         let add = |wanted: &mut Vec<_>, entry: usize, region: Vec<Range<usize>>| {
             let e = &layout.entries[entry];
-            if e.value_fits {
-                wanted.push((layout.variable.clone(), e.dataset.clone(), region));
+            for &v in &values {
+                if e.value(v).is_some() {
+                    wanted.push((
+                        layout.variables[v].clone(),
+                        e.dataset.clone(),
+                        region.clone(),
+                    ));
+                }
             }
             for &c in &coords {
                 if e.coords[c].is_some() {
@@ -547,7 +579,7 @@ impl PartitionState {
             }
             let e = &layout.entries[entry];
             let axis = e.axis_of_dim[d];
-            let len = axis.map_or(1, |a| e.schema.shape[a]);
+            let len = axis.map_or(1, |a| e.shape[a]);
             let mut mask: Option<BooleanArray> = None;
             for f in filters {
                 let column: ArrayRef = match (f.kind, axis) {
@@ -605,8 +637,8 @@ impl PartitionState {
         let spec = Arc::clone(&self.spec);
         let layout = Arc::clone(&spec.layout);
         let e = &layout.entries[unit.entry];
-        let chunk_shape = &e.schema.chunk_shape;
-        let mut unit_chunks = chunks_in(&unit.region, chunk_shape);
+        let chunk_shape = &e.chunk_shape;
+        let mut unit_chunks = value_chunks(e, &unit.region);
         if !self.passes_runtime_filters(unit.entry)? {
             if unit.first {
                 self.metrics.datasets_pruned_by_dynamic_filter.add(1);
@@ -638,7 +670,7 @@ impl PartitionState {
                 let mut tail = region.clone();
                 tail[0] = end..region[0].end;
                 region[0].end = end;
-                unit_chunks -= chunks_in(&tail, chunk_shape);
+                unit_chunks -= value_chunks(e, &tail);
                 self.units.push_front(Unit {
                     entry: unit.entry,
                     region: tail,
@@ -650,49 +682,72 @@ impl PartitionState {
             self.metrics.datasets_scanned.add(1);
         }
         let rows = region.iter().map(|r| r.len()).product::<usize>();
-        let value_col = layout.value_col();
-        // A value whose type the column cannot hold is NULL (`atlas.type_conflicts = 'null'`).
-        let wants_value = spec.projection.contains(&value_col) && e.value_fits;
-        let read_chunks = if wants_value {
-            chunks_in(&region, chunk_shape)
-        } else {
-            0
-        };
+        // The value columns read: projected, and held by this dataset in a type and shape the
+        // column holds (otherwise NULL, under `atlas.type_conflicts = 'null'`).
+        let wanted: Vec<usize> = spec
+            .projection
+            .iter()
+            .filter_map(|&col| match layout.column_kind(col) {
+                ColumnKind::Value(v) if e.value(v).is_some() => Some(v),
+                _ => None,
+            })
+            .collect();
+        let read_chunks: u64 = wanted
+            .iter()
+            .filter_map(|&v| e.value(v))
+            .map(|s| chunks_in(&region, &s.schema.chunk_shape))
+            .sum();
         self.metrics.chunks_read.add(read_chunks as usize);
         self.metrics
             .chunks_pruned
-            .add((unit_chunks - read_chunks) as usize);
+            .add(unit_chunks.saturating_sub(read_chunks) as usize);
         if rows == 0 {
             return Ok(());
         }
         let mut bytes = rows * 8 * spec.projection.len();
-        if wants_value {
-            bytes += rows * element_bytes(&e.schema.dtype);
+        for &v in &wanted {
+            if let Some(s) = e.value(v) {
+                bytes += rows * element_bytes(&s.schema.dtype);
+            }
         }
         self.reservation.try_resize(bytes)?;
 
-        if wants_value && !prefetched && !self.warm.load(std::sync::atomic::Ordering::Relaxed) {
+        if !wanted.is_empty()
+            && !prefetched
+            && !self.warm.load(std::sync::atomic::Ordering::Relaxed)
+        {
             self.prefetch(unit.entry, &region);
         }
-        let values = if wants_value {
+        let mut values: HashMap<usize, ArrayRef> = HashMap::new();
+        if !wanted.is_empty() {
             let view = self.view(&e.dataset).await?;
-            let start = region.iter().map(|r| r.start).collect();
-            let shape = region.iter().map(|r| r.len()).collect();
-            let fut = read_region(
-                &view,
-                &layout.variable,
-                &e.schema.dtype,
-                start,
-                shape,
-                e.schema.fill_value.as_ref(),
-                &layout.value_type,
-            );
-            let r = count_reads(&self.counter, fut).await;
+            let start: Vec<usize> = region.iter().map(|r| r.start).collect();
+            let shape: Vec<usize> = region.iter().map(|r| r.len()).collect();
+            // The variables of one unit are read in lockstep: the same region, all at once.
+            let reads = wanted.iter().filter_map(|&v| {
+                let s = e.value(v)?;
+                let variable = &layout.variables[v];
+                let fut = read_region(
+                    &view,
+                    variable,
+                    &s.schema.dtype,
+                    start.clone(),
+                    shape.clone(),
+                    s.schema.fill_value.as_ref(),
+                    &layout.value_types[v],
+                );
+                let counter = &self.counter;
+                let spec = &spec;
+                Some(async move {
+                    let r = count_reads(counter, fut).await;
+                    r.map(|a| (v, a))
+                        .map_err(|err| read_error(spec, &e.dataset, variable, err))
+                })
+            });
+            let read = futures::future::try_join_all(reads).await;
             self.attribute_bytes();
-            Some(r.map_err(|err| read_error(&spec, &e.dataset, &layout.variable, err))?)
-        } else {
-            None
-        };
+            values.extend(read?);
+        }
         let mut coords: HashMap<usize, ArrayRef> = HashMap::new();
         for &col in &spec.projection {
             if let ColumnKind::Coord(c) = layout.column_kind(col) {
@@ -735,8 +790,8 @@ impl PartitionState {
                             _ => new_null_array(field.data_type(), n),
                         }
                     }
-                    ColumnKind::Value => match &values {
-                        Some(v) => v.slice(r0, n),
+                    ColumnKind::Value(v) => match values.get(&v) {
+                        Some(a) => a.slice(r0, n),
                         None => new_null_array(field.data_type(), n),
                     },
                 };

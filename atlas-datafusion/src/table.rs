@@ -28,14 +28,14 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use crate::convert::stat_scalar;
 use crate::layout::{ColumnKind, Conflict, Layout, TypeConflicts, dataset_type};
 use crate::options::AtlasOptions;
-use crate::source::{AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, chunks_in};
+use crate::source::{AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, value_chunks};
 use crate::store::AtlasStore;
 
 /// Most elements one unit of work reads at once (a slab of whole chunks along the first axis;
 /// a single chunk slab may be larger).
 const UNIT_ELEMENTS: usize = 1 << 20;
 
-/// The SQL table of one variable of a store.
+/// The SQL table of one variable of a store, or of several variables on one grid.
 #[derive(Debug)]
 pub struct AtlasTable {
     store: Arc<AtlasStore>,
@@ -171,9 +171,14 @@ impl AtlasTable {
         self.layout.conflicts.iter().map(|c| &c.conflict)
     }
 
-    /// The variable this table shows.
-    pub fn variable(&self) -> &str {
-        &self.layout.variable
+    /// The table's name: its variable, or the grid table's name.
+    pub fn name(&self) -> &str {
+        &self.layout.name
+    }
+
+    /// The variables this table shows, one value column each.
+    pub fn variables(&self) -> &[String] {
+        &self.layout.variables
     }
 
     /// The store (at one generation) this table reads.
@@ -206,7 +211,7 @@ impl AtlasTable {
                 ColumnKind::Coord(c) => {
                     return FilterUse::Dim(self.layout.coord_dims[c], ColumnKind::Coord(c));
                 }
-                ColumnKind::Value => {}
+                ColumnKind::Value(_) => {}
             }
         }
         FilterUse::Stats
@@ -263,51 +268,70 @@ impl AtlasTable {
         let layout = &self.layout;
         let schema = &layout.schema;
         let mut stats = Statistics::new_unknown(schema);
-        let mut rows = 0u64;
-        let mut min: Option<ScalarValue> = None;
-        let mut max: Option<ScalarValue> = None;
-        let mut nulls = 0u64;
-        let mut exact = !subset;
-        let mut any = false;
-        for (i, e) in layout.entries.iter().enumerate() {
-            if !keep[i] {
-                continue;
-            }
-            any = true;
-            let region_rows = regions[i].iter().map(|r| r.len() as u64).product::<u64>();
-            rows += region_rows;
-            if !e.value_fits {
-                // The column is NULL for this dataset.
-                nulls += region_rows;
-                continue;
-            }
-            let Some(s) = &e.stats else {
-                exact = false;
-                continue;
-            };
-            nulls += s.null_count;
-            for (slot, v, want_less) in [(&mut min, &s.min, true), (&mut max, &s.max, false)] {
-                let Some(v) = v else { continue };
-                let Some(v) = stat_scalar(v, &e.schema.dtype, &layout.value_type) else {
+        let region_rows = |i: usize| regions[i].iter().map(|r| r.len() as u64).product::<u64>();
+        let kept = || (0..layout.entries.len()).filter(|&i| keep[i]);
+        let rows: u64 = kept().map(region_rows).sum();
+        let any = kept().next().is_some();
+        for (v, ty) in layout.value_types.iter().enumerate() {
+            let mut min: Option<ScalarValue> = None;
+            let mut max: Option<ScalarValue> = None;
+            let mut nulls = 0u64;
+            let mut exact = !subset;
+            for i in kept() {
+                let e = &layout.entries[i];
+                let Some(src) = e.value(v) else {
+                    // The column is NULL for this dataset.
+                    nulls += region_rows(i);
+                    continue;
+                };
+                let Some(s) = &src.stats else {
                     exact = false;
                     continue;
                 };
-                let replace = match slot.as_ref() {
-                    None => true,
-                    Some(cur) => match v.partial_cmp(cur) {
-                        Some(o) => {
-                            (o == std::cmp::Ordering::Less) == want_less
-                                && o != std::cmp::Ordering::Equal
-                        }
-                        None => {
-                            exact = false;
-                            false
-                        }
-                    },
-                };
-                if replace {
-                    *slot = Some(v);
+                nulls += s.null_count;
+                for (slot, value, want_less) in
+                    [(&mut min, &s.min, true), (&mut max, &s.max, false)]
+                {
+                    let Some(value) = value else { continue };
+                    let Some(value) = stat_scalar(value, &src.schema.dtype, ty) else {
+                        exact = false;
+                        continue;
+                    };
+                    let replace = match slot.as_ref() {
+                        None => true,
+                        Some(cur) => match value.partial_cmp(cur) {
+                            Some(o) => {
+                                (o == std::cmp::Ordering::Less) == want_less
+                                    && o != std::cmp::Ordering::Equal
+                            }
+                            None => {
+                                exact = false;
+                                false
+                            }
+                        },
+                    };
+                    if replace {
+                        *slot = Some(value);
+                    }
                 }
+            }
+            let column = &mut stats.column_statistics[layout.value_col(v)];
+            let wrap = |x: Option<ScalarValue>| match x {
+                Some(x) if exact && rows_exact => Precision::Exact(x),
+                Some(x) => Precision::Inexact(x),
+                None => Precision::Absent,
+            };
+            if any {
+                column.min_value = wrap(min);
+                column.max_value = wrap(max);
+                column.null_count = if exact && rows_exact {
+                    Precision::Exact(nulls as usize)
+                } else {
+                    Precision::Inexact(nulls as usize)
+                };
+            } else if rows_exact {
+                *column = ColumnStatistics::new_unknown();
+                column.null_count = Precision::Exact(0);
             }
         }
         let precision = |v: u64| {
@@ -320,24 +344,6 @@ impl AtlasTable {
         stats.num_rows = precision(rows);
         let total_bytes: u64 = rows * (8 * (schema.fields().len() as u64));
         stats.total_byte_size = Precision::Inexact(total_bytes as usize);
-        let value = &mut stats.column_statistics[layout.value_col()];
-        let wrap = |v: Option<ScalarValue>| match v {
-            Some(v) if exact && rows_exact => Precision::Exact(v),
-            Some(v) => Precision::Inexact(v),
-            None => Precision::Absent,
-        };
-        if any {
-            value.min_value = wrap(min);
-            value.max_value = wrap(max);
-            value.null_count = if exact && rows_exact {
-                Precision::Exact(nulls as usize)
-            } else {
-                Precision::Inexact(nulls as usize)
-            };
-        } else if rows_exact {
-            *value = ColumnStatistics::new_unknown();
-            value.null_count = Precision::Exact(0);
-        }
         stats.column_statistics[0].null_count = precision(0);
         stats.column_statistics[0].distinct_count =
             Precision::Inexact(keep.iter().filter(|k| **k).count());
@@ -373,13 +379,14 @@ impl EntryStats<'_> {
             .enumerate()
             .map(|(i, e)| {
                 let stat = match kind {
-                    ColumnKind::Value => e.stats.as_ref().filter(|_| e.value_fits).and_then(|s| {
+                    ColumnKind::Value(v) => e.value(v).and_then(|src| {
+                        let s = src.stats.as_ref()?;
                         let v = if want_min {
                             s.min.as_ref()
                         } else {
                             s.max.as_ref()
                         }?;
-                        stat_scalar(v, &e.schema.dtype, field.data_type())
+                        stat_scalar(v, &src.schema.dtype, field.data_type())
                     }),
                     ColumnKind::Coord(c) => e.coords[c].as_ref().and_then(|src| {
                         let s = src.stats.as_ref()?;
@@ -437,18 +444,20 @@ impl PruningStatistics for EntryStats<'_> {
                     .map(|r| r.len() as u64)
                     .product::<u64>();
                 match kind {
-                    ColumnKind::Value if !e.value_fits => Some(rows),
-                    ColumnKind::Value => {
-                        let full = self.regions[i]
-                            .iter()
-                            .zip(&e.schema.shape)
-                            .all(|(r, &n)| r.start == 0 && r.end == n);
-                        if full {
-                            e.stats.as_ref().map(|s| s.null_count)
-                        } else {
-                            None
+                    ColumnKind::Value(v) => match e.value(v) {
+                        None => Some(rows),
+                        Some(src) => {
+                            let full = self.regions[i]
+                                .iter()
+                                .zip(&e.shape)
+                                .all(|(r, &n)| r.start == 0 && r.end == n);
+                            if full {
+                                src.stats.as_ref().map(|s| s.null_count)
+                            } else {
+                                None
+                            }
                         }
-                    }
+                    },
                     ColumnKind::Index(d) => Some(if e.axis_of_dim[d].is_some() { 0 } else { rows }),
                     ColumnKind::Coord(c) => {
                         if e.coords[c].is_none() {
@@ -509,7 +518,7 @@ impl TableProvider for AtlasTable {
             .layout
             .entries
             .iter()
-            .map(|e| e.schema.shape.iter().map(|&s| 0..s).collect())
+            .map(|e| e.shape.iter().map(|&s| 0..s).collect())
             .collect();
         // Without a session the policy is unknown: under `exclude` conflicting datasets drop
         // out, so the row count is exact only when there are none or the table fixes `null`.
@@ -588,8 +597,7 @@ impl TableProvider for AtlasTable {
             .entries
             .iter()
             .map(|e| {
-                e.schema
-                    .shape
+                e.shape
                     .iter()
                     .enumerate()
                     .map(
@@ -676,10 +684,10 @@ impl TableProvider for AtlasTable {
         counters.datasets_pruned_by_range.add(by_range);
         let mut pruned_chunks = 0u64;
         for (i, e) in layout.entries.iter().enumerate() {
-            let all: Vec<Range<usize>> = e.schema.shape.iter().map(|&n| 0..n).collect();
-            let total = chunks_in(&all, &e.schema.chunk_shape);
+            let all: Vec<Range<usize>> = e.shape.iter().map(|&n| 0..n).collect();
+            let total = value_chunks(e, &all);
             let kept = if keep[i] {
-                chunks_in(&regions[i], &e.schema.chunk_shape)
+                value_chunks(e, &regions[i])
             } else {
                 0
             };
@@ -690,6 +698,15 @@ impl TableProvider for AtlasTable {
         // Units of work, balanced across partitions by element count.
         let target = state.config().target_partitions().max(1);
         let batch_size = state.config().batch_size();
+        // A unit of a grid table reads each projected variable: fewer elements per unit.
+        let projected_values = match projection {
+            Some(p) => p
+                .iter()
+                .filter(|&&c| matches!(layout.column_kind(c), ColumnKind::Value(_)))
+                .count(),
+            None => layout.variables.len(),
+        };
+        let unit_elements = UNIT_ELEMENTS / projected_values.max(1);
         let mut units = Vec::new();
         for (i, e) in layout.entries.iter().enumerate() {
             if !keep[i] {
@@ -709,8 +726,8 @@ impl TableProvider for AtlasTable {
                 .map(|r| r.len())
                 .product::<usize>()
                 .max(1);
-            let c0 = e.schema.chunk_shape[0].max(1);
-            let rows_per_unit = ((UNIT_ELEMENTS / per_row) / c0).max(1) * c0;
+            let c0 = e.chunk_shape[0].max(1);
+            let rows_per_unit = ((unit_elements / per_row) / c0).max(1) * c0;
             let mut start = region[0].start;
             let mut first = true;
             while start < region[0].end {

@@ -120,7 +120,7 @@ async fn command(
             {
                 let conflicts: Vec<_> = table.conflicts().collect();
                 let policy = AtlasOptions::type_conflicts_of(ctx.state().config().options());
-                for line in table_summary(table.variable(), &conflicts, policy) {
+                for line in table_summary(table.name(), &conflicts, policy) {
                     println!("{line}");
                 }
             }
