@@ -37,6 +37,7 @@ mod snapshot;
 mod source;
 mod store;
 mod table;
+mod tables;
 
 pub use error::{Error, Result};
 pub use layout::{
@@ -52,6 +53,7 @@ pub use snapshot::OneGenerationPerStore;
 pub use source::{AtlasSource, atlas_scans, scan_metrics};
 pub use store::AtlasStore;
 pub use table::AtlasTable;
+pub use tables::{TableInfo, TableKind, grid_name, store_tables};
 
 /// Re-exported so callers name the same store types.
 pub use atlas_store;

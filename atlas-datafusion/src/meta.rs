@@ -19,7 +19,13 @@ use crate::layout::{Columns, Conflict, dataset_type};
 use crate::store::AtlasStore;
 
 /// Names of the metadata tables, which can never clash with a variable (leading underscore).
-pub const METADATA_TABLES: [&str; 4] = ["_datasets", "_arrays", "_attributes", "_conflicts"];
+pub const METADATA_TABLES: [&str; 5] = [
+    "_datasets",
+    "_arrays",
+    "_attributes",
+    "_conflicts",
+    "_tables",
+];
 
 /// A store dtype's name in `_arrays.dtype`.
 pub fn dtype_name(dtype: &DType) -> String {
@@ -398,6 +404,44 @@ pub fn conflicts_table(store: &AtlasStore) -> Result<MemTable> {
         dataset_keys(store, conflicts.iter().map(|c| c.ordinal).collect())?,
         text(&|c| &c.dataset_type),
         text(&|c| &c.table_type),
+    ];
+    mem_table(schema, columns)
+}
+
+/// `_tables`: one row per variable and grid table of the store, with its variables and dims.
+pub fn tables_table(store: &AtlasStore) -> Result<MemTable> {
+    use datafusion::arrow::array::{ListBuilder, StringBuilder};
+    let tables = store.tables();
+    let list = |f: &dyn Fn(&crate::TableInfo) -> &[String]| -> ArrayRef {
+        let mut b = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+            "item",
+            DataType::Utf8,
+            false,
+        )));
+        for t in tables {
+            for x in f(t) {
+                b.values().append_value(x);
+            }
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    };
+    let item = Arc::new(Field::new("item", DataType::Utf8, false));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("table", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("variables", DataType::List(Arc::clone(&item)), false),
+        Field::new("dims", DataType::List(item), false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            tables.iter().map(|t| t.name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            tables.iter().map(|t| t.kind.as_str()),
+        )),
+        list(&|t| &t.variables),
+        list(&|t| &t.dims),
     ];
     mem_table(schema, columns)
 }

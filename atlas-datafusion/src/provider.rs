@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::layout::Layout;
 use crate::layout::TypeConflicts;
 use crate::meta::{
-    METADATA_TABLES, arrays_table, attributes_table, conflicts_table, datasets_table,
+    METADATA_TABLES, arrays_table, attributes_table, conflicts_table, datasets_table, tables_table,
 };
 use crate::options::AtlasOptions;
 use crate::snapshot::{MetaTable, OneGenerationPerStore};
@@ -36,7 +36,8 @@ pub fn store_table(store: &Arc<AtlasStore>, name: &str) -> Result<Arc<dyn TableP
             attributes_table(store)?,
         )),
         "_conflicts" => Arc::new(MetaTable::new(store, "_conflicts", conflicts_table(store)?)),
-        variable => Arc::new(variable_table(store, variable)?),
+        "_tables" => Arc::new(MetaTable::new(store, "_tables", tables_table(store)?)),
+        name => Arc::new(variable_table(store, name)?),
     })
 }
 
@@ -56,13 +57,34 @@ pub fn policy_table(
     ))
 }
 
-fn variable_table(store: &Arc<AtlasStore>, variable: &str) -> Result<AtlasTable> {
-    let layout = Layout::build(&store.location, variable, &store.catalog)?;
+/// The table of variable `name`, or the grid table `name`.
+fn variable_table(store: &Arc<AtlasStore>, name: &str) -> Result<AtlasTable> {
+    match store.grid(name) {
+        Some(grid) => grid_table(store, name, &grid.variables),
+        None => {
+            let layout = Layout::build(&store.location, name, &store.catalog)?;
+            Ok(AtlasTable::new(Arc::clone(store), layout))
+        }
+    }
+}
+
+/// Table `name` of `variables` on their shared grid (one variable: that variable's table).
+pub(crate) fn grid_table(
+    store: &Arc<AtlasStore>,
+    name: &str,
+    variables: &[String],
+) -> Result<AtlasTable> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = variables.iter().find(|v| !seen.insert(v.as_str())) {
+        return Err(Error::Usage(format!("table {name:?} names variable {twice:?} twice")).into());
+    }
+    let layout = Layout::build_grid(&store.location, name, variables, &store.catalog)?;
     Ok(AtlasTable::new(Arc::clone(store), layout))
 }
 
-/// A schema holding one table per variable of a store, plus `_datasets`, `_arrays` and
-/// `_attributes`. Each table lookup (once per table a query names) first checks whether the
+/// A schema holding one table per variable of a store, one grid table per group of variables
+/// sharing their dimensions, and the metadata tables (`_datasets`, `_arrays`, `_attributes`,
+/// `_conflicts`, `_tables`). Each table lookup (once per table a query names) first checks whether the
 /// store has newer commits (one read and one listing when it has none) and, if so, moves to
 /// a fresh handle on the newest one; queries already planned keep reading the state they
 /// planned on.
@@ -128,7 +150,12 @@ impl AtlasSchemaProvider {
 #[async_trait]
 impl SchemaProvider for AtlasSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        let mut names = self.store().variables();
+        let mut names: Vec<String> = self
+            .store()
+            .tables()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
         names.extend(METADATA_TABLES.iter().map(|s| s.to_string()));
         names.extend(lock(&self.session_tables).keys().cloned());
         names
@@ -178,7 +205,8 @@ impl SchemaProvider for AtlasSchemaProvider {
 
 impl AtlasSchemaProvider {
     fn store_has(&self, name: &str) -> bool {
-        METADATA_TABLES.contains(&name) || self.store().has_variable(name)
+        let store = self.store();
+        METADATA_TABLES.contains(&name) || store.has_variable(name) || store.grid(name).is_some()
     }
 }
 
@@ -302,31 +330,59 @@ impl TableProviderFactory for AtlasTableFactory {
             }
         };
         let store = AtlasStore::open(location, state.runtime_env()).await?;
-        let variable = cmd
-            .options
-            .get("variable")
-            .or_else(|| cmd.options.get("format.variable"))
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "CREATE EXTERNAL TABLE {} STORED AS ATLAS needs OPTIONS ('variable' '<name>'); \
-                     {} has: {}",
-                    cmd.name,
-                    location,
-                    store.variables().join(", ")
-                ))
-            })?;
-        let policy = cmd
-            .options
-            .get("type_conflicts")
-            .or_else(|| cmd.options.get("format.type_conflicts"))
+        let option = |key: &str| {
+            cmd.options
+                .get(key)
+                .or_else(|| cmd.options.get(&format!("format.{key}")))
+        };
+        let policy = option("type_conflicts")
             .map(|p| p.parse::<TypeConflicts>())
             .transpose()?;
-        match policy {
-            Some(p) => Ok(Arc::new(
-                variable_table(&store, variable)?.with_type_conflicts(p),
-            )),
-            None => store_table(&store, variable),
-        }
+        let table = match (option("variable"), option("variables")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Usage(format!(
+                    "CREATE EXTERNAL TABLE {} STORED AS ATLAS takes 'variable' (one variable or \
+                     grid table) or 'variables' (a comma-separated list), not both",
+                    cmd.name
+                ))
+                .into());
+            }
+            (Some(name), None) => variable_table(&store, name)?,
+            (None, Some(list)) => {
+                let variables: Vec<String> = list
+                    .split(',')
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                if variables.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "CREATE EXTERNAL TABLE {}: OPTIONS ('variables' …) lists no variable",
+                        cmd.name
+                    ))
+                    .into());
+                }
+                grid_table(&store, &cmd.name.to_string(), &variables)?
+            }
+            (None, None) => {
+                return Err(Error::Usage(format!(
+                    "CREATE EXTERNAL TABLE {} STORED AS ATLAS needs OPTIONS ('variable' '<name>') \
+                     or OPTIONS ('variables' '<a>,<b>,…'); {} has: {}",
+                    cmd.name,
+                    location,
+                    store
+                        .tables()
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .into());
+            }
+        };
+        Ok(Arc::new(match policy {
+            Some(p) => table.with_type_conflicts(p),
+            None => table,
+        }))
     }
 }
 
@@ -365,7 +421,8 @@ fn block_on<T: Send>(
     })
 }
 
-/// `atlas_scan('<store>', '<variable>')`: the table of one variable.
+/// `atlas_scan('<store>', '<variable>')`: the table of one variable (or a grid or metadata table
+/// by name); `atlas_scan('<store>', '<a>', '<b>', …)`: the grid table of those variables.
 #[derive(Debug, Default)]
 pub struct AtlasScanFunction {
     /// Stores opened by this session's table functions.
@@ -375,17 +432,24 @@ pub struct AtlasScanFunction {
 impl TableFunctionImpl for AtlasScanFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        if exprs.len() != 2 {
+        if exprs.len() < 2 {
             return Err(Error::Usage(format!(
-                "atlas_scan takes 2 arguments (store, variable), got {}",
-                exprs.len()
+                "atlas_scan takes a store and one or more variables (store, variable, …), got {} \
+                 argument{}",
+                exprs.len(),
+                if exprs.len() == 1 { "" } else { "s" }
             ))
             .into());
         }
         let location = string_arg(exprs, 0, "atlas_scan", "store location")?;
-        let variable = string_arg(exprs, 1, "atlas_scan", "variable name")?;
+        let variables = (1..exprs.len())
+            .map(|i| string_arg(exprs, i, "atlas_scan", "variable name"))
+            .collect::<Result<Vec<_>>>()?;
         let store = self.opened.get(&location, args.session().runtime_env())?;
-        store_table(&store, &variable)
+        match variables.as_slice() {
+            [one] => store_table(&store, one),
+            many => Ok(Arc::new(grid_table(&store, &many.join(", "), many)?)),
+        }
     }
 }
 

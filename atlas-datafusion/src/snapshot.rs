@@ -152,7 +152,10 @@ impl AnalyzerRule for OneGenerationPerStore {
             if from == to {
                 return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
             }
-            let moved = store_table(target, name)?;
+            let moved: Arc<dyn TableProvider> = match provider.downcast_ref::<AtlasTable>() {
+                Some(t) => Arc::new(t.at(target)?),
+                None => store_table(target, name)?,
+            };
             if moved.schema() != provider.schema() {
                 return Err(DataFusionError::Plan(format!(
                     "ATLAS store {} committed generation {to} while this statement was planned \

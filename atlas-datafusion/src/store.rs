@@ -1,7 +1,7 @@
 //! An opened store as the SQL layer sees it: a read handle plus a catalog snapshot.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use atlas_store::object_store::ObjectStore;
 use atlas_store::object_store::path::Path;
@@ -12,6 +12,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::tables::{TableInfo, TableKind, store_tables};
 
 /// An ATLAS store opened for SQL: the handle reads go through and the handle's catalog snapshot
 /// as of the moment it was opened (shared with the handle, not copied; tables describe the
@@ -25,6 +26,8 @@ pub struct AtlasStore {
     variables: BTreeSet<String>,
     /// Every dataset name, the dictionary behind every `dataset` column.
     pub(crate) dictionary: ArrayRef,
+    /// The variable and grid tables, worked out when first asked for.
+    tables: OnceLock<Vec<TableInfo>>,
 }
 
 /// Splits a store location into a URL: `scheme://…` as is, anything else as a local path.
@@ -113,6 +116,7 @@ impl AtlasStore {
             variables,
             catalog,
             dictionary,
+            tables: OnceLock::new(),
         })
     }
 
@@ -129,6 +133,22 @@ impl AtlasStore {
     /// Whether some dataset has variable `name`.
     pub fn has_variable(&self, name: &str) -> bool {
         self.variables.contains(name)
+    }
+
+    /// The store's variable and grid tables (metadata tables aside), worked out from the
+    /// catalog once per handle.
+    pub fn tables(&self) -> &[TableInfo] {
+        self.tables.get_or_init(|| store_tables(&self.catalog))
+    }
+
+    /// The grid table named `name`, if the store has one.
+    pub fn grid(&self, name: &str) -> Option<&TableInfo> {
+        if self.has_variable(name) {
+            return None;
+        }
+        self.tables()
+            .iter()
+            .find(|t| t.kind == TableKind::Grid && t.name == name)
     }
 
     /// The catalog snapshot the tables describe.

@@ -153,6 +153,22 @@ impl AtlasTable {
         }
     }
 
+    /// The same table (name, variables and policy) over another handle of its store, such as
+    /// a newer generation.
+    pub fn at(&self, store: &Arc<AtlasStore>) -> crate::Result<AtlasTable> {
+        let layout = Layout::build_grid(
+            &store.location,
+            &self.layout.name,
+            &self.layout.variables,
+            &store.catalog,
+        )?;
+        Ok(AtlasTable {
+            store: Arc::clone(store),
+            layout: Arc::new(layout),
+            policy: self.policy,
+        })
+    }
+
     /// The same table with its own `type_conflicts` policy, which wins over the session's.
     pub fn with_type_conflicts(mut self, policy: TypeConflicts) -> Self {
         self.policy = Some(policy);

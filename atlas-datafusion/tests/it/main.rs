@@ -3,6 +3,7 @@
 mod conflicts;
 mod differential;
 mod entry_points;
+mod grid;
 mod mapping;
 mod pushdown;
 mod remote;
