@@ -15,7 +15,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::MemTable;
 
-use crate::layout::{Columns, Conflict, dataset_type};
+use crate::layout::{Columns, Conflict, ConflictKind, Layout, dataset_type};
 use crate::store::AtlasStore;
 
 /// Names of the metadata tables, which can never clash with a variable (leading underscore).
@@ -367,7 +367,8 @@ pub fn attributes_table(store: &AtlasStore) -> Result<MemTable> {
 }
 
 /// Every dataset of the store whose value or coordinate has a type its table's column cannot
-/// hold, table by table (tables in name order, datasets in store order).
+/// hold, table by table (tables in name order, datasets in store order), then every array of a
+/// grid table off its dataset's grid (kind `shape`).
 pub fn type_conflicts(catalog: &CatalogView) -> Vec<Conflict> {
     let variables: BTreeSet<&str> = catalog
         .datasets()
@@ -378,6 +379,20 @@ pub fn type_conflicts(catalog: &CatalogView) -> Vec<Conflict> {
         // A variable no SQL type can show at all has no table, hence no conflicts.
         if let Ok(columns) = Columns::resolve("", variable, catalog) {
             out.extend(columns.conflicts);
+        }
+    }
+    for grid in crate::tables::store_tables(catalog)
+        .into_iter()
+        .filter(|t| t.kind == crate::TableKind::Grid)
+    {
+        if let Ok(layout) = Layout::build_grid("", &grid.name, &grid.variables, catalog) {
+            out.extend(
+                layout
+                    .conflicts
+                    .into_iter()
+                    .map(|c| c.conflict)
+                    .filter(|c| c.kind == ConflictKind::Shape),
+            );
         }
     }
     out

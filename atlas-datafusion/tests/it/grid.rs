@@ -410,6 +410,8 @@ async fn a_variable_off_its_datasets_grid_is_null_there_or_excluded_by_policy() 
             "b|3|NULL|13.0",
         ]
     );
+    let listed = sorted(&ctx, "SELECT * FROM s._conflicts").await;
+    assert_eq!(listed, vec!["grid_z|temp|shape|b|(z) 3|(z) 4"]);
     ctx.sql("SET atlas.type_conflicts = 'exclude'")
         .await
         .unwrap();
