@@ -170,6 +170,8 @@ pub struct Layout {
     pub ordinals: Vec<u32>,
     /// Entries with a value or coordinate their column cannot hold, by entry.
     pub conflicts: Vec<EntryConflict>,
+    /// Whether only datasets holding every variable are in it ([`Layout::retain_complete`]).
+    pub complete: bool,
 }
 
 impl Layout {
@@ -352,7 +354,45 @@ impl Layout {
             entries,
             ordinals,
             conflicts,
+            complete: false,
         })
+    }
+}
+
+impl Layout {
+    /// Keeps only the datasets holding every variable of the table on every dimension: the
+    /// rows an inner join of the variables' tables on `dataset` and every index column pairs.
+    pub fn retain_complete(&mut self) {
+        let keep: Vec<bool> = self
+            .entries
+            .iter()
+            .map(|e| {
+                e.values.iter().all(Option::is_some) && e.axis_of_dim.iter().all(Option::is_some)
+            })
+            .collect();
+        let mut new_index = vec![usize::MAX; keep.len()];
+        let mut n = 0;
+        for (i, k) in keep.iter().enumerate() {
+            if *k {
+                new_index[i] = n;
+                n += 1;
+            }
+        }
+        let mut i = 0;
+        self.entries.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        self.ordinals.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.conflicts.retain(|c| keep[c.entry]);
+        for c in &mut self.conflicts {
+            c.entry = new_index[c.entry];
+        }
+        self.complete = true;
     }
 }
 

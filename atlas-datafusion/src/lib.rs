@@ -29,6 +29,7 @@
 
 mod convert;
 mod error;
+mod grid_join;
 mod layout;
 mod meta;
 mod options;
@@ -40,6 +41,7 @@ mod table;
 mod tables;
 
 pub use error::{Error, Result};
+pub use grid_join::GridJoins;
 pub use layout::{
     Conflict, ConflictKind, TypeConflicts, arrow_type, dataset_type, fits, majority_type, widen,
 };

@@ -11,11 +11,23 @@ use crate::layout::TypeConflicts;
 /// The `atlas.*` options of a session. [`crate::register_atlas`] and the store registration
 /// helpers add them to the session, so `SET atlas.type_conflicts = 'exclude'` works; a session
 /// without them behaves as with the defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AtlasOptions {
     /// What a table does with datasets whose value or coordinate has a type its column
     /// cannot hold: `null` (default), `exclude` or `error`.
     pub type_conflicts: TypeConflicts,
+    /// Whether an inner join of variable tables on `dataset` and every index column is
+    /// planned as one grid scan ([`crate::GridJoins`]; default true).
+    pub grid_joins: bool,
+}
+
+impl Default for AtlasOptions {
+    fn default() -> Self {
+        AtlasOptions {
+            type_conflicts: TypeConflicts::default(),
+            grid_joins: true,
+        }
+    }
 }
 
 impl ConfigExtension for AtlasOptions {
@@ -41,21 +53,43 @@ impl ExtensionOptions for AtlasOptions {
                 self.type_conflicts = value.parse()?;
                 Ok(())
             }
+            "grid_joins" => {
+                self.grid_joins = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "on" | "1" => true,
+                    "false" | "off" | "0" => false,
+                    other => {
+                        return Err(DataFusionError::Configuration(format!(
+                            "atlas.grid_joins is true or false, not {other:?}"
+                        )));
+                    }
+                };
+                Ok(())
+            }
             other => Err(DataFusionError::Configuration(format!(
-                "no option atlas.{other} (the options are: atlas.type_conflicts)"
+                "no option atlas.{other} (the options are: atlas.type_conflicts, \
+                 atlas.grid_joins)"
             ))),
         }
     }
 
     fn entries(&self) -> Vec<ConfigEntry> {
-        vec![ConfigEntry {
-            key: "atlas.type_conflicts".into(),
-            value: Some(self.type_conflicts.to_string()),
-            description: "What a table does with datasets whose value or coordinate has a type \
+        vec![
+            ConfigEntry {
+                key: "atlas.type_conflicts".into(),
+                value: Some(self.type_conflicts.to_string()),
+                description: "What a table does with datasets whose value or coordinate has a type \
                           its column cannot hold: 'null' (their rows stay, NULL in that column), \
                           'exclude' (they are left out) or 'error'. SELECT * FROM _conflicts \
                           lists them.",
-        }]
+            },
+            ConfigEntry {
+                key: "atlas.grid_joins".into(),
+                value: Some(self.grid_joins.to_string()),
+                description: "Whether an inner join of variable tables of one store on dataset \
+                              and every index column is planned as one grid scan (the variables \
+                              read in lockstep, no hash join).",
+            },
+        ]
     }
 }
 
@@ -68,6 +102,14 @@ impl AtlasOptions {
             .get::<AtlasOptions>()
             .map(|o| o.type_conflicts)
             .unwrap_or_default()
+    }
+
+    /// The `atlas.grid_joins` of a session's options (true when the session lacks them).
+    pub fn grid_joins_of(options: &ConfigOptions) -> bool {
+        options
+            .extensions
+            .get::<AtlasOptions>()
+            .is_none_or(|o| o.grid_joins)
     }
 
     /// Adds the options to `ctx` with their defaults, unless it has them already.

@@ -245,6 +245,7 @@ pub fn register_opened(
     let provider = Arc::new(AtlasSchemaProvider::new(store));
     catalog.register_schema(schema, Arc::clone(&provider) as Arc<dyn SchemaProvider>)?;
     OneGenerationPerStore::register(ctx);
+    crate::GridJoins::register(ctx);
     AtlasOptions::register(ctx);
     Ok(provider)
 }
@@ -254,6 +255,7 @@ pub fn register_opened(
 /// rule [`OneGenerationPerStore`] (one generation of each store per statement).
 pub fn register_atlas(ctx: &SessionContext) {
     OneGenerationPerStore::register(ctx);
+    crate::GridJoins::register(ctx);
     AtlasOptions::register(ctx);
     ctx.state_ref()
         .write()

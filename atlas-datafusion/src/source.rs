@@ -250,6 +250,11 @@ impl DataSource for AtlasSource {
             .map(|f| f.name().as_str())
             .collect();
         match layout.variables.as_slice() {
+            many if layout.complete => write!(
+                f,
+                "AtlasScan: variables=[{}] (a join on their grid)",
+                many.join(", ")
+            )?,
             [one] => write!(f, "AtlasScan: variable={one}")?,
             many => write!(
                 f,

@@ -36,7 +36,7 @@ use crate::store::AtlasStore;
 const UNIT_ELEMENTS: usize = 1 << 20;
 
 /// The SQL table of one variable of a store, or of several variables on one grid.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AtlasTable {
     store: Arc<AtlasStore>,
     layout: Arc<Layout>,
@@ -156,17 +156,44 @@ impl AtlasTable {
     /// The same table (name, variables and policy) over another handle of its store, such as
     /// a newer generation.
     pub fn at(&self, store: &Arc<AtlasStore>) -> crate::Result<AtlasTable> {
-        let layout = Layout::build_grid(
+        let mut layout = Layout::build_grid(
             &store.location,
             &self.layout.name,
             &self.layout.variables,
             &store.catalog,
         )?;
+        if self.layout.complete {
+            layout.retain_complete();
+        }
         Ok(AtlasTable {
             store: Arc::clone(store),
             layout: Arc::new(layout),
             policy: self.policy,
         })
+    }
+
+    /// The table `name` of `variables` over this table's store and policy, holding only the
+    /// datasets that have every variable on every dimension: the rows of an inner join of the
+    /// variables' tables on their whole grid.
+    pub(crate) fn joined(&self, name: &str, variables: &[String]) -> crate::Result<AtlasTable> {
+        let mut layout =
+            Layout::build_grid(&self.store.location, name, variables, &self.store.catalog)?;
+        layout.retain_complete();
+        Ok(AtlasTable {
+            store: Arc::clone(&self.store),
+            layout: Arc::new(layout),
+            policy: self.policy,
+        })
+    }
+
+    /// The table's dimensions, in column order.
+    pub fn dims(&self) -> &[String] {
+        &self.layout.dims
+    }
+
+    /// The table's own `type_conflicts` policy, if it has one.
+    pub(crate) fn policy_override(&self) -> Option<TypeConflicts> {
+        self.policy
     }
 
     /// The same table with its own `type_conflicts` policy, which wins over the session's.

@@ -428,3 +428,105 @@ async fn a_variable_off_its_datasets_grid_is_null_there_or_excluded_by_policy() 
         "{e}"
     );
 }
+
+/// Joins of variable tables: the rule's positive cases (a grid scan) and negative ones (the
+/// join stays).
+const JOINS: &[(&str, bool)] = &[
+    (
+        "SELECT t.dataset, t.time_index, t.depth_index, t.depth, t.temp, s.sal \
+         FROM s.temp t JOIN s.sal s ON t.dataset = s.dataset \
+         AND t.time_index = s.time_index AND t.depth_index = s.depth_index",
+        true,
+    ),
+    (
+        "SELECT t.dataset, t.depth_index, t.temp, s.sal FROM s.temp t JOIN s.sal s \
+         ON t.dataset = s.dataset AND t.time_index = s.time_index \
+         AND t.depth_index = s.depth_index WHERE s.sal > 1000 AND t.depth > 20",
+        true,
+    ),
+    (
+        "SELECT t.dataset, t.time_index, t.depth_index, temp, sal, pres \
+         FROM s.temp t JOIN s.sal USING (dataset, time_index, depth_index) \
+         JOIN s.pres p ON t.dataset = p.dataset AND t.time_index = p.time_index \
+         AND t.depth_index = p.depth_index WHERE pres < 30",
+        true,
+    ),
+    (
+        "SELECT t.dataset, count(*), avg(t.temp), max(p.pres) FROM s.temp t \
+         JOIN s.pres p ON t.dataset = p.dataset AND t.time_index = p.time_index \
+         AND t.depth_index = p.depth_index WHERE t.dataset LIKE 'd1%' GROUP BY t.dataset",
+        true,
+    ),
+    (
+        "SELECT q.dataset, q.time_index, q.qc, w.wind FROM s.qc q JOIN s.wind w \
+         ON q.dataset = w.dataset AND q.time_index = w.time_index AND q.qc < w.wind",
+        true,
+    ),
+    // Not the whole grid: a real join.
+    (
+        "SELECT t.dataset, t.time_index, t.depth_index, s.depth_index, t.temp, s.sal \
+         FROM s.temp t JOIN s.sal s ON t.dataset = s.dataset AND t.time_index = s.time_index \
+         WHERE t.depth_index = 0",
+        false,
+    ),
+    // The same variable twice.
+    (
+        "SELECT a.dataset, a.temp, b.temp FROM s.temp a JOIN s.temp b ON a.dataset = b.dataset \
+         AND a.time_index = b.time_index AND a.depth_index = b.depth_index",
+        false,
+    ),
+    // An outer join keeps rows the grid scan of both would not.
+    (
+        "SELECT t.dataset, t.time_index, t.depth_index, t.temp, s.sal FROM s.temp t \
+         LEFT JOIN s.sal s ON t.dataset = s.dataset AND t.time_index = s.time_index \
+         AND t.depth_index = s.depth_index",
+        false,
+    ),
+];
+
+#[tokio::test]
+async fn joins_of_variable_tables_on_their_whole_grid_become_one_grid_scan() {
+    for partitions in [1, 3] {
+        let ctx = session(partitions).await;
+        for (q, rewritten) in JOINS {
+            let on = run(&ctx, q).await;
+            let text = format!(
+                "{}",
+                datafusion::physical_plan::displayable(on.plan.as_ref()).indent(true)
+            );
+            if *rewritten {
+                assert_eq!(on.scans, 1, "{q}\n{text}");
+                assert!(text.contains("(a join on their grid)"), "{q}\n{text}");
+                assert!(!text.contains("Join"), "{q}\n{text}");
+            } else {
+                assert!(text.contains("Join"), "{q}\n{text}");
+            }
+            ctx.sql("SET atlas.grid_joins = false").await.unwrap();
+            let off = run(&ctx, q).await;
+            ctx.sql("SET atlas.grid_joins = true").await.unwrap();
+            assert!(off.scans >= 2, "{q}: the rule was off");
+            let (mut a, mut b) = (on.rows, off.rows);
+            a.sort();
+            b.sort();
+            assert!(!a.is_empty(), "{q} returned nothing: the check proves little");
+            assert_eq!(a, b, "{q}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn explain_shows_the_join_planned_as_a_grid_scan() {
+    let ctx = session(1).await;
+    let r = run(
+        &ctx,
+        "EXPLAIN SELECT t.temp, s.sal FROM s.temp t JOIN s.sal s ON t.dataset = s.dataset \
+         AND t.time_index = s.time_index AND t.depth_index = s.depth_index",
+    )
+    .await;
+    let text = r.rows.join("\n");
+    assert!(
+        text.contains("AtlasScan: variables=[temp, sal] (a join on their grid)"),
+        "{text}"
+    );
+    assert!(!text.contains("HashJoinExec"), "{text}");
+}
