@@ -269,14 +269,19 @@ fn merge(
 
     let qualifier = TableReference::bare(name.clone());
     let grid: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(grid);
-    let predicates: Vec<Expr> = left
+    // The optimizer copies a predicate on a key to both sides: keep one of each.
+    let mut predicates: Vec<Expr> = Vec::new();
+    for p in left
         .pushed
         .iter()
         .chain(&right.pushed)
         .chain(&left.filters)
         .chain(&right.filters)
-        .cloned()
-        .collect();
+    {
+        if !predicates.contains(p) {
+            predicates.push(p.clone());
+        }
+    }
     let refs: Vec<&Expr> = predicates.iter().collect();
     let support = grid.supports_filters_pushdown(&refs)?;
     let mut pushed = Vec::new();

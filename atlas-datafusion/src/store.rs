@@ -28,6 +28,9 @@ pub struct AtlasStore {
     pub(crate) dictionary: ArrayRef,
     /// The variable and grid tables, worked out when first asked for.
     tables: OnceLock<Vec<TableInfo>>,
+    /// Layouts of joins planned as grid scans, by variables: a statement repeated in a
+    /// session plans without walking the catalog again.
+    joined: std::sync::Mutex<std::collections::HashMap<Vec<String>, Arc<crate::layout::Layout>>>,
 }
 
 /// Splits a store location into a URL: `scheme://…` as is, anything else as a local path.
@@ -117,6 +120,7 @@ impl AtlasStore {
             catalog,
             dictionary,
             tables: OnceLock::new(),
+            joined: Default::default(),
         })
     }
 
@@ -139,6 +143,21 @@ impl AtlasStore {
     /// catalog once per handle.
     pub fn tables(&self) -> &[TableInfo] {
         self.tables.get_or_init(|| store_tables(&self.catalog))
+    }
+
+    /// The layout of the join of `variables` on their grid (built by `build` once per handle).
+    pub(crate) fn joined_layout(
+        &self,
+        variables: &[String],
+        build: impl FnOnce() -> Result<crate::layout::Layout>,
+    ) -> Result<Arc<crate::layout::Layout>> {
+        let lock = || self.joined.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = lock().get(variables) {
+            return Ok(Arc::clone(l));
+        }
+        let layout = Arc::new(build()?);
+        lock().insert(variables.to_vec(), Arc::clone(&layout));
+        Ok(layout)
     }
 
     /// The grid table named `name`, if the store has one.

@@ -176,12 +176,15 @@ impl AtlasTable {
     /// datasets that have every variable on every dimension: the rows of an inner join of the
     /// variables' tables on their whole grid.
     pub(crate) fn joined(&self, name: &str, variables: &[String]) -> crate::Result<AtlasTable> {
-        let mut layout =
-            Layout::build_grid(&self.store.location, name, variables, &self.store.catalog)?;
-        layout.retain_complete();
+        let layout = self.store.joined_layout(variables, || {
+            let mut layout =
+                Layout::build_grid(&self.store.location, name, variables, &self.store.catalog)?;
+            layout.retain_complete();
+            Ok(layout)
+        })?;
         Ok(AtlasTable {
             store: Arc::clone(&self.store),
-            layout: Arc::new(layout),
+            layout,
             policy: self.policy,
         })
     }

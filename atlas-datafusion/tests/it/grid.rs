@@ -508,7 +508,10 @@ async fn joins_of_variable_tables_on_their_whole_grid_become_one_grid_scan() {
             let (mut a, mut b) = (on.rows, off.rows);
             a.sort();
             b.sort();
-            assert!(!a.is_empty(), "{q} returned nothing: the check proves little");
+            assert!(
+                !a.is_empty(),
+                "{q} returned nothing: the check proves little"
+            );
             assert_eq!(a, b, "{q}");
         }
     }

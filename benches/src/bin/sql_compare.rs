@@ -264,9 +264,16 @@ impl Workload {
 
 /// A fresh session per run, so neither engine reuses caches (ATLAS's decoded blocks,
 /// DataFusion's Parquet metadata) across runs; the OS page cache stays warm for both.
-async fn session(store: &str, parquet: &str) -> Result<SessionContext, Box<dyn std::error::Error>> {
+async fn session(
+    store: &str,
+    parquet: &str,
+    grid_joins: bool,
+) -> Result<SessionContext, Box<dyn std::error::Error>> {
     let ctx = SessionContext::new();
     atlas_datafusion::register_store(&ctx, "atlas", store).await?;
+    if !grid_joins {
+        ctx.sql("SET atlas.grid_joins = false").await?;
+    }
     ctx.register_parquet("pq", parquet, ParquetReadOptions::default())
         .await?;
     Ok(ctx)
@@ -274,17 +281,19 @@ async fn session(store: &str, parquet: &str) -> Result<SessionContext, Box<dyn s
 
 /// Median time over `runs` runs, the plan of the first run, and the row count. `warm`: one
 /// session for every run (caches kept, the first run not timed); else a fresh session per run,
-/// its set-up timed with the query.
+/// its set-up timed with the query. `grid_joins`: whether the session plans joins on the whole
+/// grid as grid scans (the default).
 async fn time_query(
     paths: (&str, &str),
     sql: &str,
     runs: usize,
     warm: bool,
+    grid_joins: bool,
 ) -> Result<(Duration, Arc<dyn ExecutionPlan>, usize), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
     let mut first = None;
     let mut rows = 0;
-    let shared = session(paths.0, paths.1).await?;
+    let shared = session(paths.0, paths.1, grid_joins).await?;
     if warm {
         shared.sql(sql).await?.collect().await?;
     }
@@ -293,7 +302,7 @@ async fn time_query(
         let ctx = if warm {
             shared.clone()
         } else {
-            session(paths.0, paths.1).await?
+            session(paths.0, paths.1, grid_joins).await?
         };
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await?;
@@ -430,9 +439,11 @@ async fn compare(
                 &q.replace("{t}", &format!("atlas.{var}")),
                 runs,
                 warm,
+                true,
             )
             .await?;
-            let (tp, _, rows_p) = time_query(paths, &q.replace("{t}", "pq"), runs, warm).await?;
+            let (tp, _, rows_p) =
+                time_query(paths, &q.replace("{t}", "pq"), runs, warm, true).await?;
             assert_eq!(rows_a, rows_p, "{qname}");
             println!(
                 "| {qname} | {:.2} | {:.2} | {:.2} | {} |",
@@ -456,15 +467,17 @@ async fn compare(
                     on("t", "s"),
                     on("t", "p")
                 );
-                let (tj, _, rows_j) =
-                    time_query(paths, &q.replace("{t}", &joined), runs, warm).await?;
-                assert_eq!(rows_j, rows_p, "{qname} (join plan)");
-                println!(
-                    "| {qname}, as joins of the variable tables | {:.2} | {:.2} | {:.2} | |",
-                    tj.as_secs_f64() * 1e3,
-                    tp.as_secs_f64() * 1e3,
-                    tp.as_secs_f64() / tj.as_secs_f64(),
-                );
+                for (rule, how) in [(true, "planned as a grid scan"), (false, "hash joins")] {
+                    let (tj, _, rows_j) =
+                        time_query(paths, &q.replace("{t}", &joined), runs, warm, rule).await?;
+                    assert_eq!(rows_j, rows_p, "{qname} (join plan)");
+                    println!(
+                        "| {qname}, as joins ({how}) | {:.2} | {:.2} | {:.2} | |",
+                        tj.as_secs_f64() * 1e3,
+                        tp.as_secs_f64() * 1e3,
+                        tp.as_secs_f64() / tj.as_secs_f64(),
+                    );
+                }
             }
         }
     }
