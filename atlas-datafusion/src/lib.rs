@@ -49,7 +49,7 @@ pub use meta::{METADATA_TABLES, dtype_name, type_conflicts};
 pub use options::AtlasOptions;
 pub use provider::{
     AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory, OpenedStores,
-    policy_table, register_atlas, register_opened, register_store, store_table,
+    grid_table, policy_table, register_atlas, register_opened, register_store, store_table,
 };
 pub use snapshot::OneGenerationPerStore;
 pub use source::{AtlasSource, atlas_scans, scan_metrics};

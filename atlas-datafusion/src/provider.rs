@@ -68,12 +68,10 @@ fn variable_table(store: &Arc<AtlasStore>, name: &str) -> Result<AtlasTable> {
     }
 }
 
-/// Table `name` of `variables` on their shared grid (one variable: that variable's table).
-pub(crate) fn grid_table(
-    store: &Arc<AtlasStore>,
-    name: &str,
-    variables: &[String],
-) -> Result<AtlasTable> {
+/// Table `name` of `variables` on their shared grid: one row per grid position of every dataset
+/// holding any of them, one value column each (one variable: that variable's table). Variables
+/// of different dimensions, unknown or named twice are errors naming them.
+pub fn grid_table(store: &Arc<AtlasStore>, name: &str, variables: &[String]) -> Result<AtlasTable> {
     let mut seen = std::collections::HashSet::new();
     if let Some(twice) = variables.iter().find(|v| !seen.insert(v.as_str())) {
         return Err(Error::Usage(format!("table {name:?} names variable {twice:?} twice")).into());

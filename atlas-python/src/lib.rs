@@ -106,6 +106,23 @@ impl Store {
         })
     }
 
+    /// The table of several variables on their shared grid (columns in the order given).
+    #[pyo3(signature = (variables, type_conflicts = None))]
+    fn grid(&self, variables: Vec<String>, type_conflicts: Option<&str>) -> PyResult<Table> {
+        let policy = policy(type_conflicts)?.or(self.provider.type_conflicts());
+        let name = variables.join(", ");
+        let table =
+            atlas_datafusion::grid_table(&self.store, &name, &variables).map_err(sql_err)?;
+        let table = match policy {
+            Some(p) => table.with_type_conflicts(p),
+            None => table,
+        };
+        Ok(Table {
+            provider: Arc::new(table),
+            variable: name,
+        })
+    }
+
     /// The schema provider as DataFusion's FFI capsule (called by `register_schema`).
     fn __datafusion_schema_provider__<'py>(
         &self,

@@ -198,3 +198,26 @@ def test_create_external_table_stored_as_atlas_works_from_python(store):
     assert one["datasets_pruned"] == 2 and one["chunks_read"] == 1, one
     with pytest.raises(Exception, match="needs OPTIONS"):
         ctx.sql(f"CREATE EXTERNAL TABLE u STORED AS ATLAS LOCATION '{store}'").collect()
+
+
+def test_grid_tables_hold_several_variables_in_one_table_from_python(store):
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, store, schema="ersst")
+    grids = ctx.sql("SELECT \"table\", variables FROM ersst._tables WHERE kind = 'grid'")
+    grids = grids.to_pydict()
+    named = [t for t, v in zip(grids["table"], grids["variables"]) if {"sst", "ssta"} <= set(v)]
+    assert len(named) == 1, grids
+    grid = named[0]
+    sql = f'SELECT count(*), count(sst), count(ssta), round(avg(sst - ssta), 4) FROM ersst."{grid}"'
+    got = py_rows(ctx, sql)
+    assert got[0][0] == str(3 * 89 * 180)
+    assert got == cli_rows(store, sql.replace("ersst.", ""))
+    # The same table from atlas_scan with several variables and from atlas_sql.table.
+    ctx.register_udtf(atlas_sql.atlas_scan())
+    scan = py_rows(ctx, f"SELECT count(*), count(sst), count(ssta) FROM atlas_scan('{store}', 'sst', 'ssta')")
+    assert scan == [got[0][:3]]
+    ctx.register_table("g", atlas_sql.table(store, grid))
+    assert py_rows(ctx, "SELECT count(*), count(sst), count(ssta) FROM g") == [got[0][:3]]
+    # Statistics on either variable prune datasets.
+    pruned = metrics(ctx, f'SELECT avg(sst) FROM ersst."{grid}" WHERE ssta > 1000')
+    assert pruned["datasets_pruned_by_stats"] == 3, pruned

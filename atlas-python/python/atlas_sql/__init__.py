@@ -133,7 +133,8 @@ def _literal(expr: Any, what: str) -> str:
 
 
 def atlas_scan(name: str = "atlas_scan") -> Any:
-    """The table function ``atlas_scan('<store>', '<variable>')``, for ``ctx.register_udtf``.
+    """The table function ``atlas_scan('<store>', '<variable>')``, for ``ctx.register_udtf``;
+    ``atlas_scan('<store>', 'a', 'b', ...)`` gives the grid table of those variables.
 
     Stores are opened once per location and reused by later calls.
     """
@@ -142,15 +143,18 @@ def atlas_scan(name: str = "atlas_scan") -> Any:
     opened: dict[str, Store] = {}
 
     def scan(*args: Any) -> Table:
-        if len(args) != 2:
+        if len(args) < 2:
             raise ValueError(
-                f"atlas_scan takes 2 arguments (store, variable), got {len(args)}"
+                "atlas_scan takes a store and one or more variables (store, variable, ...), "
+                f"got {len(args)} argument{'' if len(args) == 1 else 's'}"
             )
         location = _literal(args[0], "store location")
-        variable = _literal(args[1], "variable name")
+        variables = [_literal(a, "variable name") for a in args[1:]]
         store = opened.get(location)
         if store is None:
             store = opened[location] = open(location)
-        return store.table(variable)
+        if len(variables) == 1:
+            return store.table(variables[0])
+        return store.grid(variables)
 
     return udtf(scan, name)
