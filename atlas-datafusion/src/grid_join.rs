@@ -8,8 +8,8 @@
 //! rewrote) and replaces it by that scan, so the variables are read in lockstep and no hash
 //! table is built. It leaves the join alone whenever the scan could answer differently: other
 //! keys, a non-inner join, a LIMIT below the join, tables of different stores, generations or
-//! policies, a variable named twice, a column whose type the grid table widens, or an array off
-//! its dataset's grid.
+//! policies, a variable named twice, a column whose type the grid table widens, an array off
+//! its dataset's grid, conflicts under `exclude` or `error`, or a volatile filter.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use crate::layout::ConflictKind;
+use crate::layout::{ConflictKind, TypeConflicts};
 use crate::options::AtlasOptions;
 use crate::table::AtlasTable;
 
@@ -196,7 +196,7 @@ impl OptimizerRule for GridJoins {
         let (Some(left), Some(right)) = (leaf(&join.left), leaf(&join.right)) else {
             return Ok(Transformed::no(plan));
         };
-        match merge(&left, &right, join)? {
+        match merge(&left, &right, join, config.options().as_ref())? {
             Some(p) => Ok(Transformed::yes(p)),
             None => Ok(Transformed::no(plan)),
         }
@@ -208,12 +208,28 @@ fn merge(
     left: &Leaf,
     right: &Leaf,
     join: &datafusion::logical_expr::logical_plan::Join,
+    config: &datafusion::common::config::ConfigOptions,
 ) -> Result<Option<LogicalPlan>> {
     let (lt, rt) = (&left.table, &right.table);
-    if !Arc::ptr_eq(lt.store(), rt.store()) && lt.store().location != rt.store().location
-        || lt.store().atlas.generation() != rt.store().atlas.generation()
+    // One snapshot of one store (the same handle), one policy, one grid. A side that is a
+    // grid table of several variables keeps datasets lacking some of them, which a join
+    // would drop: only variable tables and joins this rule made merge.
+    if !Arc::ptr_eq(lt.store(), rt.store())
         || lt.policy_override() != rt.policy_override()
         || lt.dims() != rt.dims()
+        || [lt, rt]
+            .iter()
+            .any(|t| t.variables().len() > 1 && !t.is_complete())
+    {
+        return Ok(None);
+    }
+    // Under `exclude` or `error` a side's conflicts on datasets the join drops anyway still
+    // decide its rows (or its error): leave such joins alone.
+    let policy = lt
+        .policy_override()
+        .unwrap_or_else(|| AtlasOptions::type_conflicts_of(config));
+    if policy != TypeConflicts::Null
+        && (lt.conflicts().next().is_some() || rt.conflicts().next().is_some())
     {
         return Ok(None);
     }
@@ -250,26 +266,31 @@ fn merge(
     if grid.conflicts().any(|c| c.kind == ConflictKind::Shape) {
         return Ok(None);
     }
-    // Every column keeps its type (a coordinate the grid widens would read differently).
+    // Every column of either side keeps its type in the grid table, whether the query reads
+    // it or not (a coordinate the grid widens would make other datasets conflicts), and every
+    // column the sides output exists there.
     let grid_schema = datafusion::catalog::TableProvider::schema(&grid);
     for side in [left, right] {
         let side_schema = datafusion::catalog::TableProvider::schema(side.table.as_ref());
-        for (_, _, g) in &side.columns {
-            let (Ok(a), Ok(b)) = (
-                grid_schema.field_with_name(g),
-                side_schema.field_with_name(g),
-            ) else {
-                return Ok(None);
-            };
-            if a.data_type() != b.data_type() {
-                return Ok(None);
+        for f in side_schema.fields() {
+            match grid_schema.field_with_name(f.name()) {
+                Ok(g) if g.data_type() == f.data_type() => {}
+                _ => return Ok(None),
             }
+        }
+        if side
+            .columns
+            .iter()
+            .any(|(_, _, g)| side_schema.field_with_name(g).is_err())
+        {
+            return Ok(None);
         }
     }
 
     let qualifier = TableReference::bare(name.clone());
     let grid: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(grid);
-    // The optimizer copies a predicate on a key to both sides: keep one of each.
+    // The optimizer copies a predicate on a key to both sides: keep one of each. A volatile
+    // predicate (`random() < 0.5`) on each side is two draws: leave such joins alone.
     let mut predicates: Vec<Expr> = Vec::new();
     for p in left
         .pushed
@@ -278,6 +299,9 @@ fn merge(
         .chain(&left.filters)
         .chain(&right.filters)
     {
+        if p.is_volatile() {
+            return Ok(None);
+        }
         if !predicates.contains(p) {
             predicates.push(p.clone());
         }

@@ -141,6 +141,30 @@ impl Entry {
         self.axis_of_dim[d].map(|a| self.shape[a])
     }
 
+    /// The rows along the first axis that units of work align to: a multiple of every
+    /// array's first chunk length, so no chunk of any variable spans two units (the largest
+    /// of them when that multiple would pass 2^16 rows).
+    pub fn unit_align(&self) -> usize {
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 { a } else { gcd(b, a % b) }
+        }
+        let firsts = || {
+            self.values
+                .iter()
+                .flatten()
+                .filter_map(|s| s.schema.chunk_shape.first().copied())
+                .map(|c| c.max(1))
+        };
+        let mut lcm = self.chunk_shape.first().copied().unwrap_or(1).max(1);
+        for c in firsts() {
+            lcm = lcm / gcd(lcm, c) * c;
+            if lcm > 1 << 16 {
+                return firsts().max().unwrap_or(1);
+            }
+        }
+        lcm
+    }
+
     /// Value column `v`'s array, when its column holds it.
     pub fn value(&self, v: usize) -> Option<&ValueSource> {
         self.values[v].as_ref().filter(|s| s.fits)

@@ -669,7 +669,7 @@ impl PartitionState {
                 .map(|r| r.len())
                 .product::<usize>()
                 .max(1);
-            let c0 = chunk_shape.first().copied().unwrap_or(1).max(1);
+            let c0 = e.unit_align();
             let end = (region[0].start + rem.div_ceil(per_row)).div_ceil(c0) * c0;
             if end < region[0].end {
                 let mut tail = region.clone();

@@ -189,6 +189,11 @@ impl AtlasTable {
         })
     }
 
+    /// Whether this is a join on the grid (only datasets holding every variable).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.layout.complete
+    }
+
     /// The table's dimensions, in column order.
     pub fn dims(&self) -> &[String] {
         &self.layout.dims
@@ -772,7 +777,7 @@ impl TableProvider for AtlasTable {
                 .map(|r| r.len())
                 .product::<usize>()
                 .max(1);
-            let c0 = e.chunk_shape[0].max(1);
+            let c0 = e.unit_align();
             let rows_per_unit = ((unit_elements / per_row) / c0).max(1) * c0;
             let mut start = region[0].start;
             let mut first = true;

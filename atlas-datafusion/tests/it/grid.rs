@@ -533,3 +533,31 @@ async fn explain_shows_the_join_planned_as_a_grid_scan() {
     );
     assert!(!text.contains("HashJoinExec"), "{text}");
 }
+
+#[tokio::test]
+async fn a_join_with_a_grid_table_of_several_variables_stays_a_join() {
+    // A grid table keeps datasets lacking some of its variables (odd datasets lack `wind`);
+    // its join with another variable keeps them too, which a grid scan over the datasets
+    // holding every variable would not.
+    let ctx = session(1).await;
+    let q = "SELECT g.dataset, g.time_index, g.qc, g.wind, t.time \
+             FROM s.grid_time g JOIN s.time t ON g.dataset = t.dataset \
+             AND g.time_index = t.time_index";
+    let on = run(&ctx, q).await;
+    let text = format!(
+        "{}",
+        datafusion::physical_plan::displayable(on.plan.as_ref()).indent(true)
+    );
+    assert!(text.contains("Join"), "{text}");
+    assert!(
+        on.rows.iter().any(|r| r.starts_with("d01|")),
+        "{:?}",
+        on.rows
+    );
+    ctx.sql("SET atlas.grid_joins = false").await.unwrap();
+    let off = run(&ctx, q).await;
+    let (mut a, mut b) = (on.rows, off.rows);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
