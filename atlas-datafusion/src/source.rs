@@ -642,7 +642,6 @@ impl PartitionState {
         let spec = Arc::clone(&self.spec);
         let layout = Arc::clone(&spec.layout);
         let e = &layout.entries[unit.entry];
-        let chunk_shape = &e.chunk_shape;
         let mut unit_chunks = value_chunks(e, &unit.region);
         if !self.passes_runtime_filters(unit.entry)? {
             if unit.first {
