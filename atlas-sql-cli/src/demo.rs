@@ -178,6 +178,11 @@ const QUERIES: &[(&str, &str)] = &[
          WHERE d.basin = 'arctic' GROUP BY d.basin",
     ),
     (
+        "Temperature and salinity in one grid table: one scan, no join",
+        "SELECT dataset, round(avg(temperature), 2) AS mean_temp, round(avg(salinity), 3) AS mean_sal \
+         FROM grid_time_depth WHERE depth < 50 AND salinity > 34 GROUP BY dataset ORDER BY dataset LIMIT 3",
+    ),
+    (
         "A coordinate box on gridded fields",
         "SELECT dataset, round(avg(sst), 2) AS mean_sst FROM sst \
          WHERE lat BETWEEN -10 AND 10 AND lon BETWEEN 180 AND 240 GROUP BY dataset ORDER BY dataset LIMIT 4",

@@ -167,6 +167,7 @@ fn the_demo_builds_a_store_and_shows_pruning() {
     assert!(out.contains("datasets_pruned_by_stats="), "{out}");
     assert!(out.contains("datasets_pruned_by_dynamic_filter="), "{out}");
     assert!(out.contains("no array read: statistics answered"), "{out}");
+    assert!(out.contains("one grid table"), "{out}");
     // A second run reuses the store.
     let again = stdout_of(atlas_sql().args(["demo", path.to_str().unwrap()]));
     assert!(again.contains("Using the demo store"), "{again}");
