@@ -243,6 +243,11 @@ impl SegmentCache {
         ));
         let through = Arc::clone(&verified) as Arc<dyn ObjectStore>;
         let opened = ArrayFile::open(through, path.clone(), config).await;
+        if opened.is_ok()
+            && let Some(whole) = verified.held_whole()
+        {
+            self.blocks.seed_slab(path.as_ref(), 0, whole).await;
+        }
         verified.forget_tail();
         let file = match opened {
             Ok(f) => f,

@@ -279,6 +279,14 @@ impl VerifiedStore {
         }
     }
 
+    /// The whole segment, checked, when the first read of its end took all of it.
+    pub(crate) fn held_whole(&self) -> Option<Bytes> {
+        match &*lock(&self.tail) {
+            Tail::Held(0, bytes) if bytes.len() as u64 == self.sums.size => Some(bytes.clone()),
+            _ => None,
+        }
+    }
+
     /// Drops the bytes kept from the first read of the segment's end.
     pub(crate) fn forget_tail(&self) {
         *lock(&self.tail) = Tail::Done;
@@ -367,9 +375,14 @@ impl VerifiedStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         let size = self.sums.size;
-        let widened = self
-            .sums
-            .widen(&(size.saturating_sub(TAIL_HINT).min(wanted.start)..size));
+        // A segment no larger than one I/O slab is read whole: its first block read would load
+        // that slab anyway ([`VerifiedStore::held_whole`] seeds it).
+        let from = if size <= array_format::BlockCache::IO_SLAB_SIZE {
+            0
+        } else {
+            size.saturating_sub(TAIL_HINT)
+        };
+        let widened = self.sums.widen(&(from.min(wanted.start)..size));
         let opts = GetOptions {
             range: Some(GetRange::Bounded(widened.clone())),
             ..options

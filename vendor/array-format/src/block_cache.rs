@@ -135,6 +135,19 @@ impl BlockCache {
         self.block_cache.contains_key(&(Arc::clone(path), block_id))
     }
 
+    // atlas-sql: a segment read whole while opening it seeds the raw tier, so its first block
+    // read needs no second request.
+    /// Size of the raw I/O slabs the cache reads files in.
+    pub const IO_SLAB_SIZE: u64 = IO_SLAB_SIZE;
+
+    /// Holds `bytes`, slab `slab_idx` of the file cached under `path` (every byte of it, up to
+    /// the file's end), in the raw tier, if the cache has one.
+    pub async fn seed_slab(&self, path: &str, slab_idx: u64, bytes: Bytes) {
+        if let Some(io) = &self.io_cache {
+            io.inner.insert((Arc::from(path), slab_idx), bytes).await;
+        }
+    }
+
     // atlas-sql: a counter of the decoding work, for metrics that cannot drift from it.
     /// Blocks loaded and decoded so far (cache misses), by every file sharing this cache.
     pub fn blocks_decoded(&self) -> u64 {
