@@ -561,3 +561,47 @@ async fn a_join_with_a_grid_table_of_several_variables_stays_a_join() {
     b.sort();
     assert_eq!(a, b);
 }
+
+#[tokio::test]
+async fn a_grid_scan_of_variables_chunked_differently_decodes_each_chunk_once() {
+    // Large enough to be split into several units: units must align to both chunkings (7 and
+    // 5 rows), or a chunk spanning two units is read, and counted, twice.
+    let (ctx, store) = memory_session(2);
+    let mut atlas = Atlas::create(store, Path::from("chunks.atlas"), StoreConfig::default())
+        .await
+        .unwrap();
+    let (rows, cols) = (3000, 300);
+    let ds = atlas.create_dataset("big").await.unwrap();
+    for (name, chunk) in [("temp", 7), ("sal", 5)] {
+        ds.define_array::<f32>(
+            name,
+            vec!["t".into(), "z".into()],
+            vec![rows, cols],
+            Some(vec![chunk, cols]),
+            None,
+        )
+        .await
+        .unwrap();
+        let a = Array::from_shape_fn(IxDyn(&[rows, cols]), |ix| (ix[0] * cols + ix[1]) as f32);
+        ds.write_array(name, vec![0, 0], a.view()).await.unwrap();
+    }
+    atlas.flush().await.unwrap();
+    register(&ctx, "memory:///chunks.atlas").await;
+    let grid = run(&ctx, "SELECT count(*), sum(temp - sal) FROM s.grid_t_z").await;
+    assert_eq!(grid.rows, vec![format!("{}|0.0", rows * cols)]);
+    let units: usize = {
+        let text = format!(
+            "{}",
+            datafusion::physical_plan::displayable(grid.plan.as_ref()).indent(true)
+        );
+        let at = text.find("units=").expect("units in the plan") + 6;
+        text[at..].split(',').next().unwrap().parse().unwrap()
+    };
+    assert!(units > 1, "one unit proves nothing: {units}");
+    let temp = run(&ctx, "SELECT sum(temp) FROM s.temp").await;
+    let sal = run(&ctx, "SELECT sum(sal) FROM s.sal").await;
+    let want = rows.div_ceil(7) + rows.div_ceil(5);
+    assert_eq!(temp.metric("chunks_read") + sal.metric("chunks_read"), want);
+    assert_eq!(grid.metric("chunks_read"), want);
+    assert_eq!(grid.metric("chunks_pruned"), 0);
+}
