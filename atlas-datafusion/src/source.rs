@@ -96,6 +96,10 @@ pub(crate) struct ScanSpec {
     pub layout: Arc<Layout>,
     /// Full-schema indexes of the output columns.
     pub projection: Vec<usize>,
+    /// The value columns among them (`ColumnKind::Value` numbers), in projection order.
+    pub values: Vec<usize>,
+    /// The coordinate columns among them (`ColumnKind::Coord` numbers).
+    pub coords: Vec<usize>,
     /// Output schema.
     pub schema: SchemaRef,
     /// Per table dimension, the predicates that narrow it.
@@ -427,26 +431,11 @@ impl PartitionState {
     fn prefetch(&mut self, entry: usize, region: &[Range<usize>]) {
         let spec = Arc::clone(&self.spec);
         let layout = &spec.layout;
-        let coords: Vec<usize> = spec
-            .projection
-            .iter()
-            .filter_map(|&col| match layout.column_kind(col) {
-                ColumnKind::Coord(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let values: Vec<usize> = spec
-            .projection
-            .iter()
-            .filter_map(|&col| match layout.column_kind(col) {
-                ColumnKind::Value(v) => Some(v),
-                _ => None,
-            })
-            .collect();
+        let (coords, values) = (&spec.coords, &spec.values);
         let mut wanted: Vec<(String, String, Vec<Range<usize>>)> = Vec::new();
         let add = |wanted: &mut Vec<_>, entry: usize, region: Vec<Range<usize>>| {
             let e = &layout.entries[entry];
-            for &v in &values {
+            for &v in values {
                 if e.value(v).is_some() {
                     wanted.push((
                         layout.variables[v].clone(),
@@ -455,7 +444,7 @@ impl PartitionState {
                     ));
                 }
             }
-            for &c in &coords {
+            for &c in coords {
                 if e.coords[c].is_some() {
                     let dim = layout.dims[layout.coord_dims[c]].clone();
                     wanted.push((dim, e.dataset.clone(), Vec::new()));
@@ -689,12 +678,10 @@ impl PartitionState {
         // The value columns read: projected, and held by this dataset in a type and shape the
         // column holds (otherwise NULL, under `atlas.type_conflicts = 'null'`).
         let wanted: Vec<usize> = spec
-            .projection
+            .values
             .iter()
-            .filter_map(|&col| match layout.column_kind(col) {
-                ColumnKind::Value(v) if e.value(v).is_some() => Some(v),
-                _ => None,
-            })
+            .copied()
+            .filter(|&v| e.value(v).is_some())
             .collect();
         let read_chunks: u64 = wanted
             .iter()
@@ -753,14 +740,11 @@ impl PartitionState {
             values.extend(read?);
         }
         let mut coords: HashMap<usize, ArrayRef> = HashMap::new();
-        for &col in &spec.projection {
-            if let ColumnKind::Coord(c) = layout.column_kind(col) {
-                let d = layout.coord_dims[c];
-                let len = e.dim_len(d).unwrap_or(0);
-                if e.axis_of_dim[d].is_some() {
-                    let a = self.coordinate(unit.entry, c, len).await?;
-                    coords.insert(c, a);
-                }
+        for &c in &spec.coords {
+            let d = layout.coord_dims[c];
+            if let Some(len) = e.dim_len(d) {
+                let a = self.coordinate(unit.entry, c, len).await?;
+                coords.insert(c, a);
             }
         }
 

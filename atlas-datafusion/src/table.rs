@@ -749,15 +749,22 @@ impl TableProvider for AtlasTable {
         // Units of work, balanced across partitions by element count.
         let target = state.config().target_partitions().max(1);
         let batch_size = state.config().batch_size();
-        // A unit of a grid table reads each projected variable: fewer elements per unit.
-        let projected_values = match projection {
-            Some(p) => p
-                .iter()
-                .filter(|&&c| matches!(layout.column_kind(c), ColumnKind::Value(_)))
-                .count(),
-            None => layout.variables.len(),
+        let projection: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..schema.fields().len()).collect(),
         };
-        let unit_elements = UNIT_ELEMENTS / projected_values.max(1);
+        // The projected value and coordinate columns, worked out once for every unit.
+        let mut values = Vec::new();
+        let mut coords = Vec::new();
+        for &col in &projection {
+            match layout.column_kind(col) {
+                ColumnKind::Value(v) => values.push(v),
+                ColumnKind::Coord(c) => coords.push(c),
+                _ => {}
+            }
+        }
+        // A unit of a grid table reads each projected variable: fewer elements per unit.
+        let unit_elements = UNIT_ELEMENTS / values.len().max(1);
         let mut units = Vec::new();
         for (i, e) in layout.entries.iter().enumerate() {
             if !keep[i] {
@@ -813,10 +820,6 @@ impl TableProvider for AtlasTable {
             })
             .collect();
 
-        let projection: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..schema.fields().len()).collect(),
-        };
         let out_schema = Arc::new(schema.project(&projection)?);
         let subset = constrained.iter().any(|c| *c);
         let stats = self
@@ -826,6 +829,8 @@ impl TableProvider for AtlasTable {
             store: Arc::clone(&self.store),
             layout: Arc::clone(layout),
             projection,
+            values,
+            coords,
             schema: out_schema,
             dim_filters,
             batch_size,
