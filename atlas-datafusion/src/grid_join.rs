@@ -18,6 +18,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, NullEquality, Result, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Expr, JoinType, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
@@ -73,25 +74,30 @@ impl Leaf {
 
     /// `e` over the table's column names, if every column it reads is one of the side's.
     fn to_table(&self, e: &Expr) -> Option<Expr> {
-        let mut ok = true;
-        let out = e
-            .clone()
-            .transform(|x| {
-                Ok(match x {
-                    Expr::Column(c) => match self.table_column(&c) {
-                        Some(g) => Transformed::yes(Expr::Column(Column::new_unqualified(g))),
-                        None => {
-                            ok = false;
-                            Transformed::no(Expr::Column(c))
-                        }
-                    },
-                    other => Transformed::no(other),
-                })
-            })
-            .ok()?
-            .data;
-        ok.then_some(out)
+        map_columns(e, |c| self.table_column(c).map(Column::new_unqualified))
     }
+}
+
+/// `e` with every column `c` replaced by `f(c)`; `None` when `f` refuses one.
+fn map_columns(e: &Expr, mut f: impl FnMut(&Column) -> Option<Column>) -> Option<Expr> {
+    let mut ok = true;
+    let out = e
+        .clone()
+        .transform(|x| {
+            Ok(match x {
+                Expr::Column(c) => match f(&c) {
+                    Some(n) => Transformed::yes(Expr::Column(n)),
+                    None => {
+                        ok = false;
+                        Transformed::no(Expr::Column(c))
+                    }
+                },
+                other => Transformed::no(other),
+            })
+        })
+        .ok()?
+        .data;
+    ok.then_some(out)
 }
 
 /// The side `plan` as a [`Leaf`], if it is one.
@@ -109,29 +115,13 @@ fn leaf(plan: &LogicalPlan) -> Option<Leaf> {
                 .iter()
                 .map(|(q, f)| (q.cloned(), f.name().clone(), f.name().clone()))
                 .collect();
-            let mut l = Leaf {
+            // Pushed filters may read columns the projection dropped: map by name.
+            Some(Leaf {
                 table,
-                pushed: Vec::new(),
+                pushed: scan.filters.iter().cloned().map(unnormalize_col).collect(),
                 filters: Vec::new(),
                 columns,
-            };
-            // Pushed filters may read columns the projection dropped: map by name.
-            for f in &scan.filters {
-                let unqualified = f
-                    .clone()
-                    .transform(|x| {
-                        Ok(match x {
-                            Expr::Column(c) => {
-                                Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
-                            }
-                            other => Transformed::no(other),
-                        })
-                    })
-                    .ok()?
-                    .data;
-                l.pushed.push(unqualified);
-            }
-            Some(l)
+            })
         }
         LogicalPlan::Filter(f) => {
             let mut l = leaf(&f.input)?;
@@ -341,25 +331,16 @@ fn merge(
             }
         }
     }
-    let qualify = |e: Expr| -> Result<Expr> {
-        Ok(e.transform(|x| {
-            Ok(match x {
-                Expr::Column(c) => {
-                    Transformed::yes(Expr::Column(Column::new(Some(qualifier.clone()), c.name)))
-                }
-                other => Transformed::no(other),
-            })
-        })?
-        .data)
-    };
     let mut builder = LogicalPlanBuilder::scan_with_filters(
         qualifier.clone(),
         provider_as_source(grid),
         Some(needed.into_iter().collect()),
         pushed,
     )?;
-    if let Some(p) = conjunction(above) {
-        builder = builder.filter(qualify(p)?)?;
+    if let Some(p) = conjunction(above)
+        && let Some(p) = map_columns(&p, |c| Some(Column::new(Some(qualifier.clone()), &c.name)))
+    {
+        builder = builder.filter(p)?;
     }
     let exprs: Vec<Expr> = left
         .columns

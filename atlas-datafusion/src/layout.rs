@@ -387,35 +387,24 @@ impl Layout {
     /// Keeps only the datasets holding every variable of the table on every dimension: the
     /// rows an inner join of the variables' tables on `dataset` and every index column pairs.
     pub fn retain_complete(&mut self) {
-        let keep: Vec<bool> = self
-            .entries
-            .iter()
-            .map(|e| {
-                e.values.iter().all(Option::is_some) && e.axis_of_dim.iter().all(Option::is_some)
-            })
-            .collect();
-        let mut new_index = vec![usize::MAX; keep.len()];
-        let mut n = 0;
-        for (i, k) in keep.iter().enumerate() {
-            if *k {
-                new_index[i] = n;
-                n += 1;
+        let entries = std::mem::take(&mut self.entries);
+        let ordinals = std::mem::take(&mut self.ordinals);
+        // Each entry's index once the incomplete ones are gone.
+        let mut new_index = vec![None; entries.len()];
+        for (i, (e, o)) in entries.into_iter().zip(ordinals).enumerate() {
+            if e.values.iter().all(Option::is_some) && e.axis_of_dim.iter().all(Option::is_some) {
+                new_index[i] = Some(self.entries.len());
+                self.entries.push(e);
+                self.ordinals.push(o);
             }
         }
-        let mut i = 0;
-        self.entries.retain(|_| {
-            i += 1;
-            keep[i - 1]
+        self.conflicts.retain_mut(|c| match new_index[c.entry] {
+            Some(n) => {
+                c.entry = n;
+                true
+            }
+            None => false,
         });
-        let mut i = 0;
-        self.ordinals.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
-        self.conflicts.retain(|c| keep[c.entry]);
-        for c in &mut self.conflicts {
-            c.entry = new_index[c.entry];
-        }
         self.complete = true;
     }
 }

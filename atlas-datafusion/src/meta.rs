@@ -1,6 +1,5 @@
 //! The metadata tables: `_datasets`, `_arrays`, `_attributes`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use atlas_store::{Attr, CatalogView, DType, FillValue, StatValue};
@@ -370,21 +369,22 @@ pub fn attributes_table(store: &AtlasStore) -> Result<MemTable> {
 /// hold, table by table (tables in name order, datasets in store order), then every array of a
 /// grid table off its dataset's grid (kind `shape`).
 pub fn type_conflicts(catalog: &CatalogView) -> Vec<Conflict> {
-    let variables: BTreeSet<&str> = catalog
-        .datasets()
-        .flat_map(|d| d.arrays().map(|a| a.name()))
-        .collect();
+    conflicts_of(catalog, &crate::tables::store_tables(catalog))
+}
+
+/// [`type_conflicts`] over the store's tables as already worked out.
+fn conflicts_of(catalog: &CatalogView, tables: &[crate::TableInfo]) -> Vec<Conflict> {
     let mut out = Vec::new();
-    for variable in variables {
+    for t in tables
+        .iter()
+        .filter(|t| t.kind == crate::TableKind::Variable)
+    {
         // A variable no SQL type can show at all has no table, hence no conflicts.
-        if let Ok(columns) = Columns::resolve("", variable, catalog) {
+        if let Ok(columns) = Columns::resolve("", &t.name, catalog) {
             out.extend(columns.conflicts);
         }
     }
-    for grid in crate::tables::store_tables(catalog)
-        .into_iter()
-        .filter(|t| t.kind == crate::TableKind::Grid)
-    {
+    for grid in tables.iter().filter(|t| t.kind == crate::TableKind::Grid) {
         if let Ok(layout) = Layout::build_grid("", &grid.name, &grid.variables, catalog) {
             out.extend(
                 layout
@@ -400,7 +400,7 @@ pub fn type_conflicts(catalog: &CatalogView) -> Vec<Conflict> {
 
 /// `_conflicts`: one row per dataset and column that does not fit its table's type.
 pub fn conflicts_table(store: &AtlasStore) -> Result<MemTable> {
-    let conflicts = type_conflicts(&store.catalog);
+    let conflicts = conflicts_of(&store.catalog, store.tables());
     let text = |f: &dyn Fn(&Conflict) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(conflicts.iter().map(f)))
     };

@@ -13,7 +13,7 @@ use atlas_datafusion::atlas_store::{Atlas, FillValue, StoreConfig};
 use datafusion::prelude::SessionContext;
 use ndarray::{Array, IxDyn};
 
-use crate::support::{error_of, memory_session, register, run};
+use crate::support::{error_of, memory_session, plan_text, register, run};
 
 const DATASETS: usize = 16;
 
@@ -242,10 +242,7 @@ async fn a_grid_scan_is_one_scan_of_all_its_variables_never_a_join() {
     let ctx = session(2).await;
     let r = run(&ctx, "SELECT temp, sal, pres FROM s.grid_time_depth").await;
     assert_eq!(r.scans, 1);
-    let text = format!(
-        "{}",
-        datafusion::physical_plan::displayable(r.plan.as_ref()).indent(true)
-    );
+    let text = plan_text(&r);
     assert!(text.contains("variables=[pres, sal, temp]"), "plan: {text}");
     assert!(!text.contains("Join"), "plan: {text}");
 }
@@ -490,10 +487,7 @@ async fn joins_of_variable_tables_on_their_whole_grid_become_one_grid_scan() {
         let ctx = session(partitions).await;
         for (q, rewritten) in JOINS {
             let on = run(&ctx, q).await;
-            let text = format!(
-                "{}",
-                datafusion::physical_plan::displayable(on.plan.as_ref()).indent(true)
-            );
+            let text = plan_text(&on);
             if *rewritten {
                 assert_eq!(on.scans, 1, "{q}\n{text}");
                 assert!(text.contains("(a join on their grid)"), "{q}\n{text}");
@@ -544,10 +538,7 @@ async fn a_join_with_a_grid_table_of_several_variables_stays_a_join() {
              FROM s.grid_time g JOIN s.time t ON g.dataset = t.dataset \
              AND g.time_index = t.time_index";
     let on = run(&ctx, q).await;
-    let text = format!(
-        "{}",
-        datafusion::physical_plan::displayable(on.plan.as_ref()).indent(true)
-    );
+    let text = plan_text(&on);
     assert!(text.contains("Join"), "{text}");
     assert!(
         on.rows.iter().any(|r| r.starts_with("d01|")),
@@ -590,10 +581,7 @@ async fn a_grid_scan_of_variables_chunked_differently_decodes_each_chunk_once() 
     let grid = run(&ctx, "SELECT count(*), sum(temp - sal) FROM s.grid_t_z").await;
     assert_eq!(grid.rows, vec![format!("{}|0.0", rows * cols)]);
     let units: usize = {
-        let text = format!(
-            "{}",
-            datafusion::physical_plan::displayable(grid.plan.as_ref()).indent(true)
-        );
+        let text = plan_text(&grid);
         let at = text.find("units=").expect("units in the plan") + 6;
         text[at..].split(',').next().unwrap().parse().unwrap()
     };

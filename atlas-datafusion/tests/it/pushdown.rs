@@ -6,11 +6,10 @@ use atlas_datafusion::atlas_store::object_store::path::Path;
 use atlas_datafusion::atlas_store::{Atlas, StoreConfig};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_plan::displayable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ndarray::{Array, IxDyn};
 
-use crate::support::{memory_session, register, run, sensors};
+use crate::support::{memory_session, plan_text, register, run, sensors};
 
 const N: usize = 40;
 const LEN: usize = 96;
@@ -21,10 +20,6 @@ async fn sensor_session(partitions: usize) -> SessionContext {
     sensors(store, "sensors", N, LEN, CHUNK).await;
     register(&ctx, "memory:///sensors").await;
     ctx
-}
-
-fn plan_text(r: &crate::support::Run) -> String {
-    displayable(r.plan.as_ref()).indent(true).to_string()
 }
 
 #[tokio::test]

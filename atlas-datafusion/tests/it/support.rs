@@ -116,6 +116,13 @@ impl Run {
     }
 }
 
+/// The physical plan of a run, as `EXPLAIN` indents it.
+pub fn plan_text(r: &Run) -> String {
+    datafusion::physical_plan::displayable(r.plan.as_ref())
+        .indent(true)
+        .to_string()
+}
+
 /// Rows as text, one line each, cells joined by `|`.
 pub fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
     let opts = FormatOptions::default().with_null("NULL");
