@@ -103,6 +103,14 @@ pub enum Error {
     /// Bad arguments to a table function or `CREATE EXTERNAL TABLE`.
     #[error("{0}")]
     Usage(String),
+    /// Rows that cannot be written as dataset `dataset`.
+    #[error("cannot write dataset {dataset:?}: {reason}")]
+    Write {
+        /// The dataset the rows name.
+        dataset: String,
+        /// What is wrong with them.
+        reason: String,
+    },
     /// An error from DataFusion itself.
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),

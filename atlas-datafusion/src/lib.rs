@@ -34,11 +34,13 @@ mod layout;
 mod meta;
 mod options;
 mod provider;
+mod sink;
 mod snapshot;
 mod source;
 mod store;
 mod table;
 mod tables;
+mod write;
 
 pub use error::{Error, Result};
 pub use grid_join::GridJoins;
@@ -51,11 +53,13 @@ pub use provider::{
     AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory, OpenedStores,
     grid_table, policy_table, register_atlas, register_opened, register_store, store_table,
 };
+pub use sink::AtlasFormatFactory;
 pub use snapshot::OneGenerationPerStore;
 pub use source::{AtlasSource, atlas_scans, scan_metrics};
 pub use store::AtlasStore;
 pub use table::AtlasTable;
 pub use tables::{TableInfo, TableKind, grid_name, store_tables};
+pub use write::DATASET_ATTRIBUTE;
 
 /// Re-exported so callers name the same store types.
 pub use atlas_store;

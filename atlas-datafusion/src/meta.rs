@@ -201,7 +201,10 @@ pub fn datasets_table(store: &AtlasStore) -> Result<MemTable> {
         } else {
             key
         };
-        fields.push(Field::new(name, ty.clone(), true));
+        fields.push(
+            Field::new(name, ty.clone(), true)
+                .with_metadata([(crate::DATASET_ATTRIBUTE.to_string(), key.clone())].into()),
+        );
         let values = store.catalog.datasets().map(|ds| {
             ds.attributes()
                 .find(|(k, _)| k == key)

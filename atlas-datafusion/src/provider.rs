@@ -259,6 +259,11 @@ pub fn register_atlas(ctx: &SessionContext) {
         .write()
         .table_factories_mut()
         .insert("ATLAS".to_string(), Arc::new(AtlasTableFactory));
+    // Cannot fail with `overwrite`.
+    let _ = ctx
+        .state_ref()
+        .write()
+        .register_file_format(Arc::new(crate::AtlasFormatFactory), true);
     let opened = OpenedStores::default();
     ctx.register_udtf(
         "atlas_scan",

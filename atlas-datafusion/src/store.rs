@@ -58,7 +58,10 @@ pub(crate) fn location_url(location: &str) -> Result<Url> {
 /// has registered for its bucket or host if any (`memory://`, a test double, a client with
 /// custom credentials), otherwise one built from the environment (`AWS_*`, `GOOGLE_*`,
 /// `AZURE_*`), which is then registered so later opens and queries share it.
-fn object_store_of(location: &str, runtime: &RuntimeEnv) -> Result<(Arc<dyn ObjectStore>, Path)> {
+pub(crate) fn object_store_of(
+    location: &str,
+    runtime: &RuntimeEnv,
+) -> Result<(Arc<dyn ObjectStore>, Path)> {
     let bad = |reason: String| Error::Location {
         location: location.to_string(),
         reason,

@@ -16,6 +16,7 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{Column, ColumnStatistics, DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::execution_props::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::conjunction;
@@ -575,6 +576,17 @@ impl TableProvider for AtlasTable {
         // out, so the row count is exact only when there are none or the table fixes `null`.
         let exact = self.layout.conflicts.is_empty() || self.policy == Some(TypeConflicts::Null);
         Some(self.statistics_for(&vec![true; n], &regions, exact, false))
+    }
+
+    /// `INSERT INTO`: the rows become new datasets of the store, or arrays the datasets they
+    /// name lack (an array a dataset has is refused). Committed once, at the end.
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        crate::sink::insert_plan(self.store.location(), input, insert_op)
     }
 
     async fn scan(

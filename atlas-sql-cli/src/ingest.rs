@@ -20,8 +20,6 @@ use crate::time::TimeUnits;
 /// Files between two flushes: what a crash or Ctrl-C can lose at most. Each commit writes the
 /// whole catalog again, so commits are kept few.
 const FLUSH_EVERY: usize = 500;
-/// Elements above which an array is chunked by default.
-const CHUNK_ELEMENTS: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CodecArg {
@@ -638,49 +636,10 @@ fn decode_file(path: &Path, raw: bool) -> Result<DecodedFile, String> {
 }
 
 fn parse_chunks(spec: Option<&str>) -> Result<HashMap<String, usize>, CliError> {
-    let mut out = HashMap::new();
-    let Some(spec) = spec else { return Ok(out) };
-    for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
-        let (dim, n) = part.split_once('=').ok_or_else(|| {
-            CliError::Usage(format!("--chunk expects DIM=N,...; {part:?} has no '='"))
-        })?;
-        let n: usize = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--chunk {dim}={n}: the length must be a positive integer"
-            ))
-        })?;
-        out.insert(dim.trim().to_string(), n);
-    }
-    Ok(out)
-}
-
-/// Chunk shape: `--chunk` lengths where given; otherwise arrays of up to 2^20 elements are one
-/// chunk, and larger ones are split along their leading dimensions.
-fn chunk_shape(
-    dims: &[String],
-    shape: &[usize],
-    chunks: &HashMap<String, usize>,
-) -> Option<Vec<usize>> {
-    if shape.is_empty() {
-        return None;
-    }
-    let mut out: Vec<usize> = dims
-        .iter()
-        .zip(shape)
-        .map(|(d, &n)| chunks.get(d).map_or(n, |&c| c.min(n.max(1))).max(1))
-        .collect();
-    let explicit = dims.iter().any(|d| chunks.contains_key(d));
-    if !explicit {
-        for axis in 0..out.len() {
-            let total: usize = out.iter().product();
-            if total <= CHUNK_ELEMENTS {
-                break;
-            }
-            let rest: usize = out[axis + 1..].iter().product::<usize>().max(1);
-            out[axis] = (CHUNK_ELEMENTS / rest).max(1).min(out[axis]);
-        }
-    }
-    Some(out)
+    spec.map_or_else(
+        || Ok(HashMap::new()),
+        |s| atlas_store::parse_chunk_spec(s).map_err(|e| CliError::Usage(format!("--chunk: {e}"))),
+    )
 }
 
 async fn write_file(
@@ -697,7 +656,7 @@ async fn write_file(
         macro_rules! put {
             ($t:ty, $arr:expr) => {{
                 let shape = $arr.shape().to_vec();
-                let chunk = chunk_shape(&a.dims, &shape, chunks);
+                let chunk = atlas_store::chunk_shape(&a.dims, &shape, chunks);
                 ds.define_array::<$t>(
                     &a.name,
                     a.dims.clone(),

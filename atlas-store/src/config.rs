@@ -1,5 +1,6 @@
 //! Store configuration: codecs and catalog format (persisted), budgets (per handle).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -85,4 +86,55 @@ impl MetaFormat {
             .flat_map(|f| [Codec::Uncompressed, Codec::Zstd, Codec::Lz4].map(|c| (f, c)))
             .find(|(f, c)| f.extension(*c) == ext)
     }
+}
+
+/// Elements above which [`chunk_shape`] splits an array that has no explicit chunk lengths.
+pub const CHUNK_ELEMENTS: usize = 1 << 20;
+
+/// Parses chunk lengths per dimension, `DIM=N,DIM=N`, as `--chunk` and the SQL option `chunk`
+/// take them. The error says which part is wrong.
+pub fn parse_chunk_spec(spec: &str) -> std::result::Result<HashMap<String, usize>, String> {
+    let mut out = HashMap::new();
+    for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+        let (dim, n) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected DIM=N,...; {part:?} has no '='"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{dim}={n}: the length must be a positive integer"))?;
+        out.insert(dim.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+/// The chunk shape of a new array: `chunks` lengths where given for a dimension; otherwise an
+/// array of up to [`CHUNK_ELEMENTS`] elements is one chunk, and a larger one is split along its
+/// leading dimensions. `None` for a 0-d array.
+pub fn chunk_shape(
+    dims: &[String],
+    shape: &[usize],
+    chunks: &HashMap<String, usize>,
+) -> Option<Vec<usize>> {
+    if shape.is_empty() {
+        return None;
+    }
+    let mut out: Vec<usize> = dims
+        .iter()
+        .zip(shape)
+        .map(|(d, &n)| chunks.get(d).map_or(n, |&c| c.min(n.max(1))).max(1))
+        .collect();
+    if !dims.iter().any(|d| chunks.contains_key(d)) {
+        for axis in 0..out.len() {
+            let total: usize = out.iter().product();
+            if total <= CHUNK_ELEMENTS {
+                break;
+            }
+            let rest: usize = out[axis + 1..].iter().product::<usize>().max(1);
+            out[axis] = (CHUNK_ELEMENTS / rest).max(1).min(out[axis]);
+        }
+    }
+    Some(out)
 }

@@ -60,7 +60,8 @@ pub use atlas::{
     Atlas, CompactReport, DamagedSegment, SegmentInfo, VacuumPlan, VerifyReport, WriteStats,
 };
 pub use config::{
-    Codec, DEFAULT_ORPHAN_RETENTION, DEFAULT_PENDING_BUDGET, MetaFormat, StoreConfig,
+    CHUNK_ELEMENTS, Codec, DEFAULT_ORPHAN_RETENTION, DEFAULT_PENDING_BUDGET, MetaFormat,
+    StoreConfig, chunk_shape, parse_chunk_spec,
 };
 pub use dataset::DatasetView;
 pub use describe::{ArrayInfo, ArrayRef, CatalogView, DatasetInfo, DatasetRef};

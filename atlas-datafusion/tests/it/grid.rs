@@ -19,7 +19,7 @@ const DATASETS: usize = 16;
 
 /// Builds the store at `memory:///<prefix>`: `temp`, `sal` and `pres` on `(time, depth)`,
 /// `qc` and `wind` on `(time)`, 0-d `lat` and `lon`, and coordinates `time` and `depth`.
-async fn build(store: Arc<dyn ObjectStore>, prefix: &str) -> Atlas {
+pub(crate) async fn build(store: Arc<dyn ObjectStore>, prefix: &str) -> Atlas {
     let mut atlas = Atlas::create(store, Path::from(prefix), StoreConfig::default())
         .await
         .unwrap();

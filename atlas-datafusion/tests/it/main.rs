@@ -1,6 +1,7 @@
 //! Integration tests of the SQL layer, through SQL and the scan's metrics.
 
 mod conflicts;
+mod copy;
 mod differential;
 mod entry_points;
 mod grid;

@@ -1,0 +1,576 @@
+//! `COPY (query) TO '<store>' STORED AS ATLAS` and `INSERT INTO` an ATLAS table: a DataFusion
+//! sink that writes rows through the store's bounded-memory write path (pending data spills to
+//! uncommitted segments past a budget) and commits once, at the end.
+//!
+//! The sink asks for its input sorted by `dataset`, so a dataset's rows arrive together: it
+//! holds one dataset at a time, and DataFusion's sort spills to disk when the rows of all
+//! datasets do not fit the memory pool. Everything the sink holds is reserved in the pool.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use atlas_store::object_store::ObjectStore;
+use atlas_store::object_store::path::Path;
+use atlas_store::{Atlas, Codec, StoreConfig};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{GetExt, Statistics};
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::{FileFormat, FileFormatFactory};
+use datafusion::datasource::physical_plan::{
+    FileOpener, FileScanConfig, FileSinkConfig, FileSource,
+};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::physical_expr::{LexRequirement, PhysicalExpr, PhysicalSortRequirement};
+use datafusion::physical_plan::expressions::col;
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use object_store::ObjectStoreExt as _;
+
+use crate::error::{Error, Result};
+use crate::write::{RowLayout, WriteOptions, assembly_bytes, dataset_names, dataset_runs};
+
+/// Pending bytes the sink lets the store hold before it spills them to uncommitted segments,
+/// at most; less when the memory pool has less to give, never under [`MIN_PENDING`].
+const PENDING_BUDGET: usize = 64 << 20;
+const MIN_PENDING: usize = 1 << 20;
+
+/// The ATLAS file type, so `COPY … STORED AS ATLAS` (or to a path ending `.atlas`) writes a
+/// store. Registered by [`crate::register_atlas`]; reading goes through `CREATE EXTERNAL TABLE
+/// … STORED AS ATLAS` and `atlas_scan`, since a store is not a set of files to list.
+#[derive(Debug, Default)]
+pub struct AtlasFormatFactory;
+
+impl GetExt for AtlasFormatFactory {
+    fn get_ext(&self) -> String {
+        "atlas".to_string()
+    }
+}
+
+impl FileFormatFactory for AtlasFormatFactory {
+    fn create(
+        &self,
+        _state: &dyn Session,
+        format_options: &HashMap<String, String>,
+    ) -> DfResult<Arc<dyn FileFormat>> {
+        Ok(Arc::new(AtlasFormat {
+            options: WriteOptions::parse(format_options)?,
+        }))
+    }
+
+    fn default(&self) -> Arc<dyn FileFormat> {
+        Arc::new(AtlasFormat::default())
+    }
+}
+
+/// The write side of the ATLAS file type, with the options of one `COPY`.
+#[derive(Debug, Default)]
+struct AtlasFormat {
+    options: WriteOptions,
+}
+
+fn not_read_as_files() -> DataFusionError {
+    DataFusionError::NotImplemented(
+        "an ATLAS store is not read as a set of files: use CREATE EXTERNAL TABLE … STORED AS \
+         ATLAS LOCATION '<store>', atlas_scan('<store>', '<variable>') or register the store"
+            .into(),
+    )
+}
+
+#[async_trait]
+impl FileFormat for AtlasFormat {
+    fn get_ext(&self) -> String {
+        "atlas".to_string()
+    }
+
+    fn get_ext_with_compression(&self, _: &FileCompressionType) -> DfResult<String> {
+        Ok(self.get_ext())
+    }
+
+    fn compression_type(&self) -> Option<FileCompressionType> {
+        None
+    }
+
+    async fn infer_schema(
+        &self,
+        _: &dyn Session,
+        _: &Arc<dyn ObjectStore>,
+        _: &[object_store::ObjectMeta],
+    ) -> DfResult<SchemaRef> {
+        Err(not_read_as_files())
+    }
+
+    async fn infer_stats(
+        &self,
+        _: &dyn Session,
+        _: &Arc<dyn ObjectStore>,
+        _: SchemaRef,
+        _: &object_store::ObjectMeta,
+    ) -> DfResult<Statistics> {
+        Err(not_read_as_files())
+    }
+
+    async fn create_physical_plan(
+        &self,
+        _: &dyn Session,
+        _: FileScanConfig,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(not_read_as_files())
+    }
+
+    async fn create_writer_physical_plan(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+        _state: &dyn Session,
+        conf: FileSinkConfig,
+        _order_requirements: Option<LexRequirement>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if !conf.table_partition_cols.is_empty() {
+            return Err(Error::Usage(
+                "COPY … STORED AS ATLAS writes one store; PARTITIONED BY does not apply".into(),
+            )
+            .into());
+        }
+        let target = Target::Create {
+            location: conf.original_url.clone(),
+            codec: self.options.codec,
+        };
+        sink_plan(input, target, self.options.clone())
+    }
+
+    fn file_source(&self, table_schema: TableSchema) -> Arc<dyn FileSource> {
+        Arc::new(NoFileSource {
+            table_schema,
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+}
+
+/// The file source of the ATLAS file type: refuses to open files (see [`not_read_as_files`]).
+struct NoFileSource {
+    table_schema: TableSchema,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl FileSource for NoFileSource {
+    fn create_file_opener(
+        &self,
+        _: Arc<dyn ObjectStore>,
+        _: &FileScanConfig,
+        _: usize,
+    ) -> DfResult<Arc<dyn FileOpener>> {
+        Err(not_read_as_files())
+    }
+
+    fn table_schema(&self) -> &TableSchema {
+        &self.table_schema
+    }
+
+    fn with_batch_size(&self, _: usize) -> Arc<dyn FileSource> {
+        Arc::new(NoFileSource {
+            table_schema: self.table_schema.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    fn metrics(&self) -> &ExecutionPlanMetricsSet {
+        &self.metrics
+    }
+
+    fn file_type(&self) -> &str {
+        "atlas"
+    }
+
+    fn apply_expressions(
+        &self,
+        _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+}
+
+/// Where the rows go.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// A new store (`COPY`): the location must be free; on failure it is removed again.
+    Create {
+        location: String,
+        codec: Option<Codec>,
+    },
+    /// An existing store (`INSERT INTO`): new datasets, or new arrays of existing ones.
+    Append { location: String },
+}
+
+impl Target {
+    fn location(&self) -> &str {
+        match self {
+            Target::Create { location, .. } | Target::Append { location } => location,
+        }
+    }
+}
+
+/// The plan writing `input` to `target`: the sink over `input` sorted by `dataset`.
+pub(crate) fn sink_plan(
+    input: Arc<dyn ExecutionPlan>,
+    target: Target,
+    options: WriteOptions,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let layout = RowLayout::new(&schema, &options)?;
+    let order = LexRequirement::new([PhysicalSortRequirement::new(
+        col("dataset", &schema)?,
+        Some(SortOptions::default()),
+    )]);
+    let sink = AtlasSink {
+        target,
+        layout: Arc::new(layout),
+        options,
+        schema,
+        metrics: ExecutionPlanMetricsSet::new(),
+    };
+    Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), order)))
+}
+
+/// Writes rows sorted by `dataset` to a store.
+#[derive(Debug)]
+pub(crate) struct AtlasSink {
+    target: Target,
+    layout: Arc<RowLayout>,
+    options: WriteOptions,
+    schema: SchemaRef,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl DisplayAs for AtlasSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let arrays: Vec<&str> = self.layout.arrays.iter().map(|a| a.name.as_str()).collect();
+        match &self.target {
+            Target::Create { location, .. } => write!(f, "AtlasSink: new store {location}")?,
+            Target::Append { location } => write!(f, "AtlasSink: insert into {location}")?,
+        }
+        write!(f, ", arrays=[{}]", arrays.join(", "))
+    }
+}
+
+/// The sink's counters, registered once per execution.
+struct SinkMetrics {
+    datasets: Count,
+    arrays: Count,
+    cells: Count,
+    peak: Gauge,
+}
+
+impl AtlasSink {
+    fn sink_metrics(&self) -> SinkMetrics {
+        let m = |name: &'static str| MetricBuilder::new(&self.metrics).global_counter(name);
+        SinkMetrics {
+            datasets: m("datasets_written"),
+            arrays: m("arrays_written"),
+            cells: m("cells_written"),
+            peak: MetricBuilder::new(&self.metrics).global_gauge("peak_reserved_bytes"),
+        }
+    }
+
+    /// Opens or creates the target store; `true` when this call created it.
+    async fn open(&self, context: &TaskContext, budget: usize) -> Result<(Atlas, Created)> {
+        let runtime = context.runtime_env();
+        match &self.target {
+            Target::Append { location } => {
+                let (store, prefix) = crate::store::object_store_of(location, &runtime)?;
+                let atlas = Atlas::open(store, prefix)
+                    .await
+                    .map_err(|e| Error::store(location, e))?;
+                atlas.set_pending_budget(budget);
+                Ok((atlas, Created::No))
+            }
+            Target::Create { location, codec } => {
+                let config = StoreConfig {
+                    codec: codec.unwrap_or_default(),
+                    pending_budget: budget,
+                    ..StoreConfig::default()
+                };
+                let taken = || {
+                    Error::Usage(format!(
+                        "COPY … STORED AS ATLAS writes a new store, and {location} is not \
+                         empty; pick another location (INSERT INTO a table of an existing \
+                         store adds datasets to it)"
+                    ))
+                };
+                if atlas_store::location::is_url(location) {
+                    let (store, prefix) = crate::store::object_store_of(location, &runtime)?;
+                    let mut listing = store.list(Some(&prefix));
+                    let first = listing.next().await.transpose().map_err(|source| {
+                        let path = location.clone();
+                        Error::store(location, atlas_store::Error::ObjectStore { path, source })
+                    })?;
+                    if first.is_some() {
+                        return Err(taken());
+                    }
+                    let atlas = Atlas::create(Arc::clone(&store), prefix.clone(), config)
+                        .await
+                        .map_err(|e| Error::store(location, e))?;
+                    Ok((atlas, Created::Objects(store, prefix)))
+                } else {
+                    let path = std::path::PathBuf::from(location);
+                    let existed = path.exists();
+                    if existed
+                        && std::fs::read_dir(&path)
+                            .map(|mut d| d.next().is_some())
+                            .unwrap_or(true)
+                    {
+                        return Err(taken());
+                    }
+                    let created = Created::Directory {
+                        path: path.clone(),
+                        existed,
+                    };
+                    match Atlas::create_path(&path, config).await {
+                        Ok(atlas) => Ok((atlas, created)),
+                        Err(e) => {
+                            created.remove().await;
+                            Err(Error::store(location, e))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_rows(
+        &self,
+        atlas: &mut Atlas,
+        mut data: SendableRecordBatchStream,
+        reservation: &mut MemoryReservation,
+        metrics: &SinkMetrics,
+    ) -> Result<u64> {
+        let mut rows = 0u64;
+        let mut current: Option<Held> = None;
+        while let Some(batch) = data.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            rows += batch.num_rows() as u64;
+            let names = dataset_names(&batch, &self.layout)?;
+            let size = batch.get_array_memory_size();
+            for (start, len) in dataset_runs(&names)? {
+                let name = names.value(start);
+                if current.as_ref().is_some_and(|h| h.name != name)
+                    && let Some(done) = current.take()
+                {
+                    self.finish(atlas, done, reservation, metrics).await?;
+                }
+                let share = size * len / batch.num_rows();
+                grow(reservation, share, metrics, || {
+                    format!("holding the rows of dataset {name:?}")
+                })?;
+                let held = current.get_or_insert_with(|| Held {
+                    name: name.to_string(),
+                    runs: Vec::new(),
+                    bytes: 0,
+                });
+                held.runs.push(batch.slice(start, len));
+                held.bytes += share;
+            }
+        }
+        if let Some(done) = current.take() {
+            self.finish(atlas, done, reservation, metrics).await?;
+        }
+        Ok(rows)
+    }
+
+    /// Writes one dataset's rows and lets go of them.
+    async fn finish(
+        &self,
+        atlas: &mut Atlas,
+        held: Held,
+        reservation: &mut MemoryReservation,
+        metrics: &SinkMetrics,
+    ) -> Result<()> {
+        let location = self.target.location();
+        let (bytes, shapes) = assembly_bytes(&self.layout, &held.runs)?;
+        grow(reservation, bytes, metrics, || {
+            format!("assembling the arrays of dataset {:?}", held.name)
+        })?;
+        let ds = if atlas.dataset_exists(&held.name) {
+            if matches!(self.target, Target::Create { .. }) {
+                return Err(Error::Write {
+                    dataset: held.name,
+                    reason: "its rows came apart (the input was not sorted by dataset)".into(),
+                });
+            }
+            atlas.open_dataset(&held.name).await
+        } else {
+            atlas.create_dataset(&held.name).await
+        }
+        .map_err(|e| Error::store(location, e))?;
+        let written = crate::write::write_dataset(
+            location,
+            &ds,
+            &self.layout,
+            &held.runs,
+            &shapes,
+            &self.options.chunks,
+        )
+        .await?;
+        reservation.shrink(bytes + held.bytes);
+        metrics.datasets.add(1);
+        metrics.arrays.add(written.arrays);
+        metrics.cells.add(written.cells);
+        Ok(())
+    }
+}
+
+/// The rows of the dataset being gathered.
+struct Held {
+    name: String,
+    runs: Vec<RecordBatch>,
+    bytes: usize,
+}
+
+/// What a failed `COPY` removes again.
+enum Created {
+    No,
+    Directory {
+        path: std::path::PathBuf,
+        existed: bool,
+    },
+    Objects(Arc<dyn ObjectStore>, Path),
+}
+
+impl Created {
+    /// Removes what the write created; best effort, the write's own error is what the user
+    /// needs to see.
+    async fn remove(&self) {
+        match self {
+            Created::No => {}
+            Created::Directory { path, existed } => {
+                let _ = std::fs::remove_dir_all(path);
+                if *existed {
+                    let _ = std::fs::create_dir(path);
+                }
+            }
+            Created::Objects(store, prefix) => {
+                let paths: Vec<Path> = store
+                    .list(Some(prefix))
+                    .filter_map(|m| async move { m.ok().map(|m| m.location) })
+                    .collect()
+                    .await;
+                for p in paths {
+                    let _ = store.delete(&p).await;
+                }
+            }
+        }
+    }
+}
+
+fn grow(
+    reservation: &mut MemoryReservation,
+    bytes: usize,
+    metrics: &SinkMetrics,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    reservation.try_grow(bytes).map_err(|e| {
+        Error::Usage(format!(
+            "{} needs {bytes} more bytes than the memory pool can give ({e}); a dataset's \
+             rows are held whole while its arrays are assembled",
+            what()
+        ))
+    })?;
+    metrics.peak.set_max(reservation.size());
+    Ok(())
+}
+
+/// Reserves the store's pending budget in the pool: an eighth of a bounded pool (the sort
+/// before the sink and the dataset being assembled need the rest), at most [`PENDING_BUDGET`]
+/// and at least [`MIN_PENDING`].
+fn reserve_budget(reservation: &mut MemoryReservation, pool: &dyn MemoryPool) -> Result<usize> {
+    let budget = match pool.memory_limit() {
+        MemoryLimit::Finite(limit) => (limit / 8).clamp(MIN_PENDING, PENDING_BUDGET),
+        MemoryLimit::Infinite | MemoryLimit::Unknown => PENDING_BUDGET,
+    };
+    reservation.try_grow(budget).map_err(|e| {
+        Error::Usage(format!(
+            "writing a store needs {budget} bytes of the memory pool for pending data: {e}"
+        ))
+    })?;
+    Ok(budget)
+}
+
+#[async_trait]
+impl DataSink for AtlasSink {
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        context: &Arc<TaskContext>,
+    ) -> DfResult<u64> {
+        let metrics = self.sink_metrics();
+        let mut reservation = MemoryConsumer::new("AtlasSink").register(context.memory_pool());
+        let budget = reserve_budget(&mut reservation, context.memory_pool().as_ref())?;
+        metrics.peak.set_max(reservation.size());
+        let (mut atlas, created) = self.open(context, budget).await?;
+        let written = match self
+            .write_rows(&mut atlas, data, &mut reservation, &metrics)
+            .await
+        {
+            Ok(rows) => atlas
+                .flush()
+                .await
+                .map(|()| rows)
+                .map_err(|e| Error::store(self.target.location(), e)),
+            Err(e) => Err(e),
+        };
+        if written.is_err() {
+            drop(atlas);
+            created.remove().await;
+        }
+        Ok(written?)
+    }
+}
+
+/// `INSERT INTO` a table of the store at `location`: the plan writing `input` to it.
+pub(crate) fn insert_plan(
+    location: &str,
+    input: Arc<dyn ExecutionPlan>,
+    insert_op: InsertOp,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    if insert_op != InsertOp::Append {
+        return Err(Error::Usage(format!(
+            "INSERT {insert_op} into an ATLAS table is not supported: INSERT INTO adds datasets \
+             (or arrays they lack); delete datasets with `atlas-sql delete` first"
+        ))
+        .into());
+    }
+    sink_plan(
+        input,
+        Target::Append {
+            location: location.to_string(),
+        },
+        WriteOptions::default(),
+    )
+}
