@@ -135,6 +135,53 @@ fn explain_analyze_create_external_table_and_copy_work_from_the_command_line() {
 }
 
 #[test]
+fn copy_stored_as_atlas_writes_a_store_that_opens_and_takes_inserts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let warm = dir.path().join("warm.atlas");
+    let warm = warm.to_str().unwrap();
+    let out = stdout_of(atlas_sql().args([
+        "--store",
+        &s,
+        "-q",
+        "-c",
+        &format!(
+            "COPY (SELECT t.*, d.depth_m FROM temp t JOIN _datasets d USING (dataset) \
+             WHERE temp > 10) TO '{warm}' STORED AS ATLAS"
+        ),
+    ]));
+    assert!(out.contains("| 6     |"), "{out}");
+    let out = stdout_of(atlas_sql().args([
+        "--store",
+        warm,
+        "-c",
+        "SELECT * FROM temp ORDER BY dataset, time_index",
+        "-c",
+        "SELECT * FROM _datasets ORDER BY dataset",
+        "-c",
+        "INSERT INTO temp (dataset, time_index, temp) VALUES ('delta', 1, 4.5)",
+        "-c",
+        "SELECT dataset, count(*) AS n, count(temp) AS values FROM temp GROUP BY dataset \
+         ORDER BY dataset",
+    ]));
+    insta::assert_snapshot!("copy_to_atlas", out);
+    // A second COPY to the same place is refused and leaves the store as it was.
+    atlas_sql()
+        .args([
+            "--store",
+            &s,
+            "-c",
+            &format!("COPY (SELECT * FROM temp) TO '{warm}' STORED AS ATLAS"),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is not empty"));
+    let out =
+        stdout_of(atlas_sql().args(["--store", warm, "-q", "-c", "SELECT count(*) FROM temp"]));
+    assert!(out.contains("| 9 "), "{out}");
+}
+
+#[test]
 fn info_describes_datasets_variables_and_segments() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
