@@ -53,7 +53,7 @@ pub use provider::{
     AtlasDatasetsFunction, AtlasScanFunction, AtlasSchemaProvider, AtlasTableFactory, OpenedStores,
     grid_table, policy_table, register_atlas, register_opened, register_store, store_table,
 };
-pub use sink::AtlasFormatFactory;
+pub use sink::{AtlasFormatFactory, AtlasSinkExec, new_store_table};
 pub use snapshot::OneGenerationPerStore;
 pub use source::{AtlasSource, atlas_scans, scan_metrics};
 pub use store::AtlasStore;

@@ -14,10 +14,12 @@ use async_trait::async_trait;
 use atlas_store::object_store::ObjectStore;
 use atlas_store::object_store::path::Path;
 use atlas_store::{Atlas, Codec, StoreConfig};
+use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::Session;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{GetExt, Statistics};
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
@@ -25,7 +27,6 @@ use datafusion::datasource::file_format::{FileFormat, FileFormatFactory};
 use datafusion::datasource::physical_plan::{
     FileOpener, FileScanConfig, FileSinkConfig, FileSource,
 };
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
@@ -33,13 +34,22 @@ use datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::physical_expr::{LexRequirement, PhysicalExpr, PhysicalSortRequirement};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_expr::{EquivalenceProperties, OrderingRequirements};
+use datafusion::physical_expr::{LexOrdering, LexRequirement, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::expressions::col;
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
 };
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream,
+};
+use datafusion::physical_plan::{
+    Distribution, ExecutionPlanProperties, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 use object_store::ObjectStoreExt as _;
@@ -226,7 +236,7 @@ impl Target {
     }
 }
 
-/// The plan writing `input` to `target`: the sink over `input` sorted by `dataset`.
+/// The plan writing `input` to `target`: [`AtlasSinkExec`] over `input`.
 pub(crate) fn sink_plan(
     input: Arc<dyn ExecutionPlan>,
     target: Target,
@@ -234,27 +244,172 @@ pub(crate) fn sink_plan(
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     let schema = input.schema();
     let layout = RowLayout::new(&schema, &options)?;
-    let order = LexRequirement::new([PhysicalSortRequirement::new(
-        col("dataset", &schema)?,
-        Some(SortOptions::default()),
-    )]);
-    let sink = AtlasSink {
+    let sink = Arc::new(AtlasSink {
         target,
         layout: Arc::new(layout),
         options,
-        schema,
         metrics: ExecutionPlanMetricsSet::new(),
-    };
-    Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), order)))
+    });
+    Ok(Arc::new(AtlasSinkExec::new(input, sink)?))
+}
+
+/// Writes its input to a store and returns one row, the `count` of rows written.
+///
+/// It asks the optimizer for one partition sorted by `dataset` and, when executed, checks that
+/// it got them, merging and sorting its input itself when not: a plan returned through the FFI
+/// (`INSERT INTO` from Python) is optimised by a planner that does not see those requirements
+/// and may repartition between the sink and its input.
+#[derive(Debug)]
+pub struct AtlasSinkExec {
+    input: Arc<dyn ExecutionPlan>,
+    sink: Arc<AtlasSink>,
+    ordering: LexOrdering,
+    properties: Arc<PlanProperties>,
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+impl AtlasSinkExec {
+    fn new(input: Arc<dyn ExecutionPlan>, sink: Arc<AtlasSink>) -> DfResult<Self> {
+        let by_dataset = col("dataset", &input.schema())?;
+        let ordering =
+            LexOrdering::new([PhysicalSortExpr::new(by_dataset, SortOptions::default())])
+                .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(1),
+            input.pipeline_behavior(),
+            input.boundedness(),
+        );
+        Ok(AtlasSinkExec {
+            input,
+            sink,
+            ordering,
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// `input` as one partition sorted by `dataset`: as is when it already is.
+    fn arranged(&self) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = Arc::clone(&self.input);
+        let sorted = input
+            .properties()
+            .equivalence_properties()
+            .ordering_satisfy(self.ordering.clone())?;
+        let partitions = input.properties().output_partitioning().partition_count();
+        Ok(match (partitions, sorted) {
+            (1, true) => input,
+            (_, true) => Arc::new(SortPreservingMergeExec::new(self.ordering.clone(), input)),
+            (1, false) => Arc::new(SortExec::new(self.ordering.clone(), input)),
+            (_, false) => Arc::new(SortExec::new(
+                self.ordering.clone(),
+                Arc::new(CoalescePartitionsExec::new(input)),
+            )),
+        })
+    }
+}
+
+impl DisplayAs for AtlasSinkExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AtlasSinkExec: ")?;
+        self.sink.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for AtlasSinkExec {
+    fn name(&self) -> &'static str {
+        "AtlasSinkExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children).map_err(|c| {
+            DataFusionError::Internal(format!("AtlasSinkExec takes one child, not {}", c.len()))
+        })?;
+        Ok(Arc::new(AtlasSinkExec::new(input, Arc::clone(&self.sink))?))
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
+    }
+
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        vec![Some(OrderingRequirements::new(LexRequirement::from(
+            self.ordering.clone(),
+        )))]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "AtlasSinkExec has one partition, not {partition}"
+            )));
+        }
+        let data = self.arranged()?.execute(0, Arc::clone(&context))?;
+        let sink = Arc::clone(&self.sink);
+        let schema = count_schema();
+        let out = Arc::clone(&schema);
+        let written = futures::stream::once(async move {
+            let rows = sink.write_all(data, &context).await?;
+            Ok(RecordBatch::try_new(
+                out,
+                vec![Arc::new(UInt64Array::from(vec![rows]))],
+            )?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, written)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.sink.metrics.clone_inner())
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        for e in self.ordering.iter() {
+            if f(&e.expr)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
 }
 
 /// Writes rows sorted by `dataset` to a store.
 #[derive(Debug)]
-pub(crate) struct AtlasSink {
+struct AtlasSink {
     target: Target,
     layout: Arc<RowLayout>,
     options: WriteOptions,
-    schema: SchemaRef,
     metrics: ExecutionPlanMetricsSet,
 }
 
@@ -262,8 +417,8 @@ impl DisplayAs for AtlasSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let arrays: Vec<&str> = self.layout.arrays.iter().map(|a| a.name.as_str()).collect();
         match &self.target {
-            Target::Create { location, .. } => write!(f, "AtlasSink: new store {location}")?,
-            Target::Append { location } => write!(f, "AtlasSink: insert into {location}")?,
+            Target::Create { location, .. } => write!(f, "new store {location}")?,
+            Target::Append { location } => write!(f, "insert into {location}")?,
         }
         write!(f, ", arrays=[{}]", arrays.join(", "))
     }
@@ -514,16 +669,8 @@ fn reserve_budget(reservation: &mut MemoryReservation, pool: &dyn MemoryPool) ->
     Ok(budget)
 }
 
-#[async_trait]
-impl DataSink for AtlasSink {
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
-
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
+impl AtlasSink {
+    /// Writes `data` (sorted by `dataset`) and commits; on error, removes a store it created.
     async fn write_all(
         &self,
         data: SendableRecordBatchStream,
@@ -573,4 +720,75 @@ pub(crate) fn insert_plan(
         },
         WriteOptions::default(),
     )
+}
+
+/// A table whose `INSERT INTO` writes a new store at `location`, with the columns of `schema`
+/// mapped as `COPY … STORED AS ATLAS` maps them and `options` its `OPTIONS` (`shape.<column>`,
+/// `dims.<column>`, `chunk`, `codec`, `attributes`). For callers that can run an `INSERT` but
+/// not a `COPY` of our file type, such as DataFusion's Python bindings. It has no rows to read.
+pub fn new_store_table(
+    location: &str,
+    schema: SchemaRef,
+    options: &HashMap<String, String>,
+) -> Result<Arc<dyn TableProvider>> {
+    let options = WriteOptions::parse(options)?;
+    RowLayout::new(&schema, &options)?;
+    Ok(Arc::new(NewStoreTable {
+        location: location.to_string(),
+        schema,
+        options,
+    }))
+}
+
+/// See [`new_store_table`].
+#[derive(Debug)]
+struct NewStoreTable {
+    location: String,
+    schema: SchemaRef,
+    options: WriteOptions,
+}
+
+#[async_trait]
+impl TableProvider for NewStoreTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(Error::Usage(format!(
+            "the store {} is written by INSERT INTO this table, not read through it; open it \
+             once written",
+            self.location
+        ))
+        .into())
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(Error::Usage(format!(
+                "INSERT {insert_op} does not apply to a new store; INSERT INTO writes it"
+            ))
+            .into());
+        }
+        let target = Target::Create {
+            location: self.location.clone(),
+            codec: self.options.codec,
+        };
+        sink_plan(input, target, self.options.clone())
+    }
 }

@@ -209,6 +209,25 @@ impl TableFactory {
     }
 }
 
+/// A table whose `INSERT INTO` writes a new store at `location`: the rows' columns mapped as
+/// `COPY … STORED AS ATLAS` maps them. `schema` is the rows' Arrow schema as an IPC message
+/// (`pyarrow.Schema.serialize()`), `options` the `COPY` options (`shape.<column>` …).
+#[pyfunction]
+fn new_store(
+    location: &str,
+    schema: &[u8],
+    options: std::collections::HashMap<String, String>,
+) -> PyResult<Table> {
+    let schema = datafusion::arrow::ipc::convert::try_schema_from_ipc_buffer(schema)
+        .map_err(|e| PyValueError::new_err(format!("not an Arrow schema message: {e}")))?;
+    let provider = atlas_datafusion::new_store_table(location, Arc::new(schema), &options)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(Table {
+        provider,
+        variable: location.to_string(),
+    })
+}
+
 /// The DataFusion FFI major version this module was built against.
 #[pyfunction]
 fn ffi_version() -> u64 {
@@ -223,6 +242,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TableFactory>()?;
     m.add_function(wrap_pyfunction!(open_store, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_version, m)?)?;
+    m.add_function(wrap_pyfunction!(new_store, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::compact, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::vacuum, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::verify, m)?)?;

@@ -221,3 +221,40 @@ def test_grid_tables_hold_several_variables_in_one_table_from_python(store):
     # Statistics on either variable prune datasets.
     pruned = metrics(ctx, f'SELECT avg(sst) FROM ersst."{grid}" WHERE ssta > 1000')
     assert pruned["datasets_pruned_by_stats"] == 3, pruned
+
+
+def test_copy_writes_a_new_store_whose_answers_equal_the_source(store, tmp_path):
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, store, schema="ersst")
+    target = tmp_path / "tropics.atlas"
+    query = (
+        "SELECT t.dataset, t.lat_index, t.lon_index, t.lat, t.lon, t.sst "
+        "FROM ersst.sst t WHERE t.lat BETWEEN -20 AND 20"
+    )
+    # The DataFrame of `query` runs through the FFI into the store's sink.
+    written = atlas_sql.copy(ctx, ctx.sql(query), target, chunk={"lat": 10})
+    atlas_sql.register(ctx, target, schema="tropics")
+    rows = "SELECT dataset, lat, lon, sst FROM {} WHERE lat BETWEEN -20 AND 20 ORDER BY 1, 2, 3"
+    assert py_rows(ctx, rows.format("tropics.sst")) == py_rows(ctx, rows.format("ersst.sst"))
+    assert written == int(py_rows(ctx, f"SELECT count(*) FROM ({query})")[0][0])
+    # The CLI reads the copy the same way, and its chunks are those asked for.
+    chunks = "SELECT DISTINCT array_to_string(chunk_shape, ',') FROM _arrays WHERE array = 'sst'"
+    assert cli_rows(target, chunks) == [["10,180"]]
+    # A bad option names itself, and nothing is written.
+    with pytest.raises(Exception, match="shape.sst"):
+        atlas_sql.copy(ctx, query, tmp_path / "bad.atlas", shape={"sst": (1,)})
+    assert not (tmp_path / "bad.atlas").exists() or not any((tmp_path / "bad.atlas").iterdir())
+
+
+def test_insert_into_a_registered_variable_table_adds_a_dataset_through_the_ffi(store, tmp_path):
+    copy = tmp_path / "ersst.atlas"
+    shutil.copytree(store, copy)
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, copy, schema="e")
+    ctx.sql(
+        "INSERT INTO e.sst (dataset, time_index, lev_index, lat_index, lon_index, sst) "
+        "VALUES ('synthetic', 0, 0, 0, 0, 1.5), ('synthetic', 0, 0, 1, 2, 2.5)"
+    ).collect()
+    got = py_rows(ctx, "SELECT count(*), count(sst), sum(sst) FROM e.sst WHERE dataset = 'synthetic'")
+    assert got == [["6", "2", "4.0"]]
+    assert cli_rows(copy, "SELECT count(*) FROM _datasets") == [["4"]]

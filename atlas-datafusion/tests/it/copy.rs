@@ -256,7 +256,7 @@ async fn a_copy_larger_than_the_memory_pool_holds_one_dataset_at_a_time() {
         .indent(true)
         .to_string();
     assert!(
-        text.contains("AtlasSink: new store memory:///big_copy.atlas"),
+        text.contains("AtlasSinkExec: new store memory:///big_copy.atlas"),
         "{text}"
     );
     let batches = collect(Arc::clone(&plan), ctx.task_ctx())
@@ -398,10 +398,39 @@ async fn explain_shows_the_sink_and_the_sort_by_dataset() {
     .await;
     let text = r.rows.join("\n");
     assert!(
-        text.contains(
-            "DataSinkExec: sink=AtlasSink: new store memory:///e.atlas, arrays=[time, depth, temp]"
-        ),
+        text.contains("AtlasSinkExec: new store memory:///e.atlas, arrays=[time, depth, temp]"),
         "{text}"
     );
     assert!(text.contains("SortExec: expr=[dataset@0 ASC"), "{text}");
+}
+
+#[tokio::test]
+async fn a_sink_whose_input_was_repartitioned_after_planning_still_writes_every_row_once() {
+    // What a planner that cannot see the sink's requirements (DataFusion's Python bindings,
+    // across the FFI) does: put a round-robin repartition between the sink and its sort.
+    use datafusion::physical_plan::Partitioning;
+    use datafusion::physical_plan::repartition::RepartitionExec;
+    let (ctx, _) = grid_session(2).await;
+    let plan = ctx
+        .sql("COPY (SELECT * FROM s.temp) TO 'memory:///rr.atlas' STORED AS ATLAS")
+        .await
+        .expect("plan")
+        .create_physical_plan()
+        .await
+        .expect("physical plan");
+    let child = Arc::clone(plan.children()[0]);
+    let shuffled: Arc<dyn ExecutionPlan> = Arc::new(
+        RepartitionExec::try_new(child, Partitioning::RoundRobinBatch(3)).expect("repartition"),
+    );
+    let plan = plan
+        .with_new_children(vec![shuffled])
+        .expect("new children");
+    let batches = collect(plan, ctx.task_ctx()).await.expect("copy");
+    let source = sorted(&ctx, "SELECT * FROM s.temp").await;
+    assert_eq!(
+        crate::support::rows_text(&batches),
+        [source.len().to_string()]
+    );
+    open_as(&ctx, "rr", "memory:///rr.atlas").await;
+    assert_eq!(sorted(&ctx, "SELECT * FROM rr.temp").await, source);
 }

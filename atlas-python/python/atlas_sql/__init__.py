@@ -16,6 +16,7 @@ scan, exactly as in the ``atlas-sql`` command line::
 from __future__ import annotations
 
 import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import datafusion
@@ -41,7 +42,14 @@ def _check_datafusion() -> None:
 
 _check_datafusion()
 
-from atlas_sql._internal import Store, Table, TableFactory, ffi_version, open_store  # noqa: E402
+from atlas_sql._internal import (  # noqa: E402
+    Store,
+    Table,
+    TableFactory,
+    ffi_version,
+    new_store,
+    open_store,
+)
 from atlas_sql._maintain import compact, delete, vacuum, verify  # noqa: E402
 from atlas_sql._xarray import to_xarray  # noqa: E402
 
@@ -55,6 +63,7 @@ __all__ = [
     "TableFactory",
     "atlas_scan",
     "compact",
+    "copy",
     "delete",
     "register_factory",
     "ffi_version",
@@ -158,3 +167,60 @@ def atlas_scan(name: str = "atlas_scan") -> Any:
         return store.grid(variables)
 
     return udtf(scan, name)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def copy(
+    ctx: SessionContext,
+    query: str | datafusion.DataFrame,
+    location: str | os.PathLike[str],
+    *,
+    shape: dict[str, Any] | None = None,
+    dims: dict[str, Any] | None = None,
+    chunk: dict[str, int] | None = None,
+    codec: str | None = None,
+    attributes: list[str] | None = None,
+) -> int:
+    """Writes the rows of ``query`` (SQL text, or a DataFrame of ``ctx``) as a new store at
+    ``location``, as ``COPY (query) TO '<location>' STORED AS ATLAS`` does in the command line.
+    Returns the number of rows written.
+
+    Rows name their dataset (``dataset``) and position (``<dim>_index`` columns); a column named
+    like a dimension is its coordinate, the others are arrays over every dimension. The
+    keywords are the ``COPY`` options:
+
+    - ``shape={"TEMP": (3, 100)}``: an array's shape, instead of one more than its largest index;
+    - ``dims={"JULD": ["N_PROF"]}``: the dimensions a value repeated along others spans;
+    - ``chunk={"time": 24}``: chunk lengths; ``codec``: ``"zstd"`` (default), ``"lz4"``, ``"none"``;
+    - ``attributes=["title"]``: columns written as dataset attributes (those of ``_datasets``
+      are, always).
+
+    The store is committed once, at the end; on error nothing is left at ``location``.
+    """
+    options: dict[str, str] = {}
+    for prefix, given in (("shape", shape), ("dims", dims)):
+        for column, value in (given or {}).items():
+            options[f"{prefix}.{column}"] = _option_text(value)
+    if chunk:
+        options["chunk"] = ",".join(f"{d}={n}" for d, n in chunk.items())
+    if codec is not None:
+        options["codec"] = codec
+    if attributes:
+        options["attributes"] = ",".join(attributes)
+    df = ctx.sql(query) if isinstance(query, str) else query
+    target = new_store(os.fspath(location), df.schema().serialize().to_pybytes(), options)
+    token = uuid.uuid4().hex
+    source, sink = f"__atlas_copy_source_{token}", f"__atlas_copy_target_{token}"
+    ctx.register_table(source, df.into_view())
+    ctx.register_table(sink, target)
+    try:
+        batches = ctx.sql(f'INSERT INTO "{sink}" SELECT * FROM "{source}"').collect()
+    finally:
+        ctx.deregister_table(source)
+        ctx.deregister_table(sink)
+    return int(batches[0].column(0)[0].as_py()) if batches and batches[0].num_rows else 0
