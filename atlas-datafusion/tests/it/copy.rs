@@ -10,6 +10,7 @@ use atlas_datafusion::atlas_store::object_store::path::Path;
 use atlas_datafusion::{AtlasStore, register_atlas, register_opened};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
@@ -422,9 +423,7 @@ async fn a_sink_whose_input_was_repartitioned_after_planning_still_writes_every_
     let shuffled: Arc<dyn ExecutionPlan> = Arc::new(
         RepartitionExec::try_new(child, Partitioning::RoundRobinBatch(3)).expect("repartition"),
     );
-    let plan = plan
-        .with_new_children(vec![shuffled])
-        .expect("new children");
+    let plan = replace_children_if_necessary(plan, vec![shuffled]).expect("new children");
     let batches = collect(plan, ctx.task_ctx()).await.expect("copy");
     let source = sorted(&ctx, "SELECT * FROM s.temp").await;
     assert_eq!(
