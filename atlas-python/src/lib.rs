@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod ingest;
 mod maintain;
 mod runtime;
 
@@ -243,6 +244,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open_store, m)?)?;
     m.add_function(wrap_pyfunction!(ffi_version, m)?)?;
     m.add_function(wrap_pyfunction!(new_store, m)?)?;
+    m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::compact, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::vacuum, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::verify, m)?)?;

@@ -258,3 +258,49 @@ def test_insert_into_a_registered_variable_table_adds_a_dataset_through_the_ffi(
     got = py_rows(ctx, "SELECT count(*), count(sst), sum(sst) FROM e.sst WHERE dataset = 'synthetic'")
     assert got == [["6", "2", "4.0"]]
     assert cli_rows(copy, "SELECT count(*) FROM _datasets") == [["4"]]
+
+
+def test_ingest_from_python_builds_the_store_the_cli_builds(store, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for m in MONTHS:
+        shutil.copy(DATA / "ersst" / m, inputs / m)
+    (inputs / "broken.nc").write_text("not a NetCDF file")
+    seen: list[tuple[int, int, int, int]] = []
+    target = tmp_path / "py.atlas"
+    report = atlas_sql.ingest(target, inputs, progress=lambda *p: seen.append(p))
+    assert report["ingested"] == 3, report
+    assert [p for p, _ in report["failures"]] == [str(inputs / "broken.nc")]
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] == 4, seen
+    sql = "SELECT dataset, count(sst), round(avg(sst), 6), min(time) FROM sst GROUP BY dataset ORDER BY dataset"
+    assert cli_rows(target, sql) == cli_rows(store, sql)
+    # A second run skips what is there; without skip_existing it reports each file.
+    again = atlas_sql.ingest(target, inputs, skip_existing=True, progress=False)
+    assert again["skipped"] == 3 and again["ingested"] == 0
+    again = atlas_sql.ingest(target, inputs / MONTHS[0], progress=False)
+    assert "already exists" in again["failures"][0][1]
+    with pytest.raises(ValueError, match="no ATLAS store"):
+        atlas_sql.ingest(tmp_path / "absent.atlas", inputs, create=False, progress=False)
+
+
+def test_ingest_takes_xarray_datasets_and_keeps_their_values(tmp_path):
+    xr = pytest.importorskip("xarray")
+    if not DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{DATA} is absent (the shared real-data folder), and CI=true runs every test")
+        pytest.skip(f"{DATA} is absent (the shared real-data folder)")
+    # ERSST counts time in a 360-day calendar, which xarray decodes only with cftime.
+    month = xr.open_dataset(DATA / "ersst" / MONTHS[0], decode_times=False)
+    target = tmp_path / "xr.atlas"
+    report = atlas_sql.ingest(target, {"january": month, "named": month.isel(lat=slice(0, 10))}, progress=False)
+    assert report["ingested"] == 2 and not report["failures"], report
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, target, schema="x")
+    got = py_rows(ctx, "SELECT dataset, count(sst), sum(sst) FROM x.sst GROUP BY dataset ORDER BY dataset")
+    sst = month["sst"]
+    small = sst.isel(lat=slice(0, 10))
+    assert [g[0] for g in got] == ["january", "named"]
+    assert int(got[0][1]) == int(sst.count()) and int(got[1][1]) == int(small.count())
+    assert float(got[0][2]) == pytest.approx(float(sst.sum()), rel=1e-6)
+    with pytest.raises(ValueError, match="needs a name"):
+        atlas_sql.ingest(target, [xr.Dataset({"v": ("x", [1.0, 2.0])})], progress=False)

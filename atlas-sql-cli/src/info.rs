@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use atlas_datafusion::AtlasStore;
 use datafusion::execution::runtime_env::RuntimeEnv;
 
-use crate::consistency::Survey;
 use crate::exec::CliError;
+use atlas_ingest::consistency::Survey;
 
 fn mib(bytes: u64) -> String {
     if bytes < 1 << 20 {

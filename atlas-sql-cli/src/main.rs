@@ -4,7 +4,6 @@
 //! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage; 3 an ingest that finished
 //! but skipped files it could not read; 4 `verify` found a missing or damaged segment.
 
-mod consistency;
 mod demo;
 mod exec;
 mod info;
@@ -12,7 +11,6 @@ mod ingest;
 mod maintain;
 mod repl;
 mod session;
-mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

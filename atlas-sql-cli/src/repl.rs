@@ -10,8 +10,8 @@ use datafusion::prelude::SessionContext;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
-use crate::consistency::table_summary;
 use crate::exec::{CliError, Format, Printer, run_sql};
+use atlas_ingest::consistency::table_summary;
 
 const HELP: &str = "\
 Statements end with `;` and may span lines. Commands:

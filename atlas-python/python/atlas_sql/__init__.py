@@ -50,6 +50,7 @@ from atlas_sql._internal import (  # noqa: E402
     new_store,
     open_store,
 )
+from atlas_sql._ingest import ingest  # noqa: E402
 from atlas_sql._maintain import compact, delete, vacuum, verify  # noqa: E402
 from atlas_sql._xarray import to_xarray  # noqa: E402
 
@@ -65,6 +66,7 @@ __all__ = [
     "compact",
     "copy",
     "delete",
+    "ingest",
     "register_factory",
     "ffi_version",
     "open",

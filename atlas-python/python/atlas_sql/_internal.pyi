@@ -29,6 +29,19 @@ class TableFactory:
 
 def open_store(location: str, type_conflicts: str | None = None) -> Store: ...
 def ffi_version() -> int: ...
+def ingest(
+    location: str,
+    inputs: list[str],
+    create: bool = True,
+    chunk: dict[str, int] | None = None,
+    name_from: str = "stem",
+    skip_existing: bool = False,
+    raw: bool = False,
+    strict: bool = False,
+    jobs: int | None = None,
+    flush_every: int | None = None,
+    progress: Any = None,
+) -> dict[str, Any]: ...
 def new_store(location: str, schema: bytes, options: dict[str, str]) -> Table: ...
 def compact(location: str, retention: float | None = None) -> dict[str, Any]: ...
 def vacuum(location: str, retention: float | None = None, dry_run: bool = False) -> dict[str, Any]: ...
