@@ -55,7 +55,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt as _;
 
 use crate::error::{Error, Result};
-use crate::write::{RowLayout, WriteOptions, assembly_bytes, dataset_names, dataset_runs};
+use crate::write::{RowLayout, WriteOptions, dataset_names, dataset_runs, plan_dataset};
 
 /// Pending bytes the sink lets the store hold before it spills them to uncommitted segments,
 /// at most; less when the memory pool has less to give, never under [`MIN_PENDING`].
@@ -243,7 +243,33 @@ pub(crate) fn sink_plan(
     options: WriteOptions,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     let schema = input.schema();
-    let layout = RowLayout::new(&schema, &options)?;
+    sink_plan_as(input, target, options, &schema)
+}
+
+/// [`sink_plan`] with the columns mapped by `schema` (the input's columns, in order, with the
+/// field metadata the input may have lost on its way, e.g. through the FFI).
+fn sink_plan_as(
+    input: Arc<dyn ExecutionPlan>,
+    target: Target,
+    options: WriteOptions,
+    schema: &Schema,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let given = input.schema();
+    let names = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
+    if names(schema) != names(&given) {
+        return Err(Error::Usage(format!(
+            "the rows to write have columns {:?}, not {:?}",
+            names(&given),
+            names(schema)
+        ))
+        .into());
+    }
+    let layout = RowLayout::new(schema, &options)?;
     let sink = Arc::new(AtlasSink {
         target,
         layout: Arc::new(layout),
@@ -496,13 +522,11 @@ impl AtlasSink {
                         path: path.clone(),
                         existed,
                     };
-                    match Atlas::create_path(&path, config).await {
-                        Ok(atlas) => Ok((atlas, created)),
-                        Err(e) => {
-                            created.remove().await;
-                            Err(Error::store(location, e))
-                        }
-                    }
+                    // A failed create removes nothing: another writer may have made the store.
+                    let atlas = Atlas::create_path(&path, config)
+                        .await
+                        .map_err(|e| Error::store(location, e))?;
+                    Ok((atlas, created))
                 }
             }
         }
@@ -517,6 +541,8 @@ impl AtlasSink {
     ) -> Result<u64> {
         let mut rows = 0u64;
         let mut current: Option<Held> = None;
+        // Datasets this statement wrote: one seen again means its rows were not together.
+        let mut done: std::collections::HashSet<String> = std::collections::HashSet::new();
         while let Some(batch) = data.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
@@ -524,13 +550,29 @@ impl AtlasSink {
             }
             rows += batch.num_rows() as u64;
             let names = dataset_names(&batch, &self.layout)?;
-            let size = batch.get_array_memory_size();
+            // The `dataset` column's dictionary is every dataset name of the source store:
+            // counted as its keys only, or each batch would be charged all of them.
+            let size: usize = batch
+                .columns()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != self.layout.dataset)
+                .map(|(_, c)| c.get_array_memory_size())
+                .sum::<usize>()
+                + 8 * batch.num_rows();
             for (start, len) in dataset_runs(&names)? {
                 let name = names.value(start);
                 if current.as_ref().is_some_and(|h| h.name != name)
-                    && let Some(done) = current.take()
+                    && let Some(held) = current.take()
                 {
-                    self.finish(atlas, done, reservation, metrics).await?;
+                    done.insert(held.name.clone());
+                    self.finish(atlas, held, reservation, metrics).await?;
+                }
+                if done.contains(name) {
+                    return Err(Error::Write {
+                        dataset: name.to_string(),
+                        reason: "its rows came apart (the input was not sorted by dataset)".into(),
+                    });
                 }
                 let share = size * len / batch.num_rows();
                 grow(reservation, share, metrics, || {
@@ -560,32 +602,48 @@ impl AtlasSink {
         metrics: &SinkMetrics,
     ) -> Result<()> {
         let location = self.target.location();
-        let (bytes, shapes) = assembly_bytes(&self.layout, &held.runs)?;
-        grow(reservation, bytes, metrics, || {
+        let existing = if atlas.dataset_exists(&held.name) {
+            Some(
+                atlas
+                    .open_dataset(&held.name)
+                    .await
+                    .map_err(|e| Error::store(location, e))?,
+            )
+        } else {
+            None
+        };
+        // An existing dataset's dimensions keep their lengths.
+        let mut lengths: HashMap<String, usize> = HashMap::new();
+        if let Some(ds) = &existing {
+            for array in ds.list_arrays() {
+                if let Some(schema) = ds.array_meta(&array) {
+                    for (d, n) in schema.dims.iter().zip(&schema.shape) {
+                        lengths.entry(d.clone()).or_insert(*n);
+                    }
+                }
+            }
+        }
+        let plan = plan_dataset(&self.layout, &held.name, &held.runs, &lengths)?;
+        grow(reservation, plan.bytes, metrics, || {
             format!("assembling the arrays of dataset {:?}", held.name)
         })?;
-        let ds = if atlas.dataset_exists(&held.name) {
-            if matches!(self.target, Target::Create { .. }) {
-                return Err(Error::Write {
-                    dataset: held.name,
-                    reason: "its rows came apart (the input was not sorted by dataset)".into(),
-                });
-            }
-            atlas.open_dataset(&held.name).await
-        } else {
-            atlas.create_dataset(&held.name).await
-        }
-        .map_err(|e| Error::store(location, e))?;
+        let ds = match existing {
+            Some(ds) => ds,
+            None => atlas
+                .create_dataset(&held.name)
+                .await
+                .map_err(|e| Error::store(location, e))?,
+        };
         let written = crate::write::write_dataset(
             location,
             &ds,
             &self.layout,
             &held.runs,
-            &shapes,
+            &plan,
             &self.options.chunks,
         )
         .await?;
-        reservation.shrink(bytes + held.bytes);
+        reservation.shrink(plan.bytes + held.bytes);
         metrics.datasets.add(1);
         metrics.arrays.add(written.arrays);
         metrics.cells.add(written.cells);
@@ -610,21 +668,61 @@ enum Created {
     Objects(Arc<dyn ObjectStore>, Path),
 }
 
+/// Removes what a `COPY` created unless disarmed: when the write fails, and when the statement
+/// is cancelled (its future dropped, as Ctrl-C does) or panics.
+struct Undo {
+    created: Created,
+    armed: bool,
+}
+
+impl Undo {
+    async fn run(mut self) {
+        self.armed = false;
+        std::mem::replace(&mut self.created, Created::No)
+            .remove()
+            .await;
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match std::mem::replace(&mut self.created, Created::No) {
+            Created::No => {}
+            Created::Directory { path, existed } => remove_directory(&path, existed),
+            objects @ Created::Objects(..) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move { objects.remove().await });
+                }
+            }
+        }
+    }
+}
+
+/// Removes a store directory a `COPY` made, leaving an empty directory that was there before.
+fn remove_directory(path: &std::path::Path, existed: bool) {
+    let _ = std::fs::remove_dir_all(path);
+    if existed {
+        let _ = std::fs::create_dir(path);
+    }
+}
+
 impl Created {
     /// Removes what the write created; best effort, the write's own error is what the user
     /// needs to see.
-    async fn remove(&self) {
+    async fn remove(self) {
         match self {
             Created::No => {}
-            Created::Directory { path, existed } => {
-                let _ = std::fs::remove_dir_all(path);
-                if *existed {
-                    let _ = std::fs::create_dir(path);
-                }
-            }
+            Created::Directory { path, existed } => remove_directory(&path, existed),
             Created::Objects(store, prefix) => {
                 let paths: Vec<Path> = store
-                    .list(Some(prefix))
+                    .list(Some(&prefix))
                     .filter_map(|m| async move { m.ok().map(|m| m.location) })
                     .collect()
                     .await;
@@ -681,6 +779,10 @@ impl AtlasSink {
         let budget = reserve_budget(&mut reservation, context.memory_pool().as_ref())?;
         metrics.peak.set_max(reservation.size());
         let (mut atlas, created) = self.open(context, budget).await?;
+        let undo = Undo {
+            created,
+            armed: true,
+        };
         let written = match self
             .write_rows(&mut atlas, data, &mut reservation, &metrics)
             .await
@@ -692,11 +794,17 @@ impl AtlasSink {
                 .map_err(|e| Error::store(self.target.location(), e)),
             Err(e) => Err(e),
         };
-        if written.is_err() {
-            drop(atlas);
-            created.remove().await;
+        match written {
+            Ok(rows) => {
+                undo.disarm();
+                Ok(rows)
+            }
+            Err(e) => {
+                drop(atlas);
+                undo.run().await;
+                Err(e.into())
+            }
         }
-        Ok(written?)
     }
 }
 
@@ -789,6 +897,7 @@ impl TableProvider for NewStoreTable {
             location: self.location.clone(),
             codec: self.options.codec,
         };
-        sink_plan(input, target, self.options.clone())
+        // The table's own schema keeps the marks of `_datasets` attribute columns.
+        sink_plan_as(input, target, self.options.clone(), &self.schema)
     }
 }

@@ -17,7 +17,7 @@ use atlas_store::{ArrayElement, Attr, Bool, Codec, DType, DatasetView, FillValue
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, TimestampNanosecondArray,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
     TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
@@ -161,15 +161,17 @@ fn is_string(t: &DataType) -> bool {
 /// The column an option names: the one spelled so, else the only one equal ignoring case (the
 /// SQL planner lowercases option keys).
 fn column_named<'a>(schema: &'a Schema, name: &str, option: &str) -> Result<&'a Field> {
-    if let Ok(f) = schema.field_with_name(name) {
-        return Ok(f);
-    }
     let found: Vec<&Field> = schema
         .fields()
         .iter()
         .filter(|f| f.name().eq_ignore_ascii_case(name))
         .map(|f| f.as_ref())
         .collect();
+    // SQL lowercases option keys: a key with capitals was given as spelled (Python).
+    let spelled = name.chars().any(char::is_uppercase);
+    if let Some(f) = found.iter().find(|f| spelled && f.name() == name) {
+        return Ok(f);
+    }
     match found[..] {
         [f] => Ok(f),
         [] => Err(Error::Usage(format!(
@@ -304,6 +306,20 @@ impl RowLayout {
             }
             arrays[a].shape = Some(shape.clone());
         }
+        if let Some(d) = options
+            .chunks
+            .keys()
+            .find(|d| !dims.iter().any(|(n, _)| n == *d))
+        {
+            return Err(usage(format!(
+                "ATLAS option \"chunk\" names dimension {d:?}, which no {d}_index column gives \
+                 (dimensions: {})",
+                dims.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         Ok(RowLayout {
             dataset,
             dims: dims.into_iter().collect(),
@@ -344,86 +360,217 @@ pub(crate) fn dataset_names(batch: &RecordBatch, layout: &RowLayout) -> Result<S
     Ok(names.as_string::<i32>().clone())
 }
 
-/// Bytes `assemble` allocates for the arrays of a dataset whose rows are `runs`, so the caller
-/// can reserve them first.
-pub(crate) fn assembly_bytes(
-    layout: &RowLayout,
-    runs: &[RecordBatch],
-) -> Result<(usize, Vec<Vec<usize>>)> {
-    let index = index_columns(layout, runs)?;
-    let mut bytes = 0usize;
-    let mut shapes = Vec::with_capacity(layout.arrays.len());
-    for a in &layout.arrays {
-        let shape = match &a.shape {
-            Some(s) => s.clone(),
-            None => a
-                .axes
-                .iter()
-                .map(|&axis| index.max[axis].map_or(0, |m| m as usize + 1))
-                .collect(),
-        };
-        let cells = shape
-            .iter()
-            .try_fold(1usize, |acc, &n| acc.checked_mul(n))
-            .unwrap_or(usize::MAX);
-        let cell = match a.dtype {
-            DType::String => std::mem::size_of::<String>(),
-            DType::Int8 | DType::UInt8 | DType::Bool => 1,
-            DType::Int16 | DType::UInt16 => 2,
-            DType::Int32 | DType::UInt32 | DType::Float32 => 4,
-            _ => 8,
-        };
-        bytes = bytes.saturating_add(cells.saturating_mul(cell + 1));
-        shapes.push(shape);
-    }
-    Ok((bytes, shapes))
+/// How one dataset's rows become arrays: its index columns, which dimensions it has, and each
+/// array's axes and shape. Worked out before anything is allocated, so its size can be checked
+/// and reserved first.
+pub(crate) struct DatasetPlan {
+    index: Index,
+    /// Per array of the layout: its axes (into the layout's dims) and shape, or `None` when every
+    /// row leaves it NULL (the dataset does not get it).
+    arrays: Vec<Option<(Vec<usize>, Vec<usize>)>>,
+    /// What assembling the arrays allocates, at most.
+    pub(crate) bytes: usize,
 }
 
-/// The index columns of every run as `Int64`, with each dimension's largest index.
+/// The index columns of every run as `Int64`, with each dimension's largest index and whether
+/// the dataset has the dimension at all.
 struct Index {
-    /// Per run, per dimension.
-    columns: Vec<Vec<Int64Array>>,
+    /// Per run, per dimension (`None` where the dataset lacks the dimension).
+    columns: Vec<Vec<Option<Int64Array>>>,
     max: Vec<Option<i64>>,
+    /// Dimensions whose index is NULL in every row: the dataset's arrays lack them (a table
+    /// shows a variable of lower rank in some datasets that way).
+    absent: Vec<bool>,
 }
 
-fn index_columns(layout: &RowLayout, runs: &[RecordBatch]) -> Result<Index> {
-    let mut max: Vec<Option<i64>> = vec![None; layout.dims.len()];
+/// Casts `column` to `to`, refusing values the type cannot hold instead of making them NULL.
+fn cast_exact(column: &ArrayRef, to: &DataType, dataset: &str, name: &str) -> Result<ArrayRef> {
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(column, to, &options).map_err(|e| Error::Write {
+        dataset: dataset.to_string(),
+        reason: format!("column {name:?}: {e}"),
+    })
+}
+
+fn index_columns(layout: &RowLayout, dataset: &str, runs: &[RecordBatch]) -> Result<Index> {
+    let n = layout.dims.len();
+    let mut max: Vec<Option<i64>> = vec![None; n];
+    let mut nulls = vec![0usize; n];
+    let rows: usize = runs.iter().map(|r| r.num_rows()).sum();
+    for run in runs {
+        for (axis, (_, c)) in layout.dims.iter().enumerate() {
+            nulls[axis] += run.column(*c).null_count();
+        }
+    }
+    let absent: Vec<bool> = nulls.iter().map(|&k| k == rows && rows > 0).collect();
     let mut columns = Vec::with_capacity(runs.len());
     for run in runs {
-        let mut cols = Vec::with_capacity(layout.dims.len());
+        let mut cols = Vec::with_capacity(n);
         for (axis, (dim, c)) in layout.dims.iter().enumerate() {
-            let col = run.column(*c);
-            let col = cast(col, &DataType::Int64)?;
-            let col = col.as_primitive::<Int64Type>().clone();
-            if col.null_count() > 0 {
-                return Err(Error::Usage(format!(
-                    "a row of dataset {:?} has a NULL {dim}_index",
-                    dataset_of(run, layout)
-                )));
+            if absent[axis] {
+                cols.push(None);
+                continue;
             }
+            if nulls[axis] > 0 {
+                return Err(Error::Write {
+                    dataset: dataset.to_string(),
+                    reason: format!(
+                        "{} of its rows have a NULL {dim}_index and {} do not; a dataset has \
+                         the dimension or lacks it",
+                        nulls[axis],
+                        rows - nulls[axis]
+                    ),
+                });
+            }
+            let col = cast_exact(
+                run.column(*c),
+                &DataType::Int64,
+                dataset,
+                &format!("{dim}_index"),
+            )?;
+            let col = col.as_primitive::<Int64Type>().clone();
             if let Some(m) = datafusion::arrow::compute::min(&col)
                 && m < 0
             {
-                return Err(Error::Usage(format!(
-                    "a row of dataset {:?} has {dim}_index {m}; indexes start at 0",
-                    dataset_of(run, layout)
-                )));
+                return Err(Error::Write {
+                    dataset: dataset.to_string(),
+                    reason: format!("a row has {dim}_index {m}; indexes start at 0"),
+                });
             }
             let m = datafusion::arrow::compute::max(&col);
+            if let Some(m) = m
+                && m > u32::MAX as i64
+            {
+                return Err(Error::Write {
+                    dataset: dataset.to_string(),
+                    reason: format!(
+                        "a row has {dim}_index {m}; an axis holds at most {} positions",
+                        u32::MAX
+                    ),
+                });
+            }
             max[axis] = max[axis].max(m);
-            cols.push(col);
+            cols.push(Some(col));
         }
         columns.push(cols);
     }
-    Ok(Index { columns, max })
+    Ok(Index {
+        columns,
+        max,
+        absent,
+    })
 }
 
-fn dataset_of(run: &RecordBatch, layout: &RowLayout) -> String {
-    dataset_names(run, layout)
-        .ok()
-        .filter(|n| !n.is_empty())
-        .map(|n| n.value(0).to_string())
-        .unwrap_or_default()
+/// Bytes one cell of `dtype` takes while assembling (value and state).
+fn cell_bytes(dtype: &DType) -> usize {
+    1 + match dtype {
+        DType::String => std::mem::size_of::<String>(),
+        DType::Int8 | DType::UInt8 | DType::Bool => 1,
+        DType::Int16 | DType::UInt16 => 2,
+        DType::Int32 | DType::UInt32 | DType::Float32 => 4,
+        _ => 8,
+    }
+}
+
+/// Works out how the rows of dataset `name` (`runs`) become arrays. `lengths` are the lengths
+/// of the dimensions the dataset already has (`INSERT INTO` an existing dataset): an array over
+/// them takes those lengths, and rows beyond them are refused.
+pub(crate) fn plan_dataset(
+    layout: &RowLayout,
+    name: &str,
+    runs: &[RecordBatch],
+    lengths: &HashMap<String, usize>,
+) -> Result<DatasetPlan> {
+    let index = index_columns(layout, name, runs)?;
+    let rows: usize = runs.iter().map(|r| r.num_rows()).sum();
+    let fail = |reason: String| Error::Write {
+        dataset: name.to_string(),
+        reason,
+    };
+    let mut bytes = 0usize;
+    let mut arrays = Vec::with_capacity(layout.arrays.len());
+    for a in &layout.arrays {
+        let nulls: usize = runs.iter().map(|r| r.column(a.column).null_count()).sum();
+        if nulls == rows {
+            arrays.push(None);
+            continue;
+        }
+        let axes: Vec<usize> = a
+            .axes
+            .iter()
+            .copied()
+            .filter(|&x| !index.absent[x])
+            .collect();
+        let shape: Vec<usize> = match &a.shape {
+            Some(s) if s.len() == axes.len() => s.clone(),
+            Some(s) => {
+                return Err(fail(format!(
+                    "shape.{} gives {} lengths, but its rows place {:?} on {} dimensions",
+                    a.name,
+                    s.len(),
+                    a.name,
+                    axes.len()
+                )));
+            }
+            None => axes
+                .iter()
+                .map(|&x| {
+                    let dim = &layout.dims[x].0;
+                    let rows_need = index.max[x].map_or(0, |m| m as usize + 1);
+                    match lengths.get(dim) {
+                        Some(&n) => n.max(rows_need),
+                        None => rows_need,
+                    }
+                })
+                .collect(),
+        };
+        for (&x, &n) in axes.iter().zip(&shape) {
+            let dim = &layout.dims[x].0;
+            if n > u32::MAX as usize {
+                return Err(fail(format!(
+                    "{:?} would be {n} long on {dim}; an axis holds at most {}",
+                    a.name,
+                    u32::MAX
+                )));
+            }
+            if let Some(&have) = lengths.get(dim)
+                && n != have
+            {
+                return Err(fail(format!(
+                    "{:?} would be {n} long on {dim}, but the dataset's {dim} is {have} long",
+                    a.name
+                )));
+            }
+        }
+        let cell = cell_bytes(&a.dtype);
+        let size = shape
+            .iter()
+            .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+            .and_then(|cells| cells.checked_mul(cell))
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| {
+                fail(format!(
+                    "{:?} of shape {shape:?} is too large to hold",
+                    a.name
+                ))
+            })?;
+        bytes = bytes.saturating_add(size);
+        if a.dtype == DType::String {
+            // The strings' own bytes, as the rows hold them.
+            for run in runs {
+                bytes = bytes.saturating_add(run.column(a.column).get_array_memory_size());
+            }
+        }
+        arrays.push(Some((axes, shape)));
+    }
+    Ok(DatasetPlan {
+        index,
+        arrays,
+        bytes,
+    })
 }
 
 /// What `write_dataset` did.
@@ -433,42 +580,50 @@ pub(crate) struct Written {
     pub(crate) cells: usize,
 }
 
-/// Writes the rows of one dataset (`runs`, every row naming `name`) into `ds`: each array
-/// assembled at its shape (`shapes`, from [`assembly_bytes`]), then the attributes. An array
-/// every row leaves NULL is not written: the dataset does not have it.
+/// Writes the rows of one dataset (`runs`, every row naming it) into `ds` as `plan` says: each
+/// array assembled at its shape, then the attributes. An array every row leaves NULL is not
+/// written: the dataset does not have it. An array the dataset already has (`INSERT INTO`) is
+/// left as it is when the rows agree with it, and refused when they do not.
 pub(crate) async fn write_dataset(
     location: &str,
     ds: &DatasetView,
     layout: &RowLayout,
     runs: &[RecordBatch],
-    shapes: &[Vec<usize>],
+    plan: &DatasetPlan,
     chunks: &HashMap<String, usize>,
 ) -> Result<Written> {
     let name = ds.name().to_string();
-    let index = index_columns(layout, runs)?;
     let mut written = Written::default();
-    for (a, shape) in layout.arrays.iter().zip(shapes) {
-        let nulls: usize = runs.iter().map(|r| r.column(a.column).null_count()).sum();
-        let rows: usize = runs.iter().map(|r| r.num_rows()).sum();
-        if nulls == rows {
+    for (a, planned) in layout.arrays.iter().zip(&plan.arrays) {
+        let Some((axes, shape)) = planned else {
             continue;
-        }
-        let dims: Vec<String> = a.axes.iter().map(|&x| layout.dims[x].0.clone()).collect();
-        let ctx = Place {
+        };
+        let dims: Vec<String> = axes.iter().map(|&x| layout.dims[x].0.clone()).collect();
+        let place = Place {
             dataset: &name,
             array: &a.name,
             dims: &dims,
             shape,
         };
-        let positions = ctx.positions(runs, &index, &a.axes)?;
-        let columns: Vec<&ArrayRef> = runs.iter().map(|r| r.column(a.column)).collect();
+        let positions = place.positions(runs, &plan.index, axes)?;
+        let mut columns = Vec::with_capacity(runs.len());
+        for r in runs {
+            columns.push(r.column(a.column));
+        }
+        let target = Target {
+            location,
+            ds,
+            array: a,
+            dims: dims.clone(),
+            chunks,
+        };
         macro_rules! put {
             ($t:ty) => {{
-                let (data, fill) = assemble::<$t>(&ctx, &columns, &positions)?;
-                write_array(location, ds, a, dims, data, fill, chunks).await?
+                let assembled = assemble::<$t>(&place, &columns, &positions)?;
+                target.write(assembled).await?
             }};
         }
-        match a.dtype {
+        let wrote = match a.dtype {
             DType::Int8 => put!(i8),
             DType::Int16 => put!(i16),
             DType::Int32 => put!(i32),
@@ -488,9 +643,11 @@ pub(crate) async fn write_dataset(
                     a.name, a.dtype
                 )));
             }
+        };
+        if wrote {
+            written.arrays += 1;
+            written.cells += shape.iter().product::<usize>();
         }
-        written.arrays += 1;
-        written.cells += shape.iter().product::<usize>();
     }
     for (key, column) in &layout.attributes {
         if let Some(value) = attribute(&name, key, runs, *column)? {
@@ -501,24 +658,88 @@ pub(crate) async fn write_dataset(
     Ok(written)
 }
 
-async fn write_array<T: ArrayElement>(
-    location: &str,
-    ds: &DatasetView,
-    a: &ArraySpec,
+/// One array of one dataset being written.
+struct Target<'a> {
+    location: &'a str,
+    ds: &'a DatasetView,
+    array: &'a ArraySpec,
     dims: Vec<String>,
-    data: ArrayD<T>,
-    fill: Option<FillValue>,
-    chunks: &HashMap<String, usize>,
-) -> Result<()> {
-    let shape = data.shape().to_vec();
-    let chunk = atlas_store::chunk_shape(&dims, &shape, chunks);
-    let at = |e| Error::store(location, e);
-    ds.define_array::<T>(&a.name, dims, shape.clone(), chunk, fill)
-        .await
-        .map_err(at)?;
-    ds.write_array(&a.name, vec![0; shape.len()], data.view())
-        .await
-        .map_err(at)
+    chunks: &'a HashMap<String, usize>,
+}
+
+impl Target<'_> {
+    /// Defines and writes the array, or checks it against the one the dataset has; `false`
+    /// when it was there already and agrees.
+    async fn write<T: Cell>(self, assembled: Assembled<T>) -> Result<bool> {
+        let at = |e| Error::store(self.location, e);
+        let name = &self.array.name;
+        if let Some(existing) = self.ds.array_meta(name) {
+            return self.agrees(existing, assembled).await.map(|()| false);
+        }
+        let shape = assembled.data.shape().to_vec();
+        let chunk = atlas_store::chunk_shape(&self.dims, &shape, self.chunks);
+        self.ds
+            .define_array::<T>(
+                name,
+                self.dims.clone(),
+                shape.clone(),
+                chunk,
+                assembled.fill,
+            )
+            .await
+            .map_err(at)?;
+        self.ds
+            .write_array(name, vec![0; shape.len()], assembled.data.view())
+            .await
+            .map_err(at)?;
+        Ok(true)
+    }
+
+    /// Whether the rows hold what the dataset's array `existing` holds where they have values.
+    async fn agrees<T: Cell>(
+        &self,
+        existing: atlas_store::ArraySchema,
+        assembled: Assembled<T>,
+    ) -> Result<()> {
+        let dataset = self.ds.name();
+        let name = &self.array.name;
+        let refuse = |why: String| Error::Write {
+            dataset: dataset.to_string(),
+            reason: format!(
+                "it already has {name:?}, and {why}; INSERT adds datasets and arrays, it does \
+                 not change them"
+            ),
+        };
+        if existing.dims != self.dims || existing.shape != assembled.data.shape() {
+            return Err(refuse(format!(
+                "the rows give it dims {:?} and shape {:?}, not {:?} and {:?}",
+                self.dims,
+                assembled.data.shape(),
+                existing.dims,
+                existing.shape
+            )));
+        }
+        let stored = self
+            .ds
+            .read_array::<T>(name, vec![], vec![])
+            .await
+            .map_err(|e| refuse(format!("its values cannot be read as the rows' type ({e})")))?
+            .ok_or_else(|| refuse("it could not be read".into()))?;
+        let fill = existing.fill_value.as_ref();
+        for ((new, old), state) in assembled
+            .data
+            .iter()
+            .zip(stored.iter())
+            .zip(&assembled.state)
+        {
+            if *state == VALUE && (!new.same(old) || fill.is_some_and(|f| old.fill_value() == *f)) {
+                return Err(refuse(format!(
+                    "a row holds {new:?} where it holds {old:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where one array's rows go.
@@ -545,7 +766,9 @@ impl Place<'_> {
         for (r, run) in runs.iter().enumerate() {
             let mut offsets = vec![0usize; run.num_rows()];
             for (k, &axis) in axes.iter().enumerate() {
-                let col = &index.columns[r][axis];
+                let Some(col) = &index.columns[r][axis] else {
+                    continue;
+                };
                 let n = self.shape[k];
                 if let Some(m) = datafusion::arrow::compute::max(col)
                     && m as usize >= n
@@ -831,16 +1054,30 @@ fn assemble<T: Cell>(
     place: &Place<'_>,
     columns: &[&ArrayRef],
     positions: &[Vec<usize>],
-) -> Result<(ArrayD<T>, Option<FillValue>)> {
-    let cells: usize = place.shape.iter().product();
-    let mut data: Vec<T> = vec![T::zero(); cells];
-    let mut state: Vec<u8> = vec![UNSET; cells];
+) -> Result<Assembled<T>> {
     let fail = |reason: String| Error::Write {
         dataset: place.dataset.to_string(),
         reason,
     };
+    let too_large = || {
+        fail(format!(
+            "{:?} of shape {:?} is too large to hold",
+            place.array, place.shape
+        ))
+    };
+    let cells = place
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .ok_or_else(too_large)?;
+    let mut data: Vec<T> = Vec::new();
+    let mut state: Vec<u8> = Vec::new();
+    data.try_reserve_exact(cells).map_err(|_| too_large())?;
+    state.try_reserve_exact(cells).map_err(|_| too_large())?;
+    data.resize(cells, T::zero());
+    state.resize(cells, UNSET);
     for (column, offsets) in columns.iter().zip(positions) {
-        let column = cast(column, &T::arrow())?;
+        let column = cast_exact(column, &T::arrow(), place.dataset, place.array)?;
         for (row, &o) in offsets.iter().enumerate() {
             let value = column.is_valid(row).then(|| T::get(column.as_ref(), row));
             match (state[o], value) {
@@ -896,7 +1133,14 @@ fn assemble<T: Cell>(
     };
     let data = ArrayD::from_shape_vec(IxDyn(place.shape), data)
         .map_err(|e| fail(format!("{:?}: {e}", place.array)))?;
-    Ok((data, fill))
+    Ok(Assembled { data, fill, state })
+}
+
+/// An array assembled from rows: its values, its fill, and which cells rows gave values.
+struct Assembled<T> {
+    data: ArrayD<T>,
+    fill: Option<FillValue>,
+    state: Vec<u8>,
 }
 
 /// The value of attribute `key` of dataset `name`: the one non-NULL value its rows hold (NULL
@@ -953,6 +1197,17 @@ fn to_attr(name: &str, key: &str, v: &ScalarValue) -> Result<Attr> {
     if let Some(i) = int(v) {
         return Ok(Attr::Int64(i));
     }
+    let nanos = |t: i64, per: i64| {
+        t.checked_mul(per)
+            .map(Attr::TimestampNanoseconds)
+            .ok_or_else(|| Error::Write {
+                dataset: name.to_string(),
+                reason: format!(
+                    "attribute {key:?} is a timestamp outside the years 1677-2262 that \
+                     nanoseconds reach"
+                ),
+            })
+    };
     Ok(match v {
         ScalarValue::Float32(Some(x)) => Attr::Float64(*x as f64),
         ScalarValue::Float64(Some(x)) => Attr::Float64(*x),
@@ -962,35 +1217,38 @@ fn to_attr(name: &str, key: &str, v: &ScalarValue) -> Result<Attr> {
         | ScalarValue::Utf8View(Some(s)) => Attr::String(s.clone()),
         ScalarValue::Dictionary(_, inner) => return to_attr(name, key, inner),
         ScalarValue::TimestampNanosecond(Some(t), _) => Attr::TimestampNanoseconds(*t),
-        ScalarValue::TimestampMicrosecond(Some(t), _) => Attr::TimestampNanoseconds(t * 1_000),
-        ScalarValue::TimestampMillisecond(Some(t), _) => Attr::TimestampNanoseconds(t * 1_000_000),
-        ScalarValue::TimestampSecond(Some(t), _) => Attr::TimestampNanoseconds(t * 1_000_000_000),
+        ScalarValue::TimestampMicrosecond(Some(t), _) => nanos(*t, 1_000)?,
+        ScalarValue::TimestampMillisecond(Some(t), _) => nanos(*t, 1_000_000)?,
+        ScalarValue::TimestampSecond(Some(t), _) => nanos(*t, 1_000_000_000)?,
         ScalarValue::List(list) => {
             let items = list.value(0);
+            let item_type = items.data_type().clone();
             let scalars = (0..items.len())
                 .map(|i| ScalarValue::try_from_array(&items, i))
                 .collect::<datafusion::error::Result<Vec<_>>>()?;
-            if let Some(ints) = scalars.iter().map(int).collect::<Option<Vec<i64>>>() {
-                Attr::Int64List(ints)
-            } else if let Some(fs) = scalars
-                .iter()
-                .map(|s| match s {
+            if item_type.is_integer() {
+                Attr::Int64List(
+                    scalars
+                        .iter()
+                        .map(int)
+                        .collect::<Option<_>>()
+                        .ok_or_else(bad)?,
+                )
+            } else if item_type.is_floating() {
+                let floats = scalars.iter().map(|s| match s {
                     ScalarValue::Float64(Some(x)) => Some(*x),
                     ScalarValue::Float32(Some(x)) => Some(*x as f64),
-                    other => int(other).map(|i| i as f64),
-                })
-                .collect::<Option<Vec<f64>>>()
-            {
-                Attr::Float64List(fs)
-            } else if let Some(ss) = scalars
-                .iter()
-                .map(|s| match s {
-                    ScalarValue::Utf8(Some(x)) => Some(x.clone()),
                     _ => None,
-                })
-                .collect::<Option<Vec<String>>>()
-            {
-                Attr::StringList(ss)
+                });
+                Attr::Float64List(floats.collect::<Option<_>>().ok_or_else(bad)?)
+            } else if is_string(&item_type) {
+                let strings = scalars.iter().map(|s| match s {
+                    ScalarValue::Utf8(Some(x))
+                    | ScalarValue::LargeUtf8(Some(x))
+                    | ScalarValue::Utf8View(Some(x)) => Some(x.clone()),
+                    _ => None,
+                });
+                Attr::StringList(strings.collect::<Option<_>>().ok_or_else(bad)?)
             } else {
                 return Err(bad());
             }

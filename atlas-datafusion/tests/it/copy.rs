@@ -433,3 +433,205 @@ async fn a_sink_whose_input_was_repartitioned_after_planning_still_writes_every_
     open_as(&ctx, "rr", "memory:///rr.atlas").await;
     assert_eq!(sorted(&ctx, "SELECT * FROM rr.temp").await, source);
 }
+
+#[tokio::test]
+async fn a_variable_of_different_ranks_across_datasets_copies_as_its_table_shows() {
+    use atlas_datafusion::atlas_store::StoreConfig;
+    use ndarray::{Array, IxDyn};
+    let (ctx, store) = memory_session(2);
+    let mut atlas = Atlas::create(
+        Arc::clone(&store),
+        Path::from("ranks.atlas"),
+        StoreConfig::default(),
+    )
+    .await
+    .expect("create");
+    let flat = atlas.create_dataset("flat").await.expect("dataset");
+    flat.define_array::<f64>("temp", vec!["depth".into()], vec![3], None, None)
+        .await
+        .expect("define");
+    let v = Array::from_shape_vec(IxDyn(&[3]), vec![1.0, 2.0, 3.0]).expect("shape");
+    flat.write_array("temp", vec![0], v.view())
+        .await
+        .expect("write");
+    let grid = atlas.create_dataset("grid").await.expect("dataset");
+    grid.define_array::<f64>(
+        "temp",
+        vec!["time".into(), "depth".into()],
+        vec![2, 3],
+        None,
+        None,
+    )
+    .await
+    .expect("define");
+    let v = Array::from_shape_fn(IxDyn(&[2, 3]), |ix| (ix[0] * 10 + ix[1]) as f64);
+    grid.write_array("temp", vec![0, 0], v.view())
+        .await
+        .expect("write");
+    atlas.flush().await.expect("flush");
+    open_as(&ctx, "s", "memory:///ranks.atlas").await;
+    run(
+        &ctx,
+        "COPY (SELECT * FROM s.temp) TO 'memory:///ranks_copy.atlas' STORED AS ATLAS",
+    )
+    .await;
+    open_as(&ctx, "c", "memory:///ranks_copy.atlas").await;
+    assert_eq!(
+        sorted(&ctx, "SELECT * FROM c.temp").await,
+        sorted(&ctx, "SELECT * FROM s.temp").await
+    );
+    // The lower rank is kept. Axes follow the index columns, which list `depth` first (the
+    // first dataset's dimension), so `grid` comes back transposed with the same rows.
+    let dims = "SELECT dataset, dims, shape FROM {}._arrays ORDER BY dataset";
+    assert_eq!(
+        run(&ctx, &dims.replace("{}", "c")).await.rows,
+        ["flat|[depth]|[3]", "grid|[depth, time]|[3, 2]"]
+    );
+}
+
+#[tokio::test]
+async fn insert_into_an_existing_dataset_keeps_its_dimension_lengths_and_checks_its_coordinates() {
+    let (ctx, _) = grid_session(2).await;
+    let sal_before = run(
+        &ctx,
+        "SELECT count(sal) FROM s.grid_time_depth WHERE dataset = 'd05'",
+    )
+    .await;
+    // d05 has no temp: one value makes a temp of d05's own (time, depth) lengths.
+    run(
+        &ctx,
+        "INSERT INTO s.temp (dataset, time_index, depth_index, temp) VALUES ('d05', 0, 0, 1.0)",
+    )
+    .await;
+    let shapes =
+        "SELECT array, shape FROM s._arrays WHERE dataset = 'd05' AND array IN ('temp', 'sal')";
+    assert_eq!(sorted(&ctx, shapes).await, ["sal|[4, 7]", "temp|[4, 7]"]);
+    let sal_after = run(
+        &ctx,
+        "SELECT count(sal) FROM s.grid_time_depth WHERE dataset = 'd05'",
+    )
+    .await;
+    assert_eq!(sal_after.rows, sal_before.rows);
+    // A row beyond d05's dimensions is refused.
+    let e = error_of(
+        &ctx,
+        "INSERT INTO s.wind (dataset, time_index, wind) VALUES ('d05', 9, 1.0)",
+    )
+    .await;
+    assert!(e.contains("d05") && e.contains("the dataset's time is 4 long"), "{e}");
+    // The coordinate the dataset has may come along when it agrees with the store.
+    run(
+        &ctx,
+        "INSERT INTO s.wind (dataset, time_index, time, wind) \
+         SELECT dataset, time_index, time, 0.5 FROM s.qc WHERE dataset = 'd01'",
+    )
+    .await;
+    assert_eq!(
+        run(&ctx, "SELECT count(wind) FROM s.wind WHERE dataset = 'd01'")
+            .await
+            .rows,
+        run(&ctx, "SELECT count(*) FROM s.time WHERE dataset = 'd01'")
+            .await
+            .rows
+    );
+    let e = error_of(
+        &ctx,
+        "INSERT INTO s.wind (dataset, time_index, time, wind) \
+         SELECT dataset, time_index, time + 1, 0.5 FROM s.qc WHERE dataset = 'd03'",
+    )
+    .await;
+    assert!(
+        e.contains("already has \"time\"") && e.contains("d03"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn values_and_positions_a_store_cannot_hold_are_errors_naming_them_not_nulls_or_crashes() {
+    let (ctx, _) = grid_session(1).await;
+    let cases = [
+        (
+            "COPY (SELECT dataset, CAST(time_index AS BIGINT) + 4294967296 AS time_index, temp \
+             FROM s.temp) TO 'memory:///h1.atlas' STORED AS ATLAS",
+            "an axis holds at most 4294967295 positions",
+        ),
+        (
+            "COPY (SELECT * FROM s.temp) TO 'memory:///h2.atlas' STORED AS ATLAS \
+             OPTIONS ('shape.temp' '4294967295,4294967295')",
+            "too large to hold",
+        ),
+        (
+            "COPY (SELECT dataset, CAST('9999-12-31' AS DATE) AS until FROM s.lat) \
+             TO 'memory:///m1.atlas' STORED AS ATLAS",
+            "column \"until\"",
+        ),
+        (
+            "COPY (SELECT * FROM s.temp) TO 'memory:///l4.atlas' STORED AS ATLAS \
+             OPTIONS ('chunk' 'tmie=2')",
+            "names dimension \"tmie\"",
+        ),
+    ];
+    for (sql, want) in cases {
+        let e = error_of(&ctx, sql).await;
+        assert!(e.contains(want), "{sql}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_copy_to_a_local_path_removes_the_store_and_keeps_an_empty_folder_it_found() {
+    let (ctx, _) = grid_session(1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = "SELECT * FROM s.temp UNION ALL \
+               SELECT dataset, time_index, depth_index, time, depth, temp + 1 FROM s.temp";
+    let fresh = dir.path().join("fresh.atlas");
+    let e = error_of(
+        &ctx,
+        &format!("COPY ({bad}) TO '{}' STORED AS ATLAS", fresh.display()),
+    )
+    .await;
+    assert!(e.contains("disagree"), "{e}");
+    assert!(!fresh.exists());
+    let empty = dir.path().join("empty.atlas");
+    std::fs::create_dir(&empty).expect("mkdir");
+    error_of(
+        &ctx,
+        &format!("COPY ({bad}) TO '{}' STORED AS ATLAS", empty.display()),
+    )
+    .await;
+    assert!(empty.is_dir());
+    assert_eq!(std::fs::read_dir(&empty).expect("list").count(), 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_copy_leaves_no_store() {
+    let (ctx, store) = memory_session(1);
+    sensors(Arc::clone(&store), "big.atlas", 60, 20_000, 4096).await;
+    open_as(&ctx, "s", "memory:///big.atlas").await;
+    let df = ctx
+        .sql("COPY (SELECT * FROM s.temperature) TO 'memory:///cancelled.atlas' STORED AS ATLAS")
+        .await
+        .expect("plan");
+    let copy = tokio::spawn(df.collect());
+    // Cancelled once it has made the store, while it reads and sorts its input.
+    let mut made = false;
+    for _ in 0..500 {
+        if objects(&store, "cancelled.atlas").await > 0 {
+            made = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(made, "the copy never made its store");
+    copy.abort();
+    assert!(
+        copy.await.is_err_and(|e| e.is_cancelled()),
+        "the copy finished before it was cancelled"
+    );
+    for _ in 0..100 {
+        if objects(&store, "cancelled.atlas").await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(objects(&store, "cancelled.atlas").await, 0);
+}
