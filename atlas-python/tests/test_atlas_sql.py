@@ -240,6 +240,18 @@ def test_copy_writes_a_new_store_whose_answers_equal_the_source(store, tmp_path)
     # The CLI reads the copy the same way, and its chunks are those asked for.
     chunks = "SELECT DISTINCT array_to_string(chunk_shape, ',') FROM _arrays WHERE array = 'sst'"
     assert cli_rows(target, chunks) == [["10,180"]]
+    # Attribute columns of _datasets stay dataset attributes across the FFI.
+    titled = tmp_path / "titled.atlas"
+    atlas_sql.copy(
+        ctx,
+        "SELECT t.dataset, t.lat_index, t.lon_index, t.sst, d.title "
+        "FROM ersst.sst t JOIN ersst._datasets d USING (dataset) WHERE t.lat_index = 44",
+        titled,
+    )
+    assert cli_rows(titled, "SELECT dataset, title FROM _datasets ORDER BY 1") == cli_rows(
+        store, "SELECT dataset, title FROM _datasets ORDER BY 1"
+    )
+    assert cli_rows(titled, "SELECT DISTINCT array FROM _arrays ORDER BY 1") == [["sst"]]
     # A bad option names itself, and nothing is written.
     with pytest.raises(Exception, match="shape.sst"):
         atlas_sql.copy(ctx, query, tmp_path / "bad.atlas", shape={"sst": (1,)})
