@@ -518,7 +518,10 @@ async fn insert_into_an_existing_dataset_keeps_its_dimension_lengths_and_checks_
         "INSERT INTO s.wind (dataset, time_index, wind) VALUES ('d05', 9, 1.0)",
     )
     .await;
-    assert!(e.contains("d05") && e.contains("the dataset's time is 4 long"), "{e}");
+    assert!(
+        e.contains("d05") && e.contains("the dataset's time is 4 long"),
+        "{e}"
+    );
     // The coordinate the dataset has may come along when it agrees with the store.
     run(
         &ctx,
