@@ -55,7 +55,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt as _;
 
 use crate::error::{Error, Result};
-use crate::write::{RowLayout, WriteOptions, dataset_names, dataset_runs, plan_dataset};
+use crate::write::{RowLayout, WriteOptions, dataset_runs, plan_dataset};
 
 /// Pending bytes the sink lets the store hold before it spills them to uncommitted segments,
 /// at most; less when the memory pool has less to give, never under [`MIN_PENDING`].
@@ -496,12 +496,10 @@ impl AtlasSink {
                 };
                 if atlas_store::location::is_url(location) {
                     let (store, prefix) = crate::store::object_store_of(location, &runtime)?;
-                    let mut listing = store.list(Some(&prefix));
-                    let first = listing.next().await.transpose().map_err(|source| {
-                        let path = location.clone();
-                        Error::store(location, atlas_store::Error::ObjectStore { path, source })
-                    })?;
-                    if first.is_some() {
+                    let vacant = atlas_store::location::is_vacant(store.as_ref(), &prefix)
+                        .await
+                        .map_err(|e| Error::store(location, e))?;
+                    if !vacant {
                         return Err(taken());
                     }
                     let atlas = Atlas::create(Arc::clone(&store), prefix.clone(), config)
@@ -511,11 +509,7 @@ impl AtlasSink {
                 } else {
                     let path = std::path::PathBuf::from(location);
                     let existed = path.exists();
-                    if existed
-                        && std::fs::read_dir(&path)
-                            .map(|mut d| d.next().is_some())
-                            .unwrap_or(true)
-                    {
+                    if !atlas_store::location::is_vacant_dir(&path) {
                         return Err(taken());
                     }
                     let created = Created::Directory {
@@ -549,7 +543,6 @@ impl AtlasSink {
                 continue;
             }
             rows += batch.num_rows() as u64;
-            let names = dataset_names(&batch, &self.layout)?;
             // The `dataset` column's dictionary is every dataset name of the source store:
             // counted as its keys only, or each batch would be charged all of them.
             let size: usize = batch
@@ -560,8 +553,8 @@ impl AtlasSink {
                 .map(|(_, c)| c.get_array_memory_size())
                 .sum::<usize>()
                 + 8 * batch.num_rows();
-            for (start, len) in dataset_runs(&names)? {
-                let name = names.value(start);
+            for (name, run) in dataset_runs(&batch, &self.layout)? {
+                let name = name.as_str();
                 if current.as_ref().is_some_and(|h| h.name != name)
                     && let Some(held) = current.take()
                 {
@@ -574,7 +567,7 @@ impl AtlasSink {
                         reason: "its rows came apart (the input was not sorted by dataset)".into(),
                     });
                 }
-                let share = size * len / batch.num_rows();
+                let share = size * run.len() / batch.num_rows();
                 grow(reservation, share, metrics, || {
                     format!("holding the rows of dataset {name:?}")
                 })?;
@@ -583,7 +576,7 @@ impl AtlasSink {
                     runs: Vec::new(),
                     bytes: 0,
                 });
-                held.runs.push(batch.slice(start, len));
+                held.runs.push(batch.slice(run.start, run.len()));
                 held.bytes += share;
             }
         }

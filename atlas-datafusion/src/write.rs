@@ -14,13 +14,11 @@ use std::collections::HashMap;
 
 use atlas_store::ndarray::{ArrayD, IxDyn};
 use atlas_store::{ArrayElement, Attr, Bool, Codec, DType, DatasetView, FillValue, TimestampNs};
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, TimestampNanosecondArray,
-};
-use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
+use datafusion::arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, Int64Array};
+use datafusion::arrow::compute::{CastOptions, cast, cast_with_options, partition};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
-    TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -45,6 +43,15 @@ pub(crate) struct WriteOptions {
     pub(crate) codec: Option<Codec>,
     /// `attributes`: columns written as dataset attributes.
     attributes: Vec<String>,
+}
+
+/// The names of a comma-separated option value.
+fn names(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect()
 }
 
 /// The options a write takes, for error messages.
@@ -79,12 +86,7 @@ impl WriteOptions {
                 };
                 out.shapes.push((column.to_string(), shape));
             } else if let Some(column) = name.strip_prefix("dims.") {
-                let dims = value
-                    .split(',')
-                    .map(|d| d.trim().to_string())
-                    .filter(|d| !d.is_empty())
-                    .collect();
-                out.dims.push((column.to_string(), dims));
+                out.dims.push((column.to_string(), names(value)));
             } else if name == "chunk" {
                 out.chunks = atlas_store::parse_chunk_spec(value).map_err(bad)?;
             } else if name == "codec" {
@@ -95,11 +97,7 @@ impl WriteOptions {
                     _ => return Err(bad(format!("expected zstd, lz4 or none, not {value:?}"))),
                 });
             } else if name == "attributes" {
-                out.attributes = value
-                    .split(',')
-                    .map(|d| d.trim().to_string())
-                    .filter(|d| !d.is_empty())
-                    .collect();
+                out.attributes = names(value);
             } else {
                 return Err(Error::Usage(format!(
                     "unknown ATLAS option {name:?} (known: {KNOWN_OPTIONS})"
@@ -335,29 +333,27 @@ impl RowLayout {
     }
 }
 
-/// Runs of consecutive rows of one dataset in `names` (the `dataset` column as strings):
-/// `(start, length)`. NULL names are refused.
-pub(crate) fn dataset_runs(names: &StringArray) -> Result<Vec<(usize, usize)>> {
-    if names.null_count() > 0 {
+/// Runs of consecutive rows of one dataset in `batch`, each with its dataset's name. Arrow's
+/// `partition` finds them on the column as it is (a dictionary's keys), so only one name per
+/// run is turned into a string. NULL names are refused.
+pub(crate) fn dataset_runs(
+    batch: &RecordBatch,
+    layout: &RowLayout,
+) -> Result<Vec<(String, std::ops::Range<usize>)>> {
+    let column = batch.column(layout.dataset);
+    if column.null_count() > 0 {
         return Err(Error::Usage(
             "a row to write has a NULL dataset; every row must name its dataset".into(),
         ));
     }
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=names.len() {
-        if i == names.len() || names.value(i) != names.value(start) {
-            runs.push((start, i - start));
-            start = i;
-        }
-    }
-    Ok(runs)
-}
-
-/// The `dataset` column of `batch` as plain strings.
-pub(crate) fn dataset_names(batch: &RecordBatch, layout: &RowLayout) -> Result<StringArray> {
-    let names = cast(batch.column(layout.dataset), &DataType::Utf8)?;
-    Ok(names.as_string::<i32>().clone())
+    partition(std::slice::from_ref(column))?
+        .ranges()
+        .into_iter()
+        .map(|run| {
+            let name = cast(&column.slice(run.start, 1), &DataType::Utf8)?;
+            Ok((name.as_string::<i32>().value(0).to_string(), run))
+        })
+        .collect()
 }
 
 /// How one dataset's rows become arrays: its index columns, which dimensions it has, and each
@@ -544,6 +540,14 @@ pub(crate) fn plan_dataset(
                     a.name
                 )));
             }
+            if let Some(m) = index.max[x]
+                && m as usize >= n
+            {
+                return Err(fail(format!(
+                    "a row of {:?} has {dim}_index {m}, outside its shape {shape:?}",
+                    a.name
+                )));
+            }
         }
         let cell = cell_bytes(&a.dtype);
         let size = shape
@@ -605,7 +609,7 @@ pub(crate) async fn write_dataset(
             dims: &dims,
             shape,
         };
-        let positions = place.positions(runs, &plan.index, axes)?;
+        let positions = place.positions(runs, &plan.index, axes);
         let mut columns = Vec::with_capacity(runs.len());
         for r in runs {
             columns.push(r.column(a.column));
@@ -751,13 +755,9 @@ struct Place<'a> {
 }
 
 impl Place<'_> {
-    /// Row-major offsets of every row of every run in the array, refusing rows outside it.
-    fn positions(
-        &self,
-        runs: &[RecordBatch],
-        index: &Index,
-        axes: &[usize],
-    ) -> Result<Vec<Vec<usize>>> {
+    /// Row-major offsets of every row of every run in the array (whose shape
+    /// [`plan_dataset`] checked holds every row).
+    fn positions(&self, runs: &[RecordBatch], index: &Index, axes: &[usize]) -> Vec<Vec<usize>> {
         let mut strides = vec![1usize; axes.len()];
         for i in (0..axes.len().saturating_sub(1)).rev() {
             strides[i] = strides[i + 1] * self.shape[i + 1];
@@ -769,18 +769,6 @@ impl Place<'_> {
                 let Some(col) = &index.columns[r][axis] else {
                     continue;
                 };
-                let n = self.shape[k];
-                if let Some(m) = datafusion::arrow::compute::max(col)
-                    && m as usize >= n
-                {
-                    return Err(Error::Write {
-                        dataset: self.dataset.to_string(),
-                        reason: format!(
-                            "a row of {:?} has {}_index {m}, outside its shape {:?}",
-                            self.array, self.dims[k], self.shape
-                        ),
-                    });
-                }
                 let stride = strides[k];
                 for (o, &i) in offsets.iter_mut().zip(col.values().iter()) {
                     *o += i as usize * stride;
@@ -788,7 +776,7 @@ impl Place<'_> {
             }
             out.push(offsets);
         }
-        Ok(out)
+        out
     }
 
     /// The position at row-major `offset`, for messages.
@@ -817,8 +805,9 @@ impl Place<'_> {
 trait Cell: ArrayElement + Clone + std::fmt::Debug {
     /// The Arrow type a column is cast to before its values are read.
     fn arrow() -> DataType;
-    /// The value at row `i` of `column` (of type [`Cell::arrow`], `i` not null).
-    fn get(column: &dyn Array, i: usize) -> Self;
+    /// The values of `column` (of type [`Cell::arrow`]), `None` for NULL; the column is
+    /// downcast once, not per row.
+    fn cells(column: &dyn Array) -> impl Iterator<Item = Option<Self>> + '_;
     /// A placeholder before the fill is chosen.
     fn zero() -> Self;
     /// Whether two values are the same (floats bitwise, so NaN equals NaN).
@@ -838,13 +827,13 @@ fn first_free<T: Cell>(
 }
 
 macro_rules! int_cell {
-    ($t:ty, $a:ty, $arrow:expr, $default:expr, $fill:path, $wide:ty) => {
+    ($t:ty, $a:ty, $default:expr, $fill:path, $wide:ty) => {
         impl Cell for $t {
             fn arrow() -> DataType {
-                $arrow
+                <$a as ArrowPrimitiveType>::DATA_TYPE
             }
-            fn get(column: &dyn Array, i: usize) -> Self {
-                column.as_primitive::<$a>().value(i)
+            fn cells(column: &dyn Array) -> impl Iterator<Item = Option<Self>> + '_ {
+                column.as_primitive::<$a>().iter()
             }
             fn zero() -> Self {
                 0
@@ -878,58 +867,23 @@ macro_rules! int_cell {
     };
 }
 
-int_cell!(i8, Int8Type, DataType::Int8, -127, FillValue::Int, i64);
-int_cell!(i16, Int16Type, DataType::Int16, -32767, FillValue::Int, i64);
-int_cell!(
-    i32,
-    Int32Type,
-    DataType::Int32,
-    -2147483647,
-    FillValue::Int,
-    i64
-);
-int_cell!(
-    i64,
-    Int64Type,
-    DataType::Int64,
-    -9223372036854775806,
-    FillValue::Int,
-    i64
-);
-int_cell!(u8, UInt8Type, DataType::UInt8, 255, FillValue::UInt, u64);
-int_cell!(
-    u16,
-    UInt16Type,
-    DataType::UInt16,
-    65535,
-    FillValue::UInt,
-    u64
-);
-int_cell!(
-    u32,
-    UInt32Type,
-    DataType::UInt32,
-    4294967295,
-    FillValue::UInt,
-    u64
-);
-int_cell!(
-    u64,
-    UInt64Type,
-    DataType::UInt64,
-    18446744073709551614,
-    FillValue::UInt,
-    u64
-);
+int_cell!(i8, Int8Type, -127, FillValue::Int, i64);
+int_cell!(i16, Int16Type, -32767, FillValue::Int, i64);
+int_cell!(i32, Int32Type, -2147483647, FillValue::Int, i64);
+int_cell!(i64, Int64Type, -9223372036854775806, FillValue::Int, i64);
+int_cell!(u8, UInt8Type, 255, FillValue::UInt, u64);
+int_cell!(u16, UInt16Type, 65535, FillValue::UInt, u64);
+int_cell!(u32, UInt32Type, 4294967295, FillValue::UInt, u64);
+int_cell!(u64, UInt64Type, 18446744073709551614, FillValue::UInt, u64);
 
 macro_rules! float_cell {
-    ($t:ty, $a:ty, $arrow:expr) => {
+    ($t:ty, $a:ty) => {
         impl Cell for $t {
             fn arrow() -> DataType {
-                $arrow
+                <$a as ArrowPrimitiveType>::DATA_TYPE
             }
-            fn get(column: &dyn Array, i: usize) -> Self {
-                column.as_primitive::<$a>().value(i)
+            fn cells(column: &dyn Array) -> impl Iterator<Item = Option<Self>> + '_ {
+                column.as_primitive::<$a>().iter()
             }
             fn zero() -> Self {
                 0.0
@@ -958,15 +912,18 @@ macro_rules! float_cell {
     };
 }
 
-float_cell!(f32, Float32Type, DataType::Float32);
-float_cell!(f64, Float64Type, DataType::Float64);
+float_cell!(f32, Float32Type);
+float_cell!(f64, Float64Type);
 
 impl Cell for String {
     fn arrow() -> DataType {
         DataType::Utf8
     }
-    fn get(column: &dyn Array, i: usize) -> Self {
-        column.as_string::<i32>().value(i).to_string()
+    fn cells(column: &dyn Array) -> impl Iterator<Item = Option<Self>> + '_ {
+        column
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
     }
     fn zero() -> Self {
         String::new()
@@ -989,15 +946,11 @@ impl Cell for String {
 
 impl Cell for TimestampNs {
     fn arrow() -> DataType {
-        DataType::Timestamp(TimeUnit::Nanosecond, None)
+        TimestampNanosecondType::DATA_TYPE
     }
-    fn get(column: &dyn Array, i: usize) -> Self {
-        TimestampNs(
-            column
-                .as_any()
-                .downcast_ref::<TimestampNanosecondArray>()
-                .map_or(0, |a| a.value(i)),
-        )
+    fn cells(column: &dyn Array) -> impl Iterator<Item = Option<Self>> + '_ {
+        let column = column.as_primitive::<TimestampNanosecondType>();
+        column.iter().map(|v| v.map(TimestampNs))
     }
     fn zero() -> Self {
         TimestampNs(0)
@@ -1020,13 +973,8 @@ impl Cell for Bool {
     fn arrow() -> DataType {
         DataType::Boolean
     }
-    fn get(column: &dyn Array, i: usize) -> Self {
-        Bool(
-            column
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .is_some_and(|a| a.value(i)),
-        )
+    fn cells(column: &dyn Array) -> impl Iterator<Item = Option<Self>> + '_ {
+        column.as_boolean().iter().map(|v| v.map(Bool))
     }
     fn zero() -> Self {
         Bool(false)
@@ -1078,8 +1026,7 @@ fn assemble<T: Cell>(
     state.resize(cells, UNSET);
     for (column, offsets) in columns.iter().zip(positions) {
         let column = cast_exact(column, &T::arrow(), place.dataset, place.array)?;
-        for (row, &o) in offsets.iter().enumerate() {
-            let value = column.is_valid(row).then(|| T::get(column.as_ref(), row));
+        for (&o, value) in offsets.iter().zip(T::cells(column.as_ref())) {
             match (state[o], value) {
                 (UNSET, None) => state[o] = NULL,
                 (UNSET, Some(v)) => {

@@ -233,15 +233,10 @@ pub fn collect(inputs: &[PathBuf], name_from: NameFrom) -> Result<Vec<(String, P
 /// objects under it.
 async fn vacant(location: &str) -> Result<bool> {
     if !atlas_store::location::is_url(location) {
-        return Ok(std::fs::read_dir(location).map_or(true, |mut d| d.next().is_none()));
+        return Ok(atlas_store::location::is_vacant_dir(location));
     }
     let (store, prefix) = atlas_store::location::resolve(location)?;
-    let mut listing = store.list(Some(&prefix));
-    match listing.next().await {
-        None => Ok(true),
-        Some(Ok(_)) => Ok(false),
-        Some(Err(e)) => Err(Error::Input(format!("cannot list {location}: {e}"))),
-    }
+    Ok(atlas_store::location::is_vacant(store.as_ref(), &prefix).await?)
 }
 
 /// Opens the store at `location`, or creates it there when nothing is there and `create`.

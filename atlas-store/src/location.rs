@@ -102,6 +102,21 @@ pub fn resolve(location: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
     Ok((store, prefix))
 }
 
+/// Whether nothing is under `prefix` of `store`: where a new store may be created.
+pub async fn is_vacant(store: &dyn ObjectStore, prefix: &Path) -> Result<bool> {
+    use futures::StreamExt;
+    match store.list(Some(prefix)).next().await {
+        None => Ok(true),
+        Some(Ok(_)) => Ok(false),
+        Some(Err(source)) => Err(Error::store(prefix, source)),
+    }
+}
+
+/// Whether the local folder `path` is missing or empty: where a new store may be created.
+pub fn is_vacant_dir(path: impl AsRef<std::path::Path>) -> bool {
+    std::fs::read_dir(path).map_or(true, |mut d| d.next().is_none())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

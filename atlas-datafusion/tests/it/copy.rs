@@ -7,7 +7,7 @@ use atlas_datafusion::atlas_store::Atlas;
 use atlas_datafusion::atlas_store::object_store::ObjectStore;
 use atlas_datafusion::atlas_store::object_store::memory::InMemory;
 use atlas_datafusion::atlas_store::object_store::path::Path;
-use atlas_datafusion::{AtlasStore, register_atlas, register_opened};
+use atlas_datafusion::register_atlas;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
@@ -16,28 +16,14 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use url::Url;
 
-use crate::support::{error_of, memory_session, run, sensors};
+use crate::support::{error_of, memory_session, register_as, run, sensors, sorted};
 
 /// A session over the generated grid store as schema `s` (see `grid.rs`).
 async fn grid_session(partitions: usize) -> (SessionContext, Arc<dyn ObjectStore>) {
     let (ctx, store) = memory_session(partitions);
     crate::grid::build(Arc::clone(&store), "grid.atlas").await;
-    open_as(&ctx, "s", "memory:///grid.atlas").await;
+    register_as(&ctx, "s", "memory:///grid.atlas").await;
     (ctx, store)
-}
-
-async fn open_as(ctx: &SessionContext, schema: &str, location: &str) -> Arc<AtlasStore> {
-    let store = AtlasStore::open(location, &ctx.runtime_env())
-        .await
-        .unwrap_or_else(|e| panic!("open {location}: {e}"));
-    register_opened(ctx, schema, Arc::clone(&store)).expect("register");
-    store
-}
-
-async fn sorted(ctx: &SessionContext, sql: &str) -> Vec<String> {
-    let mut rows = run(ctx, sql).await.rows;
-    rows.sort();
-    rows
 }
 
 /// The one-row count a write returns.
@@ -67,7 +53,7 @@ async fn every_variable_table_copied_to_a_new_store_reads_back_the_same() {
         let source = sorted(&ctx, &format!("SELECT * FROM s.\"{table}\"")).await;
         assert_eq!(count, source.len().to_string(), "{table}: rows written");
         let schema = format!("c_{table}");
-        open_as(&ctx, &schema, &target).await;
+        register_as(&ctx, &schema, &target).await;
         let copy = sorted(&ctx, &format!("SELECT * FROM {schema}.\"{table}\"")).await;
         assert_eq!(copy, source, "{table}");
     }
@@ -81,7 +67,7 @@ async fn a_grid_table_copied_keeps_every_variable_and_the_datasets_that_lack_one
         "COPY (SELECT * FROM s.\"grid_time_depth\") TO 'memory:///g.atlas' STORED AS ATLAS",
     )
     .await;
-    open_as(&ctx, "g", "memory:///g.atlas").await;
+    register_as(&ctx, "g", "memory:///g.atlas").await;
     for table in ["grid_time_depth", "temp", "sal", "pres"] {
         let source = sorted(&ctx, &format!("SELECT * FROM s.\"{table}\"")).await;
         let copy = sorted(&ctx, &format!("SELECT * FROM g.\"{table}\"")).await;
@@ -112,8 +98,8 @@ async fn a_filtered_copy_shrinks_shapes_to_the_largest_index_kept_unless_a_shape
          TO 'memory:///wide.atlas' STORED AS ATLAS OPTIONS ('shape.temp' '4,10')",
     )
     .await;
-    open_as(&ctx, "small", "memory:///small.atlas").await;
-    open_as(&ctx, "wide", "memory:///wide.atlas").await;
+    register_as(&ctx, "small", "memory:///small.atlas").await;
+    register_as(&ctx, "wide", "memory:///wide.atlas").await;
     let shapes = |schema: &str| format!("SELECT DISTINCT shape[2] FROM {schema}._arrays");
     assert_eq!(sorted(&ctx, &shapes("small")).await, ["2"]);
     assert_eq!(sorted(&ctx, &shapes("wide")).await, ["10"]);
@@ -138,7 +124,7 @@ async fn a_value_repeated_along_a_dimension_is_written_once_with_dims_given() {
          TO 'memory:///joined.atlas' STORED AS ATLAS OPTIONS ('dims.qc' 'time')",
     )
     .await;
-    open_as(&ctx, "j", "memory:///joined.atlas").await;
+    register_as(&ctx, "j", "memory:///joined.atlas").await;
     let qc = |schema: &str| {
         format!(
             "SELECT dataset, time_index, qc FROM {schema}.qc \
@@ -173,7 +159,7 @@ async fn a_value_repeated_along_a_dimension_is_written_once_with_dims_given() {
 async fn dataset_attributes_selected_from_datasets_are_kept() {
     let (ctx, store) = memory_session(2);
     sensors(Arc::clone(&store), "sensors.atlas", 6, 5, 5).await;
-    open_as(&ctx, "s", "memory:///sensors.atlas").await;
+    register_as(&ctx, "s", "memory:///sensors.atlas").await;
     run(
         &ctx,
         "COPY (SELECT t.*, d.platform FROM s.temperature t JOIN s._datasets d USING (dataset) \
@@ -181,7 +167,7 @@ async fn dataset_attributes_selected_from_datasets_are_kept() {
          TO 'memory:///gliders.atlas' STORED AS ATLAS",
     )
     .await;
-    open_as(&ctx, "g", "memory:///gliders.atlas").await;
+    register_as(&ctx, "g", "memory:///gliders.atlas").await;
     assert_eq!(
         sorted(&ctx, "SELECT * FROM g._datasets").await,
         ["s0000|glider", "s0004|glider"]
@@ -200,7 +186,7 @@ async fn dataset_attributes_selected_from_datasets_are_kept() {
         "COPY (SELECT * FROM s._datasets) TO 'memory:///attrs.atlas' STORED AS ATLAS",
     )
     .await;
-    open_as(&ctx, "a", "memory:///attrs.atlas").await;
+    register_as(&ctx, "a", "memory:///attrs.atlas").await;
     assert_eq!(
         sorted(&ctx, "SELECT * FROM a._datasets").await,
         sorted(&ctx, "SELECT * FROM s._datasets").await
@@ -247,7 +233,7 @@ async fn a_copy_larger_than_the_memory_pool_holds_one_dataset_at_a_time() {
     let (ctx, store) = small_pool_session(POOL);
     // 120 datasets × 20,000 rows: about 70 MB of rows, four times the pool.
     sensors(Arc::clone(&store), "big.atlas", 120, 20_000, 4096).await;
-    open_as(&ctx, "s", "memory:///big.atlas").await;
+    register_as(&ctx, "s", "memory:///big.atlas").await;
     let df = ctx
         .sql("COPY (SELECT * FROM s.temperature) TO 'memory:///big_copy.atlas' STORED AS ATLAS")
         .await
@@ -274,7 +260,7 @@ async fn a_copy_larger_than_the_memory_pool_holds_one_dataset_at_a_time() {
         "the sort must have spilled: {text}"
     );
     assert_eq!(metric(&plan, "datasets_written"), 120);
-    open_as(&ctx, "c", "memory:///big_copy.atlas").await;
+    register_as(&ctx, "c", "memory:///big_copy.atlas").await;
     let summary = "SELECT dataset, count(*), sum(temperature), max(time) FROM {} GROUP BY dataset";
     assert_eq!(
         sorted(&ctx, &summary.replace("{}", "c.temperature")).await,
@@ -430,7 +416,7 @@ async fn a_sink_whose_input_was_repartitioned_after_planning_still_writes_every_
         crate::support::rows_text(&batches),
         [source.len().to_string()]
     );
-    open_as(&ctx, "rr", "memory:///rr.atlas").await;
+    register_as(&ctx, "rr", "memory:///rr.atlas").await;
     assert_eq!(sorted(&ctx, "SELECT * FROM rr.temp").await, source);
 }
 
@@ -469,13 +455,13 @@ async fn a_variable_of_different_ranks_across_datasets_copies_as_its_table_shows
         .await
         .expect("write");
     atlas.flush().await.expect("flush");
-    open_as(&ctx, "s", "memory:///ranks.atlas").await;
+    register_as(&ctx, "s", "memory:///ranks.atlas").await;
     run(
         &ctx,
         "COPY (SELECT * FROM s.temp) TO 'memory:///ranks_copy.atlas' STORED AS ATLAS",
     )
     .await;
-    open_as(&ctx, "c", "memory:///ranks_copy.atlas").await;
+    register_as(&ctx, "c", "memory:///ranks_copy.atlas").await;
     assert_eq!(
         sorted(&ctx, "SELECT * FROM c.temp").await,
         sorted(&ctx, "SELECT * FROM s.temp").await
@@ -609,7 +595,7 @@ async fn a_failed_copy_to_a_local_path_removes_the_store_and_keeps_an_empty_fold
 async fn a_cancelled_copy_leaves_no_store() {
     let (ctx, store) = memory_session(1);
     sensors(Arc::clone(&store), "big.atlas", 60, 20_000, 4096).await;
-    open_as(&ctx, "s", "memory:///big.atlas").await;
+    register_as(&ctx, "s", "memory:///big.atlas").await;
     let df = ctx
         .sql("COPY (SELECT * FROM s.temperature) TO 'memory:///cancelled.atlas' STORED AS ATLAS")
         .await

@@ -13,7 +13,7 @@ use atlas_datafusion::atlas_store::{Atlas, FillValue, StoreConfig};
 use datafusion::prelude::SessionContext;
 use ndarray::{Array, IxDyn};
 
-use crate::support::{error_of, memory_session, plan_text, register, run};
+use crate::support::{error_of, memory_session, plan_text, register, run, sorted};
 
 const DATASETS: usize = 16;
 
@@ -111,12 +111,6 @@ async fn session(partitions: usize) -> SessionContext {
     build(store, "grid.atlas").await;
     register(&ctx, "memory:///grid.atlas").await;
     ctx
-}
-
-async fn sorted(ctx: &SessionContext, sql: &str) -> Vec<String> {
-    let mut rows = run(ctx, sql).await.rows;
-    rows.sort();
-    rows
 }
 
 /// The full outer join of `temp`, `sal` and `pres` on dataset and both indexes: what the grid

@@ -91,12 +91,17 @@ pub async fn sensors(
     atlas
 }
 
-/// Registers a store handle as schema `s` of `ctx`, through a freshly opened handle.
+/// Opens the store at `location` and registers it as schema `s` of `ctx`.
 pub async fn register(ctx: &SessionContext, location: &str) -> Arc<AtlasStore> {
+    register_as(ctx, "s", location).await
+}
+
+/// Opens the store at `location` and registers it as schema `schema` of `ctx`.
+pub async fn register_as(ctx: &SessionContext, schema: &str, location: &str) -> Arc<AtlasStore> {
     let store = AtlasStore::open(location, &ctx.runtime_env())
         .await
-        .expect("open");
-    register_opened(ctx, "s", Arc::clone(&store)).expect("register");
+        .unwrap_or_else(|e| panic!("open {location}: {e}"));
+    register_opened(ctx, schema, Arc::clone(&store)).expect("register");
     store
 }
 
@@ -167,6 +172,13 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Run {
             .collect(),
         plan,
     }
+}
+
+/// The rows of `sql`, sorted (for comparing results whose order SQL leaves open).
+pub async fn sorted(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    let mut rows = run(ctx, sql).await.rows;
+    rows.sort();
+    rows
 }
 
 /// An error message of a query that must fail.
