@@ -63,17 +63,27 @@ pub fn report(store: &AtlasStore) -> String {
         e.1 += s.size;
     }
     let total: u64 = segments.iter().map(|s| s.size).sum();
-    let mut out = format!(
-        "store {}\n{} datasets, {} variables, {} segments, {} on disk, generation {}, format \
-         version {}\n",
-        store.location(),
-        catalog.len(),
-        vars.len(),
-        segments.len(),
-        mib(total),
-        store.atlas().generation(),
-        store.atlas().format_version()
-    );
+    let mut out = match store.atlas().upstream_format() {
+        Some(format) => format!(
+            "store {}\n{format}, read-only\n{} datasets, {} variables, {} segments, {} on disk\n",
+            store.location(),
+            catalog.len(),
+            vars.len(),
+            segments.len(),
+            mib(total),
+        ),
+        None => format!(
+            "store {}\n{} datasets, {} variables, {} segments, {} on disk, generation {}, \
+             format version {}\n",
+            store.location(),
+            catalog.len(),
+            vars.len(),
+            segments.len(),
+            mib(total),
+            store.atlas().generation(),
+            store.atlas().format_version()
+        ),
+    };
     if !keys.is_empty() {
         out.push_str(&format!("dataset attributes: {}\n", keys.join(", ")));
     }

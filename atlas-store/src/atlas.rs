@@ -17,7 +17,7 @@ use crate::config::StoreConfig;
 use crate::dataset::DatasetView;
 use crate::error::{Error, Result};
 use crate::pending::{self, Patch};
-use crate::schema::{ArraySchema, StatsRepr, stats_to_repr, validate_name};
+use crate::schema::{ArraySchema, StatsRepr, segment_stats, validate_name};
 
 /// Commits after which a checkpoint is written even if the log is still small.
 const CHECKPOINT_COMMITS: u64 = 100;
@@ -153,6 +153,24 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The state of a handle just opened on `snap`.
+    fn new(snap: Snapshot, interner: Interner, config: &StoreConfig) -> State {
+        State {
+            working: snap.clone(),
+            committed: Arc::new(snap),
+            dirty: HashMap::new(),
+            interner,
+            pending: HashMap::new(),
+            changes: 0,
+            own_spills: HashMap::new(),
+            budget: config.pending_budget,
+            retention: config.orphan_retention,
+            checkpoint_commits: CHECKPOINT_COMMITS,
+            stats: WriteStats::default(),
+            in_doubt: None,
+        }
+    }
+
     /// Records a change to `dataset`.
     pub(crate) fn touch(&mut self, dataset: &str) {
         self.changes += 1;
@@ -199,6 +217,18 @@ pub(crate) struct Inner {
     /// Serialises data writes with spill, flush and compact (held across their I/O).
     pub gate: tokio::sync::Mutex<()>,
     pub segments: SegmentCache,
+    /// Set for a store in a format this build reads but never writes (an atlas-rust store).
+    pub upstream: Option<crate::upstream::Upstream>,
+}
+
+impl Inner {
+    /// Refuses `op` on a read-only store.
+    pub(crate) fn writable(&self, op: &str) -> Result<()> {
+        match &self.upstream {
+            Some(u) => Err(u.refuse(op)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A handle on an ATLAS store.
@@ -229,7 +259,9 @@ impl Atlas {
         prefix: Path,
         config: StoreConfig,
     ) -> Result<Atlas> {
-        if !catalog::find_root(&*store, &prefix).await?.is_empty() {
+        // One listing sees both a catalog of ours and an atlas-rust collection.
+        let (roots, collection) = catalog::root_listing(&*store, &prefix).await?;
+        if !roots.is_empty() || collection {
             return Err(Error::StoreExists {
                 location: catalog::display_location(&prefix),
             });
@@ -258,8 +290,42 @@ impl Atlas {
 
     /// Opens the store at `prefix` of `store`. The codecs and catalog format are read from the
     /// store; budgets take their defaults (see [`Atlas::set_pending_budget`]).
+    ///
+    /// A store written by `atlas-rust` 0.17 (a `data.atlas` collection) opens too, read-only:
+    /// its tables, metadata and statistics read as an atlas-sql store's, and every write is
+    /// refused with [`Error::ReadOnlyFormat`] (see [`Atlas::upstream_format`]).
     pub async fn open(store: Arc<dyn ObjectStore>, prefix: Path) -> Result<Atlas> {
-        let (snap, interner) = catalog::load_latest(&*store, &prefix).await?;
+        let location = catalog::display_location(&prefix);
+        Self::open_named(store, prefix, location).await
+    }
+
+    /// [`Atlas::open`], naming the store `location` in messages.
+    async fn open_named(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        location: String,
+    ) -> Result<Atlas> {
+        let (snap, interner) = match catalog::load_latest(&*store, &prefix).await {
+            Ok(found) => found,
+            // No catalog of ours: an upstream store, when one is there (one `head` to know).
+            Err(Error::StoreNotFound { location: at }) => {
+                return match crate::upstream::open(&store, &prefix, location).await? {
+                    Some(atlas) => Ok(atlas),
+                    None => Err(Error::StoreNotFound { location: at }),
+                };
+            }
+            Err(e @ Error::CorruptCatalog { .. }) => {
+                // Our version-1 catalogs share their file name with atlas-rust 0.10's registry.
+                if crate::upstream::is_010(&*store, &prefix).await {
+                    return Err(Error::UnsupportedFormat {
+                        location,
+                        format: crate::upstream::FORMAT_010,
+                    });
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self::from_snapshot(
             store,
             prefix,
@@ -292,7 +358,7 @@ impl Atlas {
             });
         }
         let store = local_store(path)?;
-        Self::open(store, Path::default())
+        Self::open_named(store, Path::default(), path.display().to_string())
             .await
             .map_err(|e| match e {
                 Error::StoreNotFound { .. } => Error::StoreNotFound {
@@ -310,12 +376,14 @@ impl Atlas {
             return Self::open_path(location).await;
         }
         let (store, prefix) = crate::location::resolve(location)?;
-        Self::open(store, prefix).await.map_err(|e| match e {
-            Error::StoreNotFound { .. } => Error::StoreNotFound {
-                location: location.to_string(),
-            },
-            other => other,
-        })
+        Self::open_named(store, prefix, location.to_string())
+            .await
+            .map_err(|e| match e {
+                Error::StoreNotFound { .. } => Error::StoreNotFound {
+                    location: location.to_string(),
+                },
+                other => other,
+            })
     }
 
     /// Creates a new store at `location` (a local directory, made if missing, or a URL as in
@@ -342,30 +410,50 @@ impl Atlas {
         interner: Interner,
         config: &StoreConfig,
     ) -> Atlas {
-        let state = State {
-            working: snap.clone(),
-            committed: Arc::new(snap),
-            dirty: HashMap::new(),
-            interner,
-            pending: HashMap::new(),
-            changes: 0,
-            own_spills: HashMap::new(),
-            budget: config.pending_budget,
-            retention: config.orphan_retention,
-            checkpoint_commits: CHECKPOINT_COMMITS,
-            stats: WriteStats::default(),
-            in_doubt: None,
-        };
+        let state = State::new(snap, interner, config);
         let store = crate::io::CountingStore::wrap(store);
+        let segments = SegmentCache::new(Arc::clone(&store), prefix.clone());
+        Self::from_parts(store, prefix, state, segments, None)
+    }
+
+    /// A read-only handle on an upstream store: `store` is already counted, and `segments`
+    /// has the segments the catalog `snap` was built from open.
+    #[cfg_attr(not(feature = "upstream"), allow(dead_code))]
+    pub(crate) fn from_upstream(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        snap: Snapshot,
+        interner: Interner,
+        segments: SegmentCache,
+        upstream: crate::upstream::Upstream,
+    ) -> Atlas {
+        let state = State::new(snap, interner, &StoreConfig::default());
+        Self::from_parts(store, prefix, state, segments, Some(upstream))
+    }
+
+    fn from_parts(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        state: State,
+        segments: SegmentCache,
+        upstream: Option<crate::upstream::Upstream>,
+    ) -> Atlas {
         Atlas {
             inner: Arc::new(Inner {
-                segments: SegmentCache::new(Arc::clone(&store), prefix.clone()),
+                segments,
                 store,
                 prefix,
                 state: Mutex::new(state),
                 gate: tokio::sync::Mutex::new(()),
+                upstream,
             }),
         }
+    }
+
+    /// The format of a store this build reads but does not write, as a phrase ("an
+    /// atlas-rust 0.17 collection (data.atlas)"); `None` for an atlas-sql store.
+    pub fn upstream_format(&self) -> Option<&'static str> {
+        self.inner.upstream.as_ref().map(|u| u.format.describe())
     }
 
     /// Sets the pending-bytes budget: past it, written data spills to uncommitted segments.
@@ -407,6 +495,7 @@ impl Atlas {
 
     /// Creates a dataset. Visible to this handle at once, stored at the next flush.
     pub async fn create_dataset(&mut self, name: &str) -> Result<DatasetView> {
+        self.inner.writable("create a dataset")?;
         validate_name("dataset", name)?;
         let mut st = lock(&self.inner.state);
         if st.working.contains(name) {
@@ -437,6 +526,7 @@ impl Atlas {
 
     /// Deletes a dataset and all its arrays; the store drops them at the next flush.
     pub async fn delete_dataset(&mut self, name: &str) -> Result<()> {
+        self.inner.writable("delete a dataset")?;
         let mut st = lock(&self.inner.state);
         let Some(ds) = st.working.remove_dataset(name) else {
             return Err(Error::DatasetNotFound {
@@ -495,6 +585,10 @@ impl Atlas {
     /// On error nothing is committed and the pending changes stay, so the flush can be retried;
     /// on [`Error::Conflict`] another writer committed first.
     pub async fn flush(&mut self) -> Result<()> {
+        if self.inner.upstream.is_some() {
+            // Nothing can have changed: every change is refused.
+            return Ok(());
+        }
         let _gate = self.inner.gate.lock().await;
         self.inner.flush_locked().await
     }
@@ -503,6 +597,7 @@ impl Atlas {
     /// them with deleted data) into one segment, and removes the segments no longer needed:
     /// those this store retired, and unreferenced ones older than the retention period.
     pub async fn compact(&mut self) -> Result<CompactReport> {
+        self.inner.writable("compact")?;
         let _gate = self.inner.gate.lock().await;
         self.inner.flush_locked().await?;
         self.inner.cleanup(true).await
@@ -511,6 +606,7 @@ impl Atlas {
     /// Flushes, then removes retired segments and unreferenced segments (orphans of crashed
     /// writers) older than the retention period, without rewriting anything.
     pub async fn vacuum(&mut self) -> Result<CompactReport> {
+        self.inner.writable("vacuum")?;
         let _gate = self.inner.gate.lock().await;
         self.inner.flush_locked().await?;
         self.inner.cleanup(false).await
@@ -520,6 +616,7 @@ impl Atlas {
     /// older format version to the current one) and removes the log entries and checkpoints it
     /// covers that are older than the retention period. Returns the checkpoint's generation.
     pub async fn checkpoint(&mut self) -> Result<u64> {
+        self.inner.writable("checkpoint")?;
         let _gate = self.inner.gate.lock().await;
         self.inner.flush_locked().await?;
         self.inner.checkpoint_now().await
@@ -530,6 +627,10 @@ impl Atlas {
     /// this costs one read of the next log entry's name and one listing of `_checkpoint/`. A
     /// handle with unflushed changes is left as it is (its next flush rebases it instead).
     pub async fn refresh(&self) -> Result<bool> {
+        if self.inner.upstream.is_some() {
+            // Opened read-only and never followed: a reopen sees another writer's changes.
+            return Ok(false);
+        }
         let _gate = self.inner.gate.lock().await;
         let clean = |st: &State| st.dirty.is_empty() && st.pending.is_empty();
         let generation = {
@@ -558,6 +659,9 @@ impl Atlas {
     /// generation (`None` when it has none): what a reader that must not change under running
     /// reads uses instead of [`Atlas::refresh`]. The check costs what `refresh`'s does.
     pub async fn reopen_if_newer(&self) -> Result<Option<Atlas>> {
+        if self.inner.upstream.is_some() {
+            return Ok(None);
+        }
         let generation = lock(&self.inner.state).committed.generation;
         if !self.inner.committed_after(generation).await? {
             return Ok(None);
@@ -623,6 +727,7 @@ impl Atlas {
     /// What [`Atlas::vacuum`] would remove now with this handle's retention, without removing
     /// or committing anything (a dry run). Lists the store once.
     pub async fn vacuum_plan(&self) -> Result<VacuumPlan> {
+        self.inner.writable("vacuum")?;
         let (committed, retention) = {
             let st = lock(&self.inner.state);
             (Arc::clone(&st.committed), st.retention)
@@ -1060,8 +1165,9 @@ impl Inner {
         let stats = items
             .iter()
             .filter_map(|i| {
-                file.array_stats(&i.dataset)
-                    .map(|s| (i.dataset.clone(), stats_to_repr(s)))
+                file.array(&i.dataset)
+                    .and_then(segment_stats)
+                    .map(|s| (i.dataset.clone(), s))
             })
             .collect();
         drop(file);

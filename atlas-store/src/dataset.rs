@@ -58,6 +58,7 @@ impl DatasetView {
         chunk_shape: Option<Vec<usize>>,
         fill: Option<FillValue>,
     ) -> Result<()> {
+        self.inner.writable("define an array")?;
         validate_name("array", name)?;
         let schema = self.check_definition::<T>(name, dims, shape, chunk_shape, fill)?;
         let mut st = lock(&self.inner.state);
@@ -181,6 +182,7 @@ impl DatasetView {
         start: Vec<usize>,
         data: ArrayView<'_, T, IxDyn>,
     ) -> Result<()> {
+        self.inner.writable("write an array")?;
         // Checked under the gate, so no spill or flush runs between the check and the write.
         let _gate = self.inner.gate.lock().await;
         let schema = {
@@ -228,6 +230,7 @@ impl DatasetView {
 
     /// Deletes array `name`; the store drops it at the next flush.
     pub async fn delete_array(&self, name: &str) -> Result<()> {
+        self.inner.writable("delete an array")?;
         let mut st = lock(&self.inner.state);
         array_entry(&st, &self.name, name)?;
         if let Some(d) = st.dataset_mut(&self.name) {
@@ -255,6 +258,7 @@ impl DatasetView {
 
     /// Sets a dataset attribute.
     pub fn set_attribute(&self, key: &str, value: Attr) -> Result<()> {
+        self.inner.writable("set an attribute")?;
         let mut st = lock(&self.inner.state);
         let (key, value) = (st.interner.name(key), st.interner.value(value));
         let ds = st
@@ -294,6 +298,7 @@ impl DatasetView {
 
     /// Sets an attribute of array `array`.
     pub fn set_array_attribute(&self, array: &str, key: &str, value: Attr) -> Result<()> {
+        self.inner.writable("set an attribute")?;
         let mut st = lock(&self.inner.state);
         array_entry(&st, &self.name, array)?;
         let (key, value) = (st.interner.name(key), st.interner.value(value));

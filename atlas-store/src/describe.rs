@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use array_format::{ArrayStats, DType, StatValue};
+use array_format::ArrayStats;
 
 use crate::atlas::{Atlas, lock};
 use crate::catalog::{DsRef, EntryRef, Snapshot};
@@ -241,17 +241,10 @@ impl Atlas {
 /// or the dtype's zero when there is none.
 fn unwritten_stats(name: &str, schema: &ArraySchema) -> ArrayStats {
     let n = schema.element_count();
-    let zero = match (&schema.fill_value, &schema.dtype) {
+    let zero = match &schema.fill_value {
         _ if n == 0 => None,
-        (Some(_), _) => None,
-        (None, DType::Int8 | DType::Int16 | DType::Int32 | DType::Int64) => Some(StatValue::Int(0)),
-        (None, DType::UInt8 | DType::UInt16 | DType::UInt32 | DType::UInt64 | DType::Bool) => {
-            Some(StatValue::UInt(0))
-        }
-        (None, DType::Float32 | DType::Float64) => Some(StatValue::Float(0.0)),
-        (None, DType::String | DType::Binary) => Some(StatValue::Bytes(Vec::new())),
-        (None, DType::TimestampNs) => Some(StatValue::TimestampNs(0)),
-        (None, _) => None,
+        Some(_) => None,
+        None => crate::schema::zero_of(&schema.dtype),
     };
     let nulls = if schema.fill_value.is_some() { n } else { 0 };
     ArrayStats {

@@ -152,6 +152,36 @@ pub enum Error {
         /// What overlapped, e.g. ` and changed dataset "a" too` (empty when unknown).
         detail: String,
     },
+    /// A write, or an operation that rewrites the store, on a store in a format this build
+    /// reads but never writes (a store made by `atlas-rust`).
+    #[error("cannot {op}: {location} is {format}, which atlas-sql reads but does not write")]
+    ReadOnlyFormat {
+        /// Where the store is.
+        location: String,
+        /// The format, as a phrase ("an atlas-rust 0.17 collection (data.atlas)").
+        format: &'static str,
+        /// What was refused ("create a dataset", "compact").
+        op: String,
+    },
+    /// A store in a format this build recognises but cannot read.
+    #[error("{location} is {format}, which this build of atlas-sql does not read yet")]
+    UnsupportedFormat {
+        /// Where the store is.
+        location: String,
+        /// The format, as a phrase.
+        format: &'static str,
+    },
+    /// A store made by `atlas-rust` that the upstream reader rejects (a damaged footer or mask).
+    #[error("{location} holds {format} that cannot be read: {source}")]
+    Upstream {
+        /// Where the store is.
+        location: String,
+        /// The format, as a phrase.
+        format: &'static str,
+        /// The upstream crate's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An object store operation failed.
     #[error("object store error at {path}: {source}")]
     ObjectStore {

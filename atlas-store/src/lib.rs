@@ -53,6 +53,7 @@ mod segment;
 mod sums;
 #[cfg(test)]
 mod testing;
+mod upstream;
 
 pub use array_format::{ArrayElement, ArrayStats, DType, FillValue, StatValue, TimestampNs};
 pub(crate) use atlas::lock;

@@ -51,6 +51,81 @@ impl ArraySchema {
     }
 }
 
+/// The value a cell of `dtype` reads as when it was never written and the array has no fill
+/// value (`None` for dtypes without statistics).
+pub(crate) fn zero_of(dtype: &DType) -> Option<StatValue> {
+    Some(match dtype {
+        DType::Int8 | DType::Int16 | DType::Int32 | DType::Int64 => StatValue::Int(0),
+        DType::UInt8 | DType::UInt16 | DType::UInt32 | DType::UInt64 | DType::Bool => {
+            StatValue::UInt(0)
+        }
+        DType::Float32 | DType::Float64 => StatValue::Float(0.0),
+        DType::String | DType::Binary => StatValue::Bytes(Vec::new()),
+        DType::TimestampNs => StatValue::TimestampNs(0),
+        _ => return None,
+    })
+}
+
+/// Whether `a <= b` for two bounds of one dtype (`None` for bounds of different kinds).
+fn stat_le(a: &StatValue, b: &StatValue) -> Option<bool> {
+    Some(match (a, b) {
+        (StatValue::Int(a), StatValue::Int(b)) => a <= b,
+        (StatValue::UInt(a), StatValue::UInt(b)) => a <= b,
+        (StatValue::Float(a), StatValue::Float(b)) => a.total_cmp(b).is_le(),
+        (StatValue::Bytes(a), StatValue::Bytes(b)) => a <= b,
+        (StatValue::TimestampNs(a), StatValue::TimestampNs(b)) => a <= b,
+        _ => return None,
+    })
+}
+
+/// The statistics of one array of a segment, as SQL sees the array.
+///
+/// array-format counts every cell of a chunk never written as a null, fill value or not. With
+/// a fill value that is right (the cell reads as the fill, which SQL shows as NULL). Without
+/// one the cell reads as the dtype's zero, a value: so those cells are taken out of the null
+/// count and the zero is put inside min and max. Without this, exact `count(col)` answers and
+/// value pruning would be wrong for arrays written only in part.
+pub(crate) fn segment_stats(info: &array_format::reader::ArrayInfo) -> Option<StatsRepr> {
+    let stats = info.stats.as_ref()?;
+    let mut repr = stats_to_repr(stats);
+    if info.fill_value.is_some() {
+        return Some(repr);
+    }
+    let written: u64 = info
+        .chunk_entries()
+        .iter()
+        .map(|c| {
+            c.coord
+                .iter()
+                .zip(info.shape.iter().zip(&info.chunk_shape))
+                .map(|(&i, (&len, &chunk))| {
+                    let start = u64::from(i).saturating_mul(u64::from(chunk));
+                    u64::from(chunk).min(u64::from(len).saturating_sub(start))
+                })
+                .fold(1u64, u64::saturating_mul)
+        })
+        .fold(0u64, u64::saturating_add);
+    let unwritten = repr.row_count.saturating_sub(written);
+    repr.null_count = repr.null_count.saturating_sub(unwritten);
+    if unwritten > 0
+        && let Some(zero) = zero_of(&info.dtype)
+    {
+        let min = repr.min.take().map(StatValue::from);
+        let max = repr.max.take().map(StatValue::from);
+        let lower = match min {
+            Some(m) if stat_le(&m, &zero) == Some(true) => m,
+            _ => zero.clone(),
+        };
+        let upper = match max {
+            Some(m) if stat_le(&zero, &m) == Some(true) => m,
+            _ => zero,
+        };
+        repr.min = Some(lower.into());
+        repr.max = Some(upper.into());
+    }
+    Some(repr)
+}
+
 /// Statistics of one array as of the last flush, as the catalog keeps them.
 pub(crate) fn stats_to_repr(s: &ArrayStats) -> StatsRepr {
     StatsRepr {

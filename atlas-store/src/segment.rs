@@ -25,6 +25,9 @@ const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// Raw I/O budget shared by every segment a handle opens.
 const IO_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Block budget of a verify of a segment without checksums (its blocks are decoded, not kept).
+const VERIFY_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Block loads a prefetch keeps in flight.
 pub(crate) const PREFETCH_CONCURRENCY: usize = 8;
 
@@ -107,12 +110,27 @@ pub(crate) struct SegmentCache {
     /// One gate per segment being opened, so concurrent opens of it make its requests once.
     opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     blocks: Arc<BlockCache>,
+    /// Segments that are byte ranges of a larger object (an atlas-rust collection's
+    /// `data.atlas`), by key; empty for an atlas-sql store.
+    ranges: HashMap<String, SegmentRange>,
 }
 
-/// One opened segment and the store its reads are checked through.
+/// Where a segment that is part of a larger object sits in it.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentRange {
+    /// The object holding it.
+    pub container: Path,
+    /// Its first byte in `container`.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+/// One opened segment and the store its reads are checked through (none for a range of a
+/// container, which has no page checksums).
 struct Opened {
     file: Arc<ArrayFile>,
-    verified: Arc<VerifiedStore>,
+    verified: Option<Arc<VerifiedStore>>,
 }
 
 /// Writes the page-checksum sidecar of the segment at `segment`; returns the CRC-32 of its
@@ -145,7 +163,53 @@ impl SegmentCache {
             files: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
             blocks: Arc::new(BlockCache::new(CACHE_BYTES, IO_CACHE_BYTES)),
+            ranges: HashMap::new(),
         }
+    }
+
+    /// A cache whose segments `ranges` are byte ranges of larger objects.
+    #[cfg_attr(not(feature = "upstream"), allow(dead_code))]
+    pub(crate) fn with_ranges(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        ranges: HashMap<String, SegmentRange>,
+    ) -> Self {
+        SegmentCache {
+            ranges,
+            ..Self::new(store, prefix)
+        }
+    }
+
+    /// Where segment `key` sits when it is a range of a larger object.
+    #[cfg_attr(not(feature = "upstream"), allow(dead_code))]
+    pub(crate) fn range(&self, key: &str) -> Option<&SegmentRange> {
+        self.ranges.get(key)
+    }
+
+    /// Opens segment `key`, a range of a larger object: one or two reads of its footer.
+    async fn open_range(&self, key: &str, range: &SegmentRange) -> Result<Arc<ArrayFile>> {
+        let path = object_path(&self.prefix, key);
+        let view = crate::upstream::range::RangeStore::new(
+            Arc::clone(&self.store),
+            range.container.clone(),
+            path.clone(),
+            range.offset,
+            range.len,
+        );
+        let config = ReadConfig {
+            cache: Some(Arc::clone(&self.blocks)),
+            ..ReadConfig::default()
+        };
+        let file = match ArrayFile::open(Arc::new(view), path.clone(), config).await {
+            Ok(f) => Arc::new(f),
+            Err(e) => return Err(self.read_error(key, "reading the footer".into(), e).await),
+        };
+        let opened = Opened {
+            file: Arc::clone(&file),
+            verified: None,
+        };
+        lock(&self.files).insert(key.to_string(), opened);
+        Ok(file)
     }
 
     /// Opens segment `key`, checking its size against the catalog's record and setting up the
@@ -186,6 +250,9 @@ impl SegmentCache {
         key: &str,
         entry: Option<&SegmentEntry>,
     ) -> Result<Arc<ArrayFile>> {
+        if let Some(range) = self.ranges.get(key) {
+            return self.open_range(key, range).await;
+        }
         let path = object_path(&self.prefix, key);
         let Some(entry) = entry else {
             return Err(Error::CorruptSegment {
@@ -266,7 +333,7 @@ impl SegmentCache {
         let file = Arc::new(file);
         let opened = Opened {
             file: Arc::clone(&file),
-            verified,
+            verified: Some(verified),
         };
         lock(&self.files).insert(key.to_string(), opened);
         Ok(file)
@@ -337,9 +404,17 @@ impl SegmentCache {
         let same_extents = |a: &[u32], b: &[usize]| {
             a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| x as usize == y)
         };
+        // A chunk longer than its axis (which array-format allows) is that axis in the
+        // catalog: one chunk either way.
+        let clamped: Vec<u32> = info
+            .chunk_shape
+            .iter()
+            .zip(&info.shape)
+            .map(|(&c, &n)| c.min(n.max(1)))
+            .collect();
         if info.dtype != schema.dtype
             || !same_extents(&info.shape, &schema.shape)
-            || !same_extents(&info.chunk_shape, &schema.chunk_shape)
+            || !same_extents(&clamped, &schema.chunk_shape)
         {
             return Err(corrupt(format!(
                 "its footer lays out {dataset:?} as {:?} {:?} in chunks of {:?}, but the catalog \
@@ -386,7 +461,9 @@ impl SegmentCache {
         e: array_format::Error,
     ) -> Error {
         let path = object_path(&self.prefix, key);
-        let damage = lock(&self.files).get(key).and_then(|f| f.verified.damage());
+        let damage = lock(&self.files)
+            .get(key)
+            .and_then(|f| f.verified.as_ref().and_then(|v| v.damage()));
         if let Some(d) = damage {
             return Error::CorruptSegment {
                 path: path.to_string(),
@@ -396,8 +473,10 @@ impl SegmentCache {
         }
         match e {
             array_format::Error::Storage(_) | array_format::Error::Io(_) => {
+                // A range of a container is gone when the container is.
+                let object = self.ranges.get(key).map_or(&path, |r| &r.container);
                 if let Err(gone @ object_store::Error::NotFound { .. }) =
-                    self.store.head(&path).await
+                    self.store.head(object).await
                 {
                     lock(&self.files).remove(key);
                     return Error::SegmentGone {
@@ -425,6 +504,9 @@ impl SegmentCache {
     /// CRC-32 against `entry`, and its page checksums when it has them; a mismatch names the
     /// first damaged byte range.
     pub(crate) async fn verify(&self, key: &str, entry: &SegmentEntry) -> Result<()> {
+        if let Some(range) = self.ranges.get(key) {
+            return self.verify_range(key, range).await;
+        }
         let path = object_path(&self.prefix, key);
         let sums = match entry.sums {
             Some(crc) => Some(self.sums(&path, crc, entry.size).await?),
@@ -432,6 +514,50 @@ impl SegmentCache {
         };
         let found = self.digest(&path).await?;
         check_digest(&path, entry, sums.as_ref(), found).map(|_| ())
+    }
+
+    /// Checks segment `key`, a range of a larger object with no checksums, the only way it
+    /// can be: its footer and every block it lists are read afresh (not from this handle's
+    /// cache) and decoded.
+    async fn verify_range(&self, key: &str, range: &SegmentRange) -> Result<()> {
+        let path = object_path(&self.prefix, key);
+        let view = crate::upstream::range::RangeStore::new(
+            Arc::clone(&self.store),
+            range.container.clone(),
+            path.clone(),
+            range.offset,
+            range.len,
+        );
+        let corrupt = |what: &str, e: array_format::Error| Error::CorruptSegment {
+            path: path.to_string(),
+            reason: format!("{what}: {e}"),
+            source: Some(e),
+        };
+        let config = ReadConfig {
+            cache: Some(Arc::new(BlockCache::new(
+                VERIFY_CACHE_BYTES,
+                VERIFY_CACHE_BYTES,
+            ))),
+            ..ReadConfig::default()
+        };
+        let file = ArrayFile::open(Arc::new(view), path.clone(), config)
+            .await
+            .map_err(|e| corrupt("reading the footer", e))?;
+        let mut ids: Vec<u32> = file
+            .arrays()
+            .iter()
+            .flat_map(|a| a.chunk_entries().iter().map(|c| c.address.block_id.0))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids: Vec<array_format::address::BlockId> = ids
+            .into_iter()
+            .map(array_format::address::BlockId)
+            .collect();
+        file.prefetch_blocks(&ids, PREFETCH_CONCURRENCY)
+            .await
+            .map_err(|e| corrupt("decoding its blocks", e))?;
+        Ok(())
     }
 
     /// Size, CRC-32 and page checksums of the segment at `path`, streamed (never held whole).

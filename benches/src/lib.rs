@@ -19,6 +19,21 @@ pub fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Bytes of every file under `dir`, in subfolders too (zero when it does not exist).
+pub fn tree_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => tree_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// Bytes of the files directly in `dir` (zero when it does not exist).
 pub fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)

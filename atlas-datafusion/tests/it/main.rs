@@ -9,3 +9,4 @@ mod mapping;
 mod pushdown;
 mod remote;
 mod support;
+mod upstream;

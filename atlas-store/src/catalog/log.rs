@@ -325,10 +325,23 @@ async fn get_opt(store: &dyn ObjectStore, path: &Path) -> Result<Option<bytes::B
 
 /// The root catalog files' extensions (`atlas.<ext>`), sorted.
 pub(crate) async fn find_root(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<String>> {
+    Ok(root_listing(store, prefix).await?.0)
+}
+
+/// The extensions of the root catalog files at `prefix` (as [`find_root`]), and whether an
+/// atlas-rust 0.17 collection (`data.atlas`) is there too: one listing.
+pub(crate) async fn root_listing(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+) -> Result<(Vec<String>, bool)> {
     let listing = store
         .list_with_delimiter(Some(prefix))
         .await
         .map_err(|e| Error::store(prefix, e))?;
+    let collection = listing
+        .objects
+        .iter()
+        .any(|o| o.location.filename() == Some(crate::upstream::DATA_FILE));
     let mut found: Vec<String> = listing
         .objects
         .iter()
@@ -338,7 +351,7 @@ pub(crate) async fn find_root(store: &dyn ObjectStore, prefix: &Path) -> Result<
         .map(str::to_string)
         .collect();
     found.sort();
-    Ok(found)
+    Ok((found, collection))
 }
 
 /// What the root file says.

@@ -26,8 +26,8 @@ use crate::error::{Error, Result};
 
 pub(crate) use frozen::{DsRef, EntryRef, Held};
 pub(crate) use log::{
-    changes_for, cleanup_log, commit, create, find_root, load_latest, log_entry_exists,
-    newest_checkpoint, read_delta, write_checkpoint,
+    changes_for, cleanup_log, commit, create, load_latest, log_entry_exists, newest_checkpoint,
+    read_delta, root_listing, write_checkpoint,
 };
 pub(crate) use snapshot::{
     ArrayEntry, Dataset, DatasetChange, Delta, Interner, Name, SegmentEntry, Settings, Snapshot,

@@ -9,4 +9,5 @@ mod lifecycle;
 mod memory;
 mod metadata;
 mod support;
+mod upstream;
 mod validation;

@@ -18,21 +18,6 @@ use atlas_store::{Atlas, Codec, StoreConfig};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-fn dir_size(path: &std::path::Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(path) {
-        for e in rd.flatten() {
-            let p = e.path();
-            total += if p.is_dir() {
-                dir_size(&p)
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            };
-        }
-    }
-    total
-}
-
 /// One of DESIGN.md's three workloads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Workload {
@@ -392,9 +377,12 @@ async fn compare(
         println!("exported Parquet in {:.2?}", start.elapsed());
     }
     let atlas_bytes: u64 = if w == Workload::Argo {
-        w.variables().iter().map(|v| dir_size(&store.join(v))).sum()
+        w.variables()
+            .iter()
+            .map(|v| atlas_benches::tree_bytes(&store.join(v)))
+            .sum()
     } else {
-        dir_size(&store.join(var))
+        atlas_benches::tree_bytes(&store.join(var))
     };
     let pq_bytes = std::fs::metadata(&parquet)?.len();
     println!(

@@ -1,0 +1,66 @@
+"""Stores written by the original ATLAS crate (atlas-rust 0.17) from Python: registered and
+queried like ours, converted to xarray, verified, and never written to. The collection is
+written by atlas-rust itself, through the fixture binary `cargo test --workspace` builds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import datafusion
+import numpy as np
+import pytest
+
+import atlas_sql
+from test_atlas_sql import ROOT, py_rows
+
+
+def fixture_bin() -> str:
+    """The fixture writer: $ATLAS_UPSTREAM_FIXTURE_BIN, else the one `cargo test` builds."""
+    if os.environ.get("ATLAS_UPSTREAM_FIXTURE_BIN"):
+        return os.environ["ATLAS_UPSTREAM_FIXTURE_BIN"]
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    found = target / "debug" / "make-upstream-fixture"
+    if not found.exists():
+        pytest.fail(f"no fixture writer at {found}: run cargo test --workspace first")
+    return str(found)
+
+
+@pytest.fixture()
+def collection(tmp_path) -> Path:
+    path = tmp_path / "floats.atlas"
+    subprocess.run([fixture_bin(), "mixed", str(path)], check=True)
+    return path
+
+
+def test_register_queries_an_atlas_rust_collection_like_a_store(collection):
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, collection, schema="u")
+    assert py_rows(
+        ctx,
+        "SELECT dataset, count(temperature), count(*) FROM u.temperature GROUP BY dataset ORDER BY dataset",
+    ) == [["feb", "12", "24"], ["jan", "23", "24"], ["mar", "24", "24"]]
+    assert py_rows(ctx, "SELECT dataset, platform FROM u._datasets ORDER BY dataset") == [
+        ["feb", "float feb"],
+        ["jan", "float jan"],
+        ["mar", "float mar"],
+    ]
+    ds = atlas_sql.to_xarray(ctx.sql("SELECT * FROM u.temperature WHERE dataset = 'feb'"))
+    temp = ds["temperature"].sel(dataset="feb").values
+    assert temp.shape == (4, 6)
+    assert np.isnan(temp[2:]).all() and not np.isnan(temp[:2]).any()
+
+
+def test_an_atlas_rust_collection_is_verified_and_never_written(collection):
+    report = atlas_sql.verify(collection)
+    assert report["damaged"] == [] and report["segments_checked"] > 0
+    before = (collection / "data.atlas").read_bytes()
+    for write in (
+        lambda: atlas_sql.compact(collection),
+        lambda: atlas_sql.delete(collection, ["jan"]),
+        lambda: atlas_sql.vacuum(collection, dry_run=True),
+    ):
+        with pytest.raises(Exception, match="atlas-rust 0.17 collection"):
+            write()
+    assert (collection / "data.atlas").read_bytes() == before

@@ -1,0 +1,113 @@
+//! Stores written by atlas-rust 0.17 through the command line: queried, described and
+//! verified like ours; every command that writes refuses, naming the format.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+fn atlas_sql() -> Command {
+    let mut cmd = Command::cargo_bin("atlas-sql").unwrap();
+    cmd.env("ATLAS_SQL_HISTORY", "/dev/null");
+    cmd
+}
+
+fn collection(dir: &Path) -> String {
+    let path = dir.join("upstream");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(atlas_upstream_fixtures::mixed_017(&path))
+        .unwrap();
+    path.display().to_string()
+}
+
+fn output(cmd: &mut Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn an_upstream_collection_is_queried_described_and_verified_like_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collection(dir.path());
+    let (code, out, err) = output(atlas_sql().args([
+        "--store",
+        &s,
+        "-c",
+        "SELECT dataset, count(temperature) AS n, max(temperature) AS hottest, min(lat) AS south FROM temperature GROUP BY dataset ORDER BY dataset",
+        "-c",
+        r#"SELECT dataset, platform, cycle, serial FROM _datasets ORDER BY dataset"#,
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    insta::assert_snapshot!("upstream_query", out);
+
+    let (code, out, err) = output(atlas_sql().args(["info", &s]));
+    assert_eq!(code, Some(0), "{err}");
+    let out = out.replace(&s, "[STORE]");
+    let out: String = out
+        .lines()
+        .map(|l| match l.find(" segment") {
+            // Sizes depend on the upstream writer's codec.
+            _ if l.starts_with("3 datasets") => {
+                l.split(", ").take(3).collect::<Vec<_>>().join(", ")
+            }
+            Some(i) => l[..i + 8].to_string(),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("upstream_info", out);
+
+    let (code, out, err) = output(atlas_sql().args(["verify", &s]));
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
+#[test]
+fn commands_that_write_refuse_an_upstream_collection_naming_its_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collection(dir.path());
+    let before = std::fs::read(Path::new(&s).join("data.atlas")).unwrap();
+    for args in [
+        vec!["compact", s.as_str()],
+        vec!["vacuum", s.as_str()],
+        vec!["vacuum", s.as_str(), "--dry-run"],
+        vec!["delete", s.as_str(), "jan"],
+        vec!["upgrade", s.as_str()],
+        vec![
+            "--store",
+            s.as_str(),
+            "-c",
+            "INSERT INTO lat (dataset, lat_index, lat) VALUES ('x', 0, 1.0)",
+        ],
+    ] {
+        let (code, out, err) = output(atlas_sql().args(&args));
+        assert_ne!(code, Some(0), "{args:?}: {out}");
+        assert!(
+            err.contains("an atlas-rust 0.17 collection (data.atlas), which atlas-sql reads but does not write"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(Path::new(&s).join("data.atlas")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn verify_reports_a_damaged_segment_of_an_upstream_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collection(dir.path());
+    let path = Path::new(&s).join("data.atlas");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The first segment's first blocks: past the 8-byte header.
+    for b in &mut bytes[8..72] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, out, err) = output(atlas_sql().args(["verify", &s]));
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(out.contains("data.atlas/"), "{out}");
+}
