@@ -23,15 +23,20 @@ DATA = ROOT.parent / "shared" / "data"
 MONTHS = ["ersst.v5.200001.nc", "ersst.v5.200002.nc", "ersst.v5.200003.nc"]
 
 
-def cli() -> str:
-    """The `atlas-sql` binary: $ATLAS_SQL_BIN, else the one `cargo test` builds."""
-    if os.environ.get("ATLAS_SQL_BIN"):
-        return os.environ["ATLAS_SQL_BIN"]
+def built(name: str, env: str) -> str:
+    """A binary of the workspace: $`env`, else the one `cargo test --workspace` builds."""
+    if os.environ.get(env):
+        return os.environ[env]
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    found = target / "debug" / "atlas-sql"
+    found = target / "debug" / name
     if not found.exists():
-        pytest.fail(f"no atlas-sql binary at {found}: run cargo test --workspace first")
+        pytest.fail(f"no {name} binary at {found}: run cargo test --workspace first")
     return str(found)
+
+
+def cli() -> str:
+    """The `atlas-sql` binary."""
+    return built("atlas-sql", "ATLAS_SQL_BIN")
 
 
 @pytest.fixture(scope="module")

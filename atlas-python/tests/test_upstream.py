@@ -4,7 +4,6 @@ written by atlas-rust itself, through the fixture binary `cargo test --workspace
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,18 +12,12 @@ import numpy as np
 import pytest
 
 import atlas_sql
-from test_atlas_sql import ROOT, py_rows
+from test_atlas_sql import built, py_rows
 
 
 def fixture_bin() -> str:
-    """The fixture writer: $ATLAS_UPSTREAM_FIXTURE_BIN, else the one `cargo test` builds."""
-    if os.environ.get("ATLAS_UPSTREAM_FIXTURE_BIN"):
-        return os.environ["ATLAS_UPSTREAM_FIXTURE_BIN"]
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    found = target / "debug" / "make-upstream-fixture"
-    if not found.exists():
-        pytest.fail(f"no fixture writer at {found}: run cargo test --workspace first")
-    return str(found)
+    """The fixture writer (`upstream-fixtures`)."""
+    return built("make-upstream-fixture", "ATLAS_UPSTREAM_FIXTURE_BIN")
 
 
 @pytest.fixture()

@@ -186,8 +186,14 @@ impl SegmentCache {
         self.ranges.get(key)
     }
 
-    /// Opens segment `key`, a range of a larger object: one or two reads of its footer.
-    async fn open_range(&self, key: &str, range: &SegmentRange) -> Result<Arc<ArrayFile>> {
+    /// Opens segment `key`, a range of a larger object, over `cache`: one or two reads of
+    /// its footer. Its object path is that of the segment, not of the container.
+    async fn open_view(
+        &self,
+        key: &str,
+        range: &SegmentRange,
+        cache: Arc<BlockCache>,
+    ) -> std::result::Result<ArrayFile, array_format::Error> {
         let path = object_path(&self.prefix, key);
         let view = crate::upstream::range::RangeStore::new(
             Arc::clone(&self.store),
@@ -197,10 +203,15 @@ impl SegmentCache {
             range.len,
         );
         let config = ReadConfig {
-            cache: Some(Arc::clone(&self.blocks)),
+            cache: Some(cache),
             ..ReadConfig::default()
         };
-        let file = match ArrayFile::open(Arc::new(view), path.clone(), config).await {
+        ArrayFile::open(Arc::new(view), path, config).await
+    }
+
+    /// Opens segment `key`, a range of a larger object, into this handle's cache.
+    async fn open_range(&self, key: &str, range: &SegmentRange) -> Result<Arc<ArrayFile>> {
+        let file = match self.open_view(key, range, Arc::clone(&self.blocks)).await {
             Ok(f) => Arc::new(f),
             Err(e) => return Err(self.read_error(key, "reading the footer".into(), e).await),
         };
@@ -521,26 +532,14 @@ impl SegmentCache {
     /// cache) and decoded.
     async fn verify_range(&self, key: &str, range: &SegmentRange) -> Result<()> {
         let path = object_path(&self.prefix, key);
-        let view = crate::upstream::range::RangeStore::new(
-            Arc::clone(&self.store),
-            range.container.clone(),
-            path.clone(),
-            range.offset,
-            range.len,
-        );
         let corrupt = |what: &str, e: array_format::Error| Error::CorruptSegment {
             path: path.to_string(),
             reason: format!("{what}: {e}"),
             source: Some(e),
         };
-        let config = ReadConfig {
-            cache: Some(Arc::new(BlockCache::new(
-                VERIFY_CACHE_BYTES,
-                VERIFY_CACHE_BYTES,
-            ))),
-            ..ReadConfig::default()
-        };
-        let file = ArrayFile::open(Arc::new(view), path.clone(), config)
+        let fresh = Arc::new(BlockCache::new(VERIFY_CACHE_BYTES, VERIFY_CACHE_BYTES));
+        let file = self
+            .open_view(key, range, fresh)
             .await
             .map_err(|e| corrupt("reading the footer", e))?;
         let mut ids: Vec<u32> = file
