@@ -90,12 +90,7 @@ impl WriteOptions {
             } else if name == "chunk" {
                 out.chunks = atlas_store::parse_chunk_spec(value).map_err(bad)?;
             } else if name == "codec" {
-                out.codec = Some(match value.to_ascii_lowercase().as_str() {
-                    "zstd" => Codec::Zstd,
-                    "lz4" => Codec::Lz4,
-                    "none" | "uncompressed" => Codec::Uncompressed,
-                    _ => return Err(bad(format!("expected zstd, lz4 or none, not {value:?}"))),
-                });
+                out.codec = Some(value.parse::<Codec>().map_err(bad)?);
             } else if name == "attributes" {
                 out.attributes = names(value);
             } else {

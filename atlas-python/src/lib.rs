@@ -250,6 +250,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(maintain::verify, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::delete, m)?)?;
     m.add_function(wrap_pyfunction!(maintain::datasets, m)?)?;
+    m.add_function(wrap_pyfunction!(maintain::migrate, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use atlas_datafusion::atlas_store::{Atlas, CompactReport};
+use atlas_datafusion::atlas_store::{
+    Atlas, Codec, CompactReport, CopyPhase, CopyProgress, StoreConfig,
+};
 use datafusion_python_util::wait_for_future;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -148,6 +150,67 @@ pub(crate) fn delete(
         Ok(names)
     })?
     .map_err(sql_err)
+}
+
+/// Copies the store at `src` (an atlas-rust 0.17 collection or an atlas-sql store) into a new
+/// atlas-sql store at `dst`, then reads the copy back and checks every array equal to the
+/// source. `progress`, when given, is called with `(phase, datasets_done, datasets_total,
+/// cells_done, cells_total)`, `phase` one of `"copying"`, `"committing"`, `"verifying"`. On
+/// failure what was written at `dst` is removed.
+#[pyfunction]
+#[pyo3(signature = (src, dst, codec = "zstd", progress = None))]
+pub(crate) fn migrate<'py>(
+    py: Python<'py>,
+    src: &str,
+    dst: &str,
+    codec: &str,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let config = StoreConfig {
+        codec: codec
+            .parse::<Codec>()
+            .map_err(|e| PyValueError::new_err(format!("codec: {e}")))?,
+        ..StoreConfig::default()
+    };
+    // The callback's first error is kept and raised once the copy has stopped.
+    let mut failed: Option<PyErr> = None;
+    let on_progress = |p: &CopyProgress| {
+        let Some(cb) = &progress else { return };
+        if failed.is_some() {
+            return;
+        }
+        let phase = match p.phase {
+            CopyPhase::Copying => "copying",
+            CopyPhase::Committing => "committing",
+            CopyPhase::Verifying => "verifying",
+        };
+        Python::attach(|py| {
+            let args = (
+                phase,
+                p.datasets_done,
+                p.datasets_total,
+                p.cells_done,
+                p.cells_total,
+            );
+            if let Err(e) = cb.call1(py, args) {
+                failed = Some(e);
+            }
+        });
+    };
+    let report = wait_for_future(py, atlas_datafusion::atlas_store::migrate(src, dst, config, on_progress))?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let report = report.map_err(|e| sql_err(e.to_string()))?;
+    let out = PyDict::new(py);
+    out.set_item("datasets", report.datasets)?;
+    out.set_item("arrays", report.arrays)?;
+    out.set_item("arrays_unwritten", report.arrays_unwritten)?;
+    out.set_item("cells", report.cells)?;
+    out.set_item("cells_verified", report.cells_verified)?;
+    out.set_item("generation", report.generation)?;
+    out.set_item("source_format", report.source_format)?;
+    Ok(out)
 }
 
 /// The names of the datasets of the store at `location`, in store order.

@@ -57,3 +57,31 @@ def test_an_atlas_rust_collection_is_verified_and_never_written(collection):
         with pytest.raises(Exception, match="atlas-rust 0.17 collection"):
             write()
     assert (collection / "data.atlas").read_bytes() == before
+
+
+def test_migrate_copies_a_collection_into_a_store_with_the_same_answers(collection, tmp_path):
+    dst = tmp_path / "ours.atlas"
+    phases = []
+    report = atlas_sql.migrate(
+        collection, dst, progress=lambda phase, *_: phases.append(phase) if phase not in phases else None
+    )
+    assert phases == ["copying", "committing", "verifying"]
+    assert report["datasets"] == 3 and report["cells_verified"] == report["cells"] > 0
+    assert report["source_format"] == "an atlas-rust 0.17 collection (data.atlas)"
+    answers = []
+    for location in (collection, dst):
+        ctx = datafusion.SessionContext()
+        atlas_sql.register(ctx, location, schema="u")
+        answers.append(
+            py_rows(
+                ctx,
+                "SELECT dataset, count(temperature), sum(temperature), count(*) FROM u.temperature GROUP BY dataset ORDER BY dataset",
+            )
+            + py_rows(ctx, "SELECT dataset, platform, cycle FROM u._datasets ORDER BY dataset")
+        )
+    assert answers[0] == answers[1]
+    # The copy is ours, so it takes writes; a second migration into it is refused.
+    assert atlas_sql.delete(dst, ["jan"]) == ["jan"]
+    with pytest.raises(Exception, match="not empty"):
+        atlas_sql.migrate(collection, dst)
+    assert atlas_sql.verify(dst)["damaged"] == []

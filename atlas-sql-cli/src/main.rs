@@ -9,6 +9,7 @@ mod exec;
 mod info;
 mod ingest;
 mod maintain;
+mod migrate;
 mod repl;
 mod session;
 
@@ -109,6 +110,10 @@ enum Command {
         /// The store (a local directory).
         store: PathBuf,
     },
+    /// Copy a store (an atlas-rust 0.17 collection, or an atlas-sql store) into a new atlas-sql
+    /// store, streaming with bounded memory, and check every array of the copy equal to the
+    /// source before reporting success; exit code 4 when it differs.
+    Migrate(migrate::MigrateArgs),
     /// Delete datasets, by name or by a SQL LIKE pattern, in one commit.
     Delete {
         /// The store (a local directory).
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
                 dry_run,
             }) => maintain::vacuum(&store, retention, dry_run).await,
             Some(Command::Verify { store }) => maintain::verify(&store).await,
+            Some(Command::Migrate(args)) => migrate::run(args).await,
             Some(Command::Delete {
                 store,
                 datasets,

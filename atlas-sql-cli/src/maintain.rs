@@ -13,7 +13,7 @@ use crate::exec::CliError;
 /// Exit code of `verify` when it found damage.
 pub const DAMAGED: u8 = 4;
 
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     if bytes < 1024 {
         format!("{bytes} B")
     } else if bytes < 1 << 20 {
@@ -25,7 +25,7 @@ fn size(bytes: u64) -> String {
     }
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

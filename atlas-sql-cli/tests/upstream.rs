@@ -111,3 +111,71 @@ fn verify_reports_a_damaged_segment_of_an_upstream_collection() {
     assert_eq!(code, Some(4), "{out}{err}");
     assert!(out.contains("data.atlas/"), "{out}");
 }
+
+#[test]
+fn migrate_copies_an_upstream_collection_into_a_store_that_answers_every_query_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collection(dir.path());
+    let dst = dir.path().join("ours.atlas").display().to_string();
+    let (code, out, err) = output(atlas_sql().args(["migrate", &s, &dst]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let shown: Vec<String> = out
+        .replace(&s, "[SRC]")
+        .replace(&dst, "[DST]")
+        .lines()
+        // The size of the new store depends on the codec's version.
+        .map(|l| match l.rsplit_once(", ") {
+            Some((head, _)) if l.starts_with("[DST]") => head.to_string(),
+            _ => l.to_string(),
+        })
+        .collect();
+    insta::assert_snapshot!("migrate", shown.join("\n"));
+
+    let queries = [
+        "SELECT dataset, count(temperature) AS n, sum(temperature) AS s, count(*) AS cells FROM temperature GROUP BY dataset ORDER BY dataset",
+        "SELECT dataset, lat_index, lon_index, temperature FROM temperature WHERE temperature > 3 ORDER BY 1, 2, 3",
+        "SELECT * FROM _datasets ORDER BY dataset",
+        "SELECT dataset, station FROM station ORDER BY dataset",
+        "SELECT dataset, count(*), min(time), max(time) FROM time GROUP BY dataset ORDER BY dataset",
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 's' ORDER BY 1, 2",
+    ];
+    for sql in queries {
+        let answer = |store: &str| {
+            let (code, out, err) =
+                output(atlas_sql().args(["--store", &format!("s={store}"), "-c", sql]));
+            assert_eq!(code, Some(0), "{sql}: {err}");
+            out
+        };
+        assert_eq!(answer(&dst), answer(&s), "{sql}");
+    }
+    let (code, out, err) = output(atlas_sql().args(["verify", &dst]));
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // The copy is ours: it takes writes.
+    let (code, out, err) = output(atlas_sql().args(["delete", &dst, "jan"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // A destination that holds anything is refused, and kept.
+    let (code, _, err) = output(atlas_sql().args(["migrate", &s, &dst]));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is not empty"), "{err}");
+    assert!(Path::new(&dst).join("_log").exists());
+}
+
+#[test]
+fn migrate_of_a_damaged_collection_fails_naming_it_and_leaves_no_partial_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collection(dir.path());
+    let path = Path::new(&s).join("data.atlas");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[8..72] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let dst = dir.path().join("ours.atlas");
+    let (code, out, err) = output(atlas_sql().args(["migrate", &s, &dst.display().to_string()]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("data.atlas"), "{err}");
+    assert!(err.contains("nothing was migrated"), "{err}");
+    assert!(!dst.exists(), "the partial copy is removed");
+}

@@ -222,6 +222,19 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Whether array `array` of `dataset` has data: a committed segment or pending writes.
+    pub(crate) fn has_data(&self, dataset: &str, array: &str) -> bool {
+        let st = lock(&self.state);
+        let Some(entry) = st.working.dataset(dataset).and_then(|d| d.array(array)) else {
+            return false;
+        };
+        entry.segment().is_some()
+            || st
+                .pending
+                .get(&(dataset.to_string(), array.to_string()))
+                .is_some_and(|p| !p.is_empty())
+    }
+
     /// Refuses `op` on a read-only store.
     pub(crate) fn writable(&self, op: &str) -> Result<()> {
         match &self.upstream {

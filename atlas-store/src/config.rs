@@ -18,6 +18,20 @@ pub enum Codec {
     Uncompressed,
 }
 
+impl std::str::FromStr for Codec {
+    type Err = String;
+
+    /// `zstd`, `lz4`, or `none` (also `uncompressed`), in any case.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "zstd" => Ok(Codec::Zstd),
+            "lz4" => Ok(Codec::Lz4),
+            "none" | "uncompressed" => Ok(Codec::Uncompressed),
+            _ => Err(format!("expected zstd, lz4 or none, not {s:?}")),
+        }
+    }
+}
+
 /// Encoding of the catalog file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

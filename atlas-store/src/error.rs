@@ -182,6 +182,16 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A copy ([`crate::Atlas::copy_into`]) read back differs from its source.
+    #[error("the copy of dataset {dataset:?}{} differs from the source: {reason}", if array.is_empty() { String::new() } else { format!(" array {array:?}") })]
+    CopyMismatch {
+        /// The dataset.
+        dataset: String,
+        /// The array (empty when the dataset itself differs).
+        array: String,
+        /// What differs.
+        reason: String,
+    },
     /// An object store operation failed.
     #[error("object store error at {path}: {source}")]
     ObjectStore {

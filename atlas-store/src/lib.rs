@@ -41,6 +41,7 @@
 mod atlas;
 mod catalog;
 mod config;
+mod copy;
 mod dataset;
 mod describe;
 mod element;
@@ -63,6 +64,9 @@ pub use atlas::{
 pub use config::{
     CHUNK_ELEMENTS, Codec, DEFAULT_ORPHAN_RETENTION, DEFAULT_PENDING_BUDGET, MetaFormat,
     StoreConfig, chunk_shape, parse_chunk_spec,
+};
+pub use copy::{
+    COPY_TILE_ELEMENTS, CopyPhase, CopyProgress, CopyReport, discard_partial_store, migrate,
 };
 pub use dataset::DatasetView;
 pub use describe::{ArrayInfo, ArrayRef, CatalogView, DatasetInfo, DatasetRef};

@@ -495,7 +495,9 @@ impl SegmentCache {
                         source: gone,
                     };
                 }
-                Error::format(context, e)
+                // The store's error may wrap a decoding one (a block cache's load): name the
+                // segment either way.
+                Error::format(format!("{context} from {path}"), e)
             }
             array_format::Error::Codec(_)
             | array_format::Error::BlockOutOfRange { .. }
@@ -505,7 +507,7 @@ impl SegmentCache {
                 reason: format!("{context}: the data does not decode"),
                 source: Some(e),
             },
-            other => Error::format(context, other),
+            other => Error::format(format!("{context} from {path}"), other),
         }
     }
 }

@@ -51,7 +51,7 @@ from atlas_sql._internal import (  # noqa: E402
     open_store,
 )
 from atlas_sql._ingest import ingest  # noqa: E402
-from atlas_sql._maintain import compact, delete, vacuum, verify  # noqa: E402
+from atlas_sql._maintain import compact, delete, migrate, vacuum, verify  # noqa: E402
 from atlas_sql._xarray import to_xarray  # noqa: E402
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ __all__ = [
     "copy",
     "delete",
     "ingest",
+    "migrate",
     "register_factory",
     "ffi_version",
     "open",

@@ -1,11 +1,11 @@
-"""Store maintenance: the operations of ``atlas-sql compact|vacuum|verify|delete``."""
+"""Store maintenance: the operations of ``atlas-sql compact|vacuum|verify|delete|migrate``."""
 
 from __future__ import annotations
 
 import datetime
 import os
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from atlas_sql import _internal
 
@@ -79,3 +79,22 @@ def delete(
     if not chosen:
         return []
     return _internal.delete(where, chosen, dry_run)
+
+
+def migrate(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    codec: str = "zstd",
+    progress: Callable[[str, int, int, int, int], Any] | None = None,
+) -> dict[str, Any]:
+    """Copies the store at ``src`` (an atlas-rust 0.17 collection, or an atlas-sql store) into
+    a new atlas-sql store at ``dst``, which must be empty or missing, streaming with bounded
+    memory; then reads the copy back and checks every array, definition and attribute equal to
+    the source. Only then does it return: ``datasets``, ``arrays``, ``arrays_unwritten``,
+    ``cells``, ``cells_verified``, ``generation`` and ``source_format``. On any error, what was
+    written at ``dst`` is removed and the error raised.
+
+    ``progress``, when given, is called with ``(phase, datasets_done, datasets_total,
+    cells_done, cells_total)``; ``phase`` is ``"copying"``, ``"committing"`` or
+    ``"verifying"``."""
+    return _internal.migrate(os.fspath(src), os.fspath(dst), codec, progress)

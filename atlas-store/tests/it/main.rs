@@ -2,6 +2,7 @@
 
 mod api;
 mod catalog;
+mod copy;
 mod durability;
 mod golden;
 mod integrity;
