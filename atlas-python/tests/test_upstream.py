@@ -85,3 +85,24 @@ def test_migrate_copies_a_collection_into_a_store_with_the_same_answers(collecti
     with pytest.raises(Exception, match="not empty"):
         atlas_sql.migrate(collection, dst)
     assert atlas_sql.verify(dst)["damaged"] == []
+
+
+def test_an_atlas_rust_010_store_registers_verifies_and_migrates(tmp_path):
+    store = tmp_path / "old.atlas"
+    subprocess.run([fixture_bin(), "mixed010", str(store)], check=True)
+    ctx = datafusion.SessionContext()
+    atlas_sql.register(ctx, store, schema="old")
+    assert py_rows(
+        ctx,
+        "SELECT dataset, count(temperature), count(*) FROM old.temperature GROUP BY dataset ORDER BY dataset",
+    ) == [["apr", "24", "24"], ["feb", "24", "24"], ["jan", "23", "24"], ["mar", "24", "24"]]
+    report = atlas_sql.verify(store)
+    assert report["damaged"] == [] and report["segments_checked"] > 0
+    with pytest.raises(Exception, match="atlas-rust 0.10 store"):
+        atlas_sql.delete(store, ["jan"])
+    copy = tmp_path / "new.atlas"
+    migrated = atlas_sql.migrate(store, copy)
+    assert migrated["datasets"] == 4
+    atlas_sql.register(ctx, copy, schema="new")
+    query = "SELECT dataset, sum(temperature) FROM {}.temperature GROUP BY dataset ORDER BY dataset"
+    assert py_rows(ctx, query.format("new")) == py_rows(ctx, query.format("old"))

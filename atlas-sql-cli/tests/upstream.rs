@@ -179,3 +179,77 @@ fn migrate_of_a_damaged_collection_fails_naming_it_and_leaves_no_partial_store()
     assert!(err.contains("nothing was migrated"), "{err}");
     assert!(!dst.exists(), "the partial copy is removed");
 }
+
+fn store_010(dir: &Path) -> String {
+    let path = dir.join("upstream010");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(atlas_upstream_fixtures::v010::mixed_010(&path, false))
+        .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn an_atlas_rust_010_store_is_queried_verified_refused_writes_and_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_010(dir.path());
+    let (code, out, err) = output(atlas_sql().args([
+        "--store",
+        &s,
+        "-c",
+        "SELECT dataset, count(temperature) AS n, max(temperature) AS hottest FROM temperature GROUP BY dataset ORDER BY dataset",
+        "-c",
+        "SELECT dataset, platform, cycle, qc FROM _datasets ORDER BY dataset",
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    insta::assert_snapshot!("upstream010_query", out);
+
+    let (code, out, err) = output(atlas_sql().args(["info", &s]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("an atlas-rust 0.10 store"), "{out}");
+    let (code, out, err) = output(atlas_sql().args(["verify", &s]));
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    for args in [
+        vec!["compact", s.as_str()],
+        vec!["delete", s.as_str(), "jan"],
+        vec![
+            "--store",
+            s.as_str(),
+            "-c",
+            "INSERT INTO lat (dataset, lat_index, lat) VALUES ('x', 0, 1.0)",
+        ],
+    ] {
+        let (code, out, err) = output(atlas_sql().args(&args));
+        assert_ne!(code, Some(0), "{args:?}: {out}");
+        assert!(
+            err.contains("an atlas-rust 0.10 store") && err.contains("reads but does not write"),
+            "{args:?}: {err}"
+        );
+    }
+
+    let dst = dir.path().join("ours.atlas").display().to_string();
+    let (code, out, err) = output(atlas_sql().args(["migrate", "-q", &s, &dst]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("migrated 4 datasets"), "{out}");
+    for sql in [
+        "SELECT dataset, count(temperature) AS n, sum(temperature) AS s, count(*) AS cells FROM temperature GROUP BY dataset ORDER BY dataset",
+        "SELECT * FROM _datasets ORDER BY dataset",
+        "SELECT dataset, lat_index, flag FROM flag ORDER BY 1, 2",
+        "SELECT dataset, lat_index, level FROM level ORDER BY 1, 2",
+    ] {
+        let answer = |store: &str| {
+            let (code, out, err) = output(atlas_sql().args([
+                "--store",
+                &format!("s={store}"),
+                "--format",
+                "csv",
+                "-c",
+                sql,
+            ]));
+            assert_eq!(code, Some(0), "{sql}: {err}");
+            out
+        };
+        assert_eq!(answer(&dst), answer(&s), "{sql}");
+    }
+}

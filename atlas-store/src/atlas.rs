@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use array_format::{ArrayElement, ArrayStats};
+use array_format::{ArrayElement, ArrayStats, DType};
 use ndarray::{ArcArray, Array, ArrayD, IxDyn};
 use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem, path::Path};
 
@@ -222,6 +222,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The reader of a store whose values our segment reader cannot decode (atlas-rust 0.10).
+    pub(crate) fn region_source(&self) -> Option<Arc<dyn crate::upstream::RegionSource>> {
+        self.upstream.as_ref().and_then(|u| u.source.clone())
+    }
+
     /// Whether array `array` of `dataset` has data: a committed segment or pending writes.
     pub(crate) fn has_data(&self, dataset: &str, array: &str) -> bool {
         let st = lock(&self.state);
@@ -328,14 +333,12 @@ impl Atlas {
                 };
             }
             Err(e @ Error::CorruptCatalog { .. }) => {
-                // Our version-1 catalogs share their file name with atlas-rust 0.10's registry.
-                if crate::upstream::is_010(&*store, &prefix).await {
-                    return Err(Error::UnsupportedFormat {
-                        location,
-                        format: crate::upstream::FORMAT_010,
-                    });
-                }
-                return Err(e);
+                // Our version-1 catalogs share their file names with atlas-rust 0.10's
+                // registry: the upstream crate decides whether this is one.
+                return match crate::upstream::open_010(&store, &prefix, location).await? {
+                    Some(atlas) => Ok(atlas),
+                    None => Err(e),
+                };
             }
             Err(e) => return Err(e),
         };
@@ -687,6 +690,13 @@ impl Atlas {
     /// its page checksums (an error names the first damaged byte range). Returns the number of
     /// segments checked.
     pub async fn verify(&self) -> Result<usize> {
+        if self.inner.region_source().is_some() {
+            let report = self.verify_all(|_, _| {}).await?;
+            return match report.damaged.into_iter().next() {
+                Some(d) => Err(d.error),
+                None => Ok(report.segments_checked),
+            };
+        }
         let segments = lock(&self.inner.state).committed.segments.clone();
         for (key, live) in &segments {
             self.inner.segments.verify(key, &live.entry).await?;
@@ -699,6 +709,9 @@ impl Atlas {
     /// the arrays it holds. `progress` is called after each segment with the bytes checked so
     /// far and the total. Errors only for what stops the check itself.
     pub async fn verify_all(&self, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
+        if let Some(source) = self.inner.region_source() {
+            return self.verify_by_reading(&*source, progress).await;
+        }
         let committed = Arc::clone(&lock(&self.inner.state).committed);
         let total: u64 = committed.segments.values().map(|s| s.entry.size).sum();
         let mut report = VerifyReport::default();
@@ -731,6 +744,60 @@ impl Atlas {
                     holds: holds.remove(&**key).unwrap_or_default(),
                 }),
                 Err(other) => return Err(other),
+            }
+            progress(report.bytes_checked, total);
+        }
+        Ok(report)
+    }
+
+    /// [`Atlas::verify_all`] for a store whose files our reader cannot check (atlas-rust
+    /// 0.10): every array each file holds is read in full through `source`, which decodes
+    /// every chunk; the first array that fails marks its file damaged.
+    async fn verify_by_reading(
+        &self,
+        source: &dyn crate::upstream::RegionSource,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<VerifyReport> {
+        let committed = Arc::clone(&lock(&self.inner.state).committed);
+        let total: u64 = committed.segments.values().map(|s| s.entry.size).sum();
+        let mut holds: BTreeMap<&str, Vec<(String, String, DType)>> = BTreeMap::new();
+        for (ds, d) in committed.iter() {
+            for a in d.arrays() {
+                if let Some(seg) = a.segment() {
+                    holds.entry(&**seg).or_default().push((
+                        ds.to_string(),
+                        a.name().to_string(),
+                        a.schema().dtype.clone(),
+                    ));
+                }
+            }
+        }
+        let mut report = VerifyReport::default();
+        for (key, live) in &committed.segments {
+            let arrays = holds.remove(&**key).unwrap_or_default();
+            let mut failed = None;
+            for (ds, array, dtype) in &arrays {
+                if let Err(e) = source.read(ds, array, dtype, Vec::new(), Vec::new()).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            report.segments_checked += 1;
+            report.bytes_checked += live.entry.size;
+            match failed {
+                None => {}
+                Some(
+                    error @ (Error::Upstream { .. }
+                    | Error::SegmentGone { .. }
+                    | Error::CorruptSegment { .. }
+                    | Error::ObjectStore { .. }
+                    | Error::Io { .. }),
+                ) => report.damaged.push(DamagedSegment {
+                    key: key.to_string(),
+                    error,
+                    holds: arrays.into_iter().map(|(d, a, _)| (d, a)).collect(),
+                }),
+                Some(other) => return Err(other),
             }
             progress(report.bytes_checked, total);
         }
@@ -809,6 +876,10 @@ impl Atlas {
         &self,
         wanted: &[(A, D, Vec<Range<usize>>)],
     ) -> Result<usize> {
+        // The upstream reader of an atlas-rust 0.10 store has no block cache to fill.
+        if self.inner.region_source().is_some() {
+            return Ok(0);
+        }
         type Wanted = (String, Arc<ArraySchema>, Vec<Range<usize>>);
         let mut by_segment: BTreeMap<Name, (Option<SegmentEntry>, Vec<Wanted>)> = BTreeMap::new();
         {
@@ -1015,6 +1086,20 @@ impl Inner {
         let (start, shape) = resolve_region(dataset, array, &schema, start, shape)?;
         let (patches, needs_base) = pending::live(&patches, &schema.shape);
         let base = base.filter(|_| needs_base);
+        if base.is_some()
+            && let Some(source) = self.region_source()
+        {
+            // A read-only store: nothing pending to apply.
+            let read = source
+                .read(dataset, array, &schema.dtype, start, shape)
+                .await?;
+            return match read.downcast::<ArcArray<T, IxDyn>>() {
+                Ok(a) => Ok(Some(*a)),
+                Err(_) => Err(Error::Internal(format!(
+                    "the upstream reader returned another element type for {dataset}/{array}"
+                ))),
+            };
+        }
         let mut out: ArrayD<T> = match base {
             Some(key) => {
                 let file = self.segments.open(&key, base_entry.as_ref()).await?;

@@ -67,7 +67,7 @@ pub(crate) fn zero_of(dtype: &DType) -> Option<StatValue> {
 }
 
 /// Whether `a <= b` for two bounds of one dtype (`None` for bounds of different kinds).
-fn stat_le(a: &StatValue, b: &StatValue) -> Option<bool> {
+pub(crate) fn stat_le(a: &StatValue, b: &StatValue) -> Option<bool> {
     Some(match (a, b) {
         (StatValue::Int(a), StatValue::Int(b)) => a <= b,
         (StatValue::UInt(a), StatValue::UInt(b)) => a <= b,

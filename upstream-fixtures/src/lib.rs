@@ -5,9 +5,11 @@
 //! [`mixed_017`] covers the awkward parts of the 0.17 format (every dtype, fills and no fill,
 //! chunks at the edges, 0-d arrays, attributes of every kind, a dataset deleted through the
 //! mask, one whose writer never finished); [`profiles_017`] is a collection of many
-//! Argo-like profiles for pruning and benchmarks.
+//! Argo-like profiles for pruning and benchmarks. [`v010`] has the same for atlas-rust 0.10.
 
 #![warn(missing_docs)]
+
+pub mod v010;
 
 use std::path::Path;
 

@@ -164,7 +164,10 @@ pub async fn mixed_010(dir: &Path, packed: bool) -> Result<()> {
         ds.set_attribute("cycle", Attr::Int64(i as i64 + 1));
         ds.set_attribute("ratio", Attr::Float64(0.5));
         ds.set_attribute("qc", Attr::Bool(i % 2 == 0));
-        ds.set_attribute("launched", Attr::TimestampNanoseconds(when - 86_400_000_000_000));
+        ds.set_attribute(
+            "launched",
+            Attr::TimestampNanoseconds(when - 86_400_000_000_000),
+        );
     }
     atlas.flush().await?;
     atlas.delete_dataset("gone").await?;

@@ -10,3 +10,4 @@ mod pushdown;
 mod remote;
 mod support;
 mod upstream;
+mod upstream010;

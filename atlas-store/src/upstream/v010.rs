@@ -151,6 +151,9 @@ pub(crate) struct Reader {
     location: String,
     /// Variables the registry names whose `data.af` is not in the store.
     missing: HashSet<String>,
+    /// `(dataset, array)` whose definition could not be read from its file at open, with why:
+    /// their reads fail, the rest of the store reads.
+    broken: HashMap<(String, String), String>,
     prefix: Path,
 }
 
@@ -206,6 +209,14 @@ impl RegionSource for Reader {
                     source: "the store's registry names this variable but its file is missing"
                         .into(),
                 },
+            });
+        }
+        if let Some(reason) = self.broken.get(&(dataset.to_string(), array.to_string())) {
+            let path = crate::segment::object_path(&self.prefix, &segment_key(array));
+            return Err(Error::CorruptSegment {
+                path: path.to_string(),
+                reason: format!("dataset {dataset:?}, array {array:?}: {reason}"),
+                source: None,
             });
         }
         macro_rules! same {
@@ -327,6 +338,7 @@ pub(super) async fn open(
         atlas,
         location: location.clone(),
         missing: HashSet::new(),
+        broken: HashMap::new(),
         prefix: prefix.clone(),
     };
     let mut interner = Interner::default();
@@ -336,6 +348,7 @@ pub(super) async fn open(
         meta_compression: Codec::Uncompressed,
     });
     let mut missing = HashSet::new();
+    let mut broken = HashMap::new();
     let mut variables = HashSet::new();
     let names = reader.atlas.list_datasets();
     for (seq, name) in names.iter().enumerate() {
@@ -368,18 +381,19 @@ pub(super) async fn open(
                 )));
             }
             let on_disk = present.contains(array);
-            let (fill_value, stats) = if on_disk {
-                let what = || format!("reading the definition of {name}/{array}");
-                let fill = view
-                    .array_fill_value(array)
-                    .await
-                    .map_err(|e| reader.error(what(), e))?
-                    .map(convert_fill);
-                let stats = view.array_stats(array).await;
-                (fill, stats)
-            } else {
+            let (fill_value, stats) = if !on_disk {
                 missing.insert(array.clone());
                 (None, None)
+            } else {
+                match view.array_fill_value(array).await {
+                    Ok(fill) => (fill.map(convert_fill), view.array_stats(array).await),
+                    // A damaged file: its reads fail naming it, and verify reports it.
+                    Err(e) => {
+                        let reason = format!("its definition does not read: {e}");
+                        broken.insert((name.clone(), array.clone()), reason);
+                        (None, None)
+                    }
+                }
             };
             let schema = ArraySchema {
                 dtype,
@@ -433,7 +447,11 @@ pub(super) async fn open(
     }
     snap.recount(&location)?;
     let snap = snap.fold();
-    let reader = Reader { missing, ..reader };
+    let reader = Reader {
+        missing,
+        broken,
+        ..reader
+    };
     let upstream = Upstream {
         format: FORMAT,
         location,

@@ -238,7 +238,11 @@ pub(super) async fn open(
     }
     snap.recount(&location)?;
     let snap = snap.fold();
-    let upstream = Upstream { format, location };
+    let upstream = Upstream {
+        format,
+        location,
+        source: None,
+    };
     Ok(Atlas::from_upstream(
         store, prefix, snap, interner, segments, upstream,
     ))

@@ -11,4 +11,5 @@ mod memory;
 mod metadata;
 mod support;
 mod upstream;
+mod upstream010;
 mod validation;

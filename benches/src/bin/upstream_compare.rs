@@ -1,14 +1,16 @@
-//! One query set over an atlas-rust 0.17 collection and over the same data in an atlas-sql
-//! store, in one process: what reading an upstream store in place costs against our format.
+//! One query set over an atlas-rust 0.10 store, an atlas-rust 0.17 collection and the same
+//! data in an atlas-sql store, in one process: what reading an upstream store in place costs
+//! against our format.
 //!
 //! ```text
 //! cargo run --release -p atlas-benches --bin upstream_compare -- [DATASETS] [LEVELS] [RUNS]
 //! ```
-//! Defaults: 1000 Argo-like profiles of 1000 levels (`atlas_upstream_fixtures::profiles_017`,
-//! written by atlas-rust itself), 5 runs. Our copy has the same values, chunks (25 levels),
+//! Defaults: 1000 Argo-like profiles of 1000 levels (`atlas_upstream_fixtures::profiles_017`
+//! and `v010::profiles_010`, written by atlas-rust itself), 5 runs. Our copy has the same values, chunks (25 levels),
 //! fill value and attributes, written with atlas-store and compacted. Each query runs in a
 //! fresh session (open included; the OS page cache warm) and again in one warm session.
-//! Last, the collection is migrated (`atlas_store::migrate`: copied, committed, read back and
+//! Ratios are upstream time / atlas-sql time (above 1: atlas-sql is faster). Last, each
+//! upstream store is migrated (`atlas_store::migrate`: copied, committed, read back and
 //! compared) and timed.
 
 use std::time::{Duration, Instant};
@@ -89,15 +91,24 @@ async fn main() -> Result<(), Error> {
     };
     let (n, levels, runs) = (arg(0, 1000)?, arg(1, 1000)?, arg(2, 5)?);
     let tmp = tempfile::tempdir()?;
+    let old = tmp.path().join("upstream010.atlas");
     let upstream = tmp.path().join("upstream.atlas");
     let native = tmp.path().join("ours.atlas");
+    atlas_upstream_fixtures::v010::profiles_010(&old, n, levels).await?;
     atlas_upstream_fixtures::profiles_017(&upstream, n, levels).await?;
     ours(&native, n, levels).await?;
-    let (up, us) = (upstream.display().to_string(), native.display().to_string());
+    let (up10, up, us) = (
+        old.display().to_string(),
+        upstream.display().to_string(),
+        native.display().to_string(),
+    );
+    let mib = |p: &std::path::Path| atlas_benches::tree_bytes(p) as f64 / 1048576.0;
     println!(
-        "{n} profiles × {levels} levels; on disk: atlas-rust 0.17 {:.1} MiB, atlas-sql {:.1} MiB",
-        atlas_benches::tree_bytes(&upstream) as f64 / 1048576.0,
-        atlas_benches::tree_bytes(&native) as f64 / 1048576.0
+        "{n} profiles × {levels} levels; on disk: atlas-rust 0.10 {:.1} MiB, atlas-rust 0.17 \
+         {:.1} MiB, atlas-sql {:.1} MiB",
+        mib(&old),
+        mib(&upstream),
+        mib(&native)
     );
     let queries = [
         ("full scan", r#"SELECT avg("TEMP") FROM s."TEMP""#.to_string()),
@@ -118,18 +129,24 @@ async fn main() -> Result<(), Error> {
             r#"SELECT count(*) FROM s."TEMP" t JOIN s._datasets d USING (dataset) WHERE d."PLATFORM_NUMBER" = '6900003'"#.to_string(),
         ),
     ];
-    println!("| query | session | atlas-rust 0.17 (ms) | atlas-sql (ms) | ratio |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| query | session | atlas-rust 0.10 (ms) | atlas-rust 0.17 (ms) | atlas-sql (ms) | \
+         0.10 / atlas-sql | 0.17 / atlas-sql |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (name, sql) in &queries {
         for warm in [false, true] {
+            let a10 = time(&up10, sql, runs, warm).await?;
             let a = time(&up, sql, runs, warm).await?;
             let b = time(&us, sql, runs, warm).await?;
             println!(
-                "| {name} | {} | {:.1} | {:.1} | {:.2} |",
+                "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
                 if warm { "warm" } else { "fresh" },
+                a10.as_secs_f64() * 1e3,
                 a.as_secs_f64() * 1e3,
                 b.as_secs_f64() * 1e3,
-                b.as_secs_f64() / a.as_secs_f64()
+                a10.as_secs_f64() / b.as_secs_f64(),
+                a.as_secs_f64() / b.as_secs_f64()
             );
         }
     }
@@ -138,27 +155,33 @@ async fn main() -> Result<(), Error> {
         let atlas = Atlas::open_location(&location).await?;
         Ok::<_, Error>((start.elapsed(), atlas.list_datasets().len()))
     };
+    let (a10, _) = open(up10.clone()).await?;
     let (a, _) = open(up.clone()).await?;
     let (b, count) = open(us.clone()).await?;
     println!(
-        "open ({count} datasets): atlas-rust 0.17 {:.1} ms, atlas-sql {:.1} ms",
+        "open ({count} datasets): atlas-rust 0.10 {:.1} ms, atlas-rust 0.17 {:.1} ms, atlas-sql \
+         {:.1} ms",
+        a10.as_secs_f64() * 1e3,
         a.as_secs_f64() * 1e3,
         b.as_secs_f64() * 1e3
     );
-    let migrated = tmp.path().join("migrated.atlas");
-    let start = Instant::now();
-    let report = atlas_store::migrate(
-        &up,
-        &migrated.display().to_string(),
-        StoreConfig::default(),
-        |_| {},
-    )
-    .await?;
-    println!(
-        "migrate (copy, commit, read back and compare {} cells): {:.2} s, {:.1} MiB written",
-        report.cells_verified,
-        start.elapsed().as_secs_f64(),
-        atlas_benches::tree_bytes(&migrated) as f64 / 1048576.0
-    );
+    for (version, source) in [("0.10", &up10), ("0.17", &up)] {
+        let migrated = tmp.path().join(format!("migrated-{version}.atlas"));
+        let start = Instant::now();
+        let report = atlas_store::migrate(
+            source,
+            &migrated.display().to_string(),
+            StoreConfig::default(),
+            |_| {},
+        )
+        .await?;
+        println!(
+            "migrate atlas-rust {version} (copy, commit, read back and compare {} cells): \
+             {:.2} s, {:.1} MiB written",
+            report.cells_verified,
+            start.elapsed().as_secs_f64(),
+            mib(&migrated)
+        );
+    }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! Writes a fixture store with atlas-rust itself, for tests outside Rust (the Python suite):
 //!
 //! ```text
-//! make-upstream-fixture mixed DIR
-//! make-upstream-fixture profiles DIR N LEVELS
+//! make-upstream-fixture mixed DIR                 # atlas-rust 0.17
+//! make-upstream-fixture profiles DIR N LEVELS     # atlas-rust 0.17
+//! make-upstream-fixture mixed010 DIR              # atlas-rust 0.10
+//! make-upstream-fixture profiles010 DIR N LEVELS  # atlas-rust 0.10
 //! ```
 
 use std::process::ExitCode;
@@ -22,20 +24,46 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["mixed", dir] => runtime.block_on(atlas_upstream_fixtures::mixed_017(dir.as_ref())),
+        ["mixed", dir] => runtime
+            .block_on(atlas_upstream_fixtures::mixed_017(dir.as_ref()))
+            .map_err(|e| e.to_string()),
         ["profiles", dir, n, levels] => {
             let (Ok(n), Ok(levels)) = (n.parse(), levels.parse()) else {
                 eprintln!("error: N and LEVELS are counts, got {n:?} and {levels:?}");
                 return ExitCode::from(2);
             };
-            runtime.block_on(atlas_upstream_fixtures::profiles_017(
+            runtime
+                .block_on(atlas_upstream_fixtures::profiles_017(
+                    dir.as_ref(),
+                    n,
+                    levels,
+                ))
+                .map_err(|e| e.to_string())
+        }
+        ["mixed010", dir] => runtime
+            .block_on(atlas_upstream_fixtures::v010::mixed_010(
                 dir.as_ref(),
-                n,
-                levels,
+                false,
             ))
+            .map_err(|e| e.to_string()),
+        ["profiles010", dir, n, levels] => {
+            let (Ok(n), Ok(levels)) = (n.parse(), levels.parse()) else {
+                eprintln!("error: N and LEVELS are counts, got {n:?} and {levels:?}");
+                return ExitCode::from(2);
+            };
+            runtime
+                .block_on(atlas_upstream_fixtures::v010::profiles_010(
+                    dir.as_ref(),
+                    n,
+                    levels,
+                ))
+                .map_err(|e| e.to_string())
         }
         _ => {
-            eprintln!("usage: make-upstream-fixture mixed DIR | profiles DIR N LEVELS");
+            eprintln!(
+                "usage: make-upstream-fixture mixed|mixed010 DIR | profiles|profiles010 DIR N \
+                 LEVELS"
+            );
             return ExitCode::from(2);
         }
     };
