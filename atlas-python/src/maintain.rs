@@ -197,7 +197,10 @@ pub(crate) fn migrate<'py>(
             }
         });
     };
-    let report = wait_for_future(py, atlas_datafusion::atlas_store::migrate(src, dst, config, on_progress))?;
+    let report = wait_for_future(
+        py,
+        atlas_datafusion::atlas_store::migrate(src, dst, config, on_progress),
+    )?;
     if let Some(e) = failed {
         return Err(e);
     }

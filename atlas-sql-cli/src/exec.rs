@@ -109,7 +109,7 @@ impl Printer {
                 let writer = arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .build(stdout.lock());
-                stream_into(df, writer, |w, b| w.write(b), |_| Ok(())).await
+                stream_into(df, writer, |w, b| w.write(&csv_cells(b)?), |_| Ok(())).await
             }
             Format::Json => {
                 let writer = arrow::json::ArrayWriter::new(stdout.lock());
@@ -132,6 +132,41 @@ impl Printer {
             }
         }
     }
+}
+
+/// `batch` with every nested column (lists, structs, maps: list attributes in `_datasets`, for
+/// one) as the text the table format shows, which CSV has no other way to hold.
+fn csv_cells(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use std::sync::Arc;
+    let nested = |t: &DataType| t.is_nested();
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default().with_null("");
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !nested(field.data_type()) {
+            fields.push(Arc::clone(field));
+            columns.push(Arc::clone(column));
+            continue;
+        }
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+        let text: StringArray = (0..column.len())
+            .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+            .collect();
+        fields.push(Arc::new(Field::new(field.name(), DataType::Utf8, true)));
+        columns.push(Arc::new(text));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// Writes a query's batches to `writer` as they arrive; returns the row count.

@@ -48,6 +48,15 @@ fn csv_json_and_ndjson_stream_the_same_rows() {
 }
 
 #[test]
+fn csv_writes_list_values_as_their_text_rather_than_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let sql = "SELECT 'a' AS name, make_array(1, 2, 3) AS levels, CAST(NULL AS INT[]) AS none";
+    let out = stdout_of(atlas_sql().args(["--store", &s, "--format", "csv", "-q", "-c", sql]));
+    assert_eq!(out, "name,levels,none\na,\"[1, 2, 3]\",\n");
+}
+
+#[test]
 fn the_shell_reads_statements_and_commands_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
