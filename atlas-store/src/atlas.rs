@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use array_format::{ArrayElement, ArrayStats, DType};
+use array_format::{ArrayElement, ArrayStats};
 use ndarray::{ArcArray, Array, ArrayD, IxDyn};
 use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem, path::Path};
 
@@ -751,8 +751,9 @@ impl Atlas {
     }
 
     /// [`Atlas::verify_all`] for a store whose files our reader cannot check (atlas-rust
-    /// 0.10): every array each file holds is read in full through `source`, which decodes
-    /// every chunk; the first array that fails marks its file damaged.
+    /// 0.10): every array each file holds is read through `source`, which decodes every
+    /// chunk, in the bounded tiles a copy uses; the first array that fails marks its file
+    /// damaged.
     async fn verify_by_reading(
         &self,
         source: &dyn crate::upstream::RegionSource,
@@ -760,14 +761,16 @@ impl Atlas {
     ) -> Result<VerifyReport> {
         let committed = Arc::clone(&lock(&self.inner.state).committed);
         let total: u64 = committed.segments.values().map(|s| s.entry.size).sum();
-        let mut holds: BTreeMap<&str, Vec<(String, String, DType)>> = BTreeMap::new();
+        /// `(dataset, array, definition)` of each array a file holds.
+        type Held = (String, String, Arc<ArraySchema>);
+        let mut holds: BTreeMap<&str, Vec<Held>> = BTreeMap::new();
         for (ds, d) in committed.iter() {
             for a in d.arrays() {
                 if let Some(seg) = a.segment() {
                     holds.entry(&**seg).or_default().push((
                         ds.to_string(),
                         a.name().to_string(),
-                        a.schema().dtype.clone(),
+                        Arc::clone(a.schema()),
                     ));
                 }
             }
@@ -776,10 +779,17 @@ impl Atlas {
         for (key, live) in &committed.segments {
             let arrays = holds.remove(&**key).unwrap_or_default();
             let mut failed = None;
-            for (ds, array, dtype) in &arrays {
-                if let Err(e) = source.read(ds, array, dtype, Vec::new(), Vec::new()).await {
-                    failed = Some(e);
-                    break;
+            'arrays: for (ds, array, schema) in &arrays {
+                let tiles = crate::copy::tiles(
+                    &schema.shape,
+                    &schema.chunk_shape,
+                    crate::copy::COPY_TILE_ELEMENTS,
+                );
+                for (start, shape) in tiles {
+                    if let Err(e) = source.read(ds, array, &schema.dtype, start, shape).await {
+                        failed = Some(e);
+                        break 'arrays;
+                    }
                 }
             }
             report.segments_checked += 1;

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use array_format::{DType, FillValue, StatValue, TimestampNs};
 use atlas_rust_010 as upstream;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use ndarray::{ArcArray, IxDyn};
 use object_store::{GetOptions, GetResult, ObjectStore, path::Path};
 
@@ -81,12 +82,14 @@ impl std::fmt::Display for ReadOnlyStore {
 
 fn refused(location: &Path) -> object_store::Error {
     object_store::Error::NotImplemented {
-        operation: format!("writing {location} to a store opened read-only"),
+        operation: format!("changing {location} in a store opened read-only"),
         implementer: "atlas-store".to_string(),
     }
 }
 
-crate::io::object_store_wrapper!(ReadOnlyStore {
+/// Every write, delete, copy and rename is refused; reads and listings pass through.
+#[async_trait::async_trait]
+impl ObjectStore for ReadOnlyStore {
     async fn put_opts(
         &self,
         location: &Path,
@@ -119,7 +122,37 @@ crate::io::object_store_wrapper!(ReadOnlyStore {
     ) -> object_store::Result<Vec<Bytes>> {
         self.inner.get_ranges(location, ranges).await
     }
-});
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        locations.map(|l| l.and_then(|l| Err(refused(&l)))).boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        _from: &Path,
+        to: &Path,
+        _options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        Err(refused(to))
+    }
+}
 
 /// A boolean element for the upstream reader (array-format has the dtype but implements its
 /// element trait for no Rust type).
@@ -179,14 +212,39 @@ impl Reader {
             .open_dataset(dataset)
             .await
             .map_err(|e| self.error(what(), e))?;
-        view.read_array::<U>(array, start, shape)
+        let wanted = shape.clone();
+        let read = unpanicked(view.read_array::<U>(array, start, shape))
             .await
+            .map_err(|reason| self.damaged(dataset, array, reason))?
             .map_err(|e| self.error(what(), e))?
             .ok_or_else(|| Error::ArrayNotFound {
                 dataset: dataset.to_string(),
                 array: array.to_string(),
                 known: view.list_arrays().join(", "),
-            })
+            })?;
+        // atlas-rust clamps a region to the shape its file records, which a registry written
+        // apart from its files can contradict.
+        if !wanted.is_empty() && read.shape() != wanted.as_slice() {
+            return Err(self.damaged(
+                dataset,
+                array,
+                format!(
+                    "the file holds shape {:?} where the registry's definition asks for {wanted:?}",
+                    read.shape()
+                ),
+            ));
+        }
+        Ok(read)
+    }
+
+    /// The error for a file whose contents are wrong for `dataset`/`array`.
+    fn damaged(&self, dataset: &str, array: &str, reason: String) -> Error {
+        let path = crate::segment::object_path(&self.prefix, &segment_key(array));
+        Error::CorruptSegment {
+            path: path.to_string(),
+            reason: format!("dataset {dataset:?}, array {array:?}: {reason}"),
+            source: None,
+        }
     }
 }
 
@@ -212,12 +270,7 @@ impl RegionSource for Reader {
             });
         }
         if let Some(reason) = self.broken.get(&(dataset.to_string(), array.to_string())) {
-            let path = crate::segment::object_path(&self.prefix, &segment_key(array));
-            return Err(Error::CorruptSegment {
-                path: path.to_string(),
-                reason: format!("dataset {dataset:?}, array {array:?}: {reason}"),
-                source: None,
-            });
+            return Err(self.damaged(dataset, array, reason.clone()));
         }
         macro_rules! same {
             ($t:ty) => {
@@ -257,6 +310,32 @@ impl RegionSource for Reader {
             }
         })
     }
+}
+
+/// Runs `fut` (a call into atlas-rust 0.10), turning a panic (which damaged bytes can cause
+/// in its decoder) into an error saying so.
+async fn unpanicked<F: std::future::Future>(fut: F) -> std::result::Result<F::Output, String> {
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            format!("the upstream reader failed on the file's bytes ({why})")
+        })
+}
+
+/// What one variable's folder holds.
+#[derive(Debug, Default)]
+struct Files {
+    /// Bytes of its `data.af`, delta layers and statistics.
+    size: u64,
+    has_data: bool,
+    newest_layer: Option<std::time::SystemTime>,
+    stats_written: Option<std::time::SystemTime>,
 }
 
 /// Whether a registry file atlas-rust 0.10 writes is at `prefix` (one listing).
@@ -301,38 +380,36 @@ pub(super) async fn open(
         }
     };
 
-    // Every object of the store, for the size of each variable's files (one listing).
+    // Every object of the store (one listing): each variable folder's files, by the folder's
+    // path as object_store encodes it (a name with `[` or `%` is escaped there).
     let listed: Vec<object_store::ObjectMeta> = counted
         .list(Some(prefix))
         .try_collect()
         .await
         .map_err(|e| Error::store(prefix, e))?;
-    let mut sizes: HashMap<String, u64> = HashMap::new();
-    let mut present: HashSet<String> = HashSet::new();
+    let mut folders: HashMap<Path, Files> = HashMap::new();
     for meta in &listed {
-        let path = meta.location.as_ref();
-        let relative = path
-            .strip_prefix(prefix.as_ref())
-            .map_or(path, |p| p.trim_start_matches('/'));
-        let Some((variable, file)) = relative.split_once('/') else {
+        let parts: Vec<_> = meta.location.parts().collect();
+        let Some((file, dir)) = parts.split_last() else {
             continue;
         };
-        if file.contains('/') {
-            continue;
-        }
+        let folder = folders.entry(dir.iter().cloned().collect()).or_default();
+        let file = file.as_ref();
         let is_layer = file == "data.af"
-            || file == "data.stats"
             || file
                 .strip_prefix("data.")
                 .and_then(|f| f.strip_suffix(".af"))
                 .is_some_and(|n| n.parse::<u64>().is_ok());
         if is_layer {
-            *sizes.entry(variable.to_string()).or_default() += meta.size;
-            if file == "data.af" {
-                present.insert(variable.to_string());
-            }
+            folder.size += meta.size;
+            folder.has_data |= file == "data.af";
+            folder.newest_layer = folder.newest_layer.max(Some(meta.last_modified.into()));
+        } else if file == "data.stats" {
+            folder.size += meta.size;
+            folder.stats_written = Some(meta.last_modified.into());
         }
     }
+    let folder_of = |variable: &str| folders.get(&prefix.clone().join(variable));
 
     let reader = Reader {
         atlas,
@@ -366,8 +443,11 @@ pub(super) async fn open(
                 reason: format!("dataset {name:?}, array {array:?}: {reason}"),
                 source: None,
             };
-            let dtype = convert_dtype(&def.dtype)
-                .ok_or_else(|| damaged(format!("dtype {:?} has no SQL mapping", def.dtype)))?;
+            // List dtypes have no SQL mapping (and no atlas-sql store holds them): such an
+            // array is left out, the rest of its dataset is there.
+            let Some(dtype) = convert_dtype(&def.dtype) else {
+                continue;
+            };
             let rank = def.shape.len();
             let dims = if def.dimension_names.len() == rank {
                 def.dimension_names.clone()
@@ -380,16 +460,36 @@ pub(super) async fn open(
                     def.chunk_shape, def.shape
                 )));
             }
-            let on_disk = present.contains(array);
+            let files = folder_of(array);
+            let on_disk = files.is_some_and(|f| f.has_data);
+            // atlas-rust writes a flush's layer, then the statistics: statistics older than
+            // the newest layer missed that flush.
+            let stats_current = files
+                .is_some_and(|f| f.stats_written.is_some() && f.stats_written >= f.newest_layer);
             let (fill_value, stats) = if !on_disk {
                 missing.insert(array.clone());
                 (None, None)
             } else {
-                match view.array_fill_value(array).await {
-                    Ok(fill) => (fill.map(convert_fill), view.array_stats(array).await),
+                match unpanicked(view.array_fill_value(array)).await {
+                    Ok(Ok(fill)) => {
+                        let stats = if stats_current {
+                            unpanicked(view.array_stats(array)).await.ok().flatten()
+                        } else {
+                            None
+                        };
+                        (fill.map(convert_fill), stats)
+                    }
+                    // The store could not be reached: not the file's fault.
+                    Ok(Err(upstream::Error::ObjectStore(e))) => {
+                        return Err(Error::store(prefix, e));
+                    }
                     // A damaged file: its reads fail naming it, and verify reports it.
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         let reason = format!("its definition does not read: {e}");
+                        broken.insert((name.clone(), array.clone()), reason);
+                        (None, None)
+                    }
+                    Err(reason) => {
                         broken.insert((name.clone(), array.clone()), reason);
                         (None, None)
                     }
@@ -436,7 +536,7 @@ pub(super) async fn open(
         let key = segment_key(variable);
         let entry = SegmentEntry {
             variable: interner.name(variable),
-            size: sizes.get(variable).copied().unwrap_or(0),
+            size: folder_of(variable).map_or(0, |f| f.size),
             crc32: 0,
             sums: None,
         };
@@ -466,6 +566,25 @@ pub(super) async fn open(
         segments,
         upstream,
     )))
+}
+
+/// Whether cells equal to `fill` read as NULL in SQL for an array of `dtype`
+/// (`atlas-datafusion`'s conversion; atlas-rust 0.10's statistics count the same as nulls).
+fn null_fill(dtype: &DType, fill: &FillValue) -> bool {
+    match dtype {
+        DType::Int8
+        | DType::Int16
+        | DType::Int32
+        | DType::Int64
+        | DType::UInt8
+        | DType::UInt16
+        | DType::UInt32
+        | DType::UInt64 => matches!(fill, FillValue::Int(_) | FillValue::UInt(_)),
+        DType::Float32 | DType::Float64 => matches!(fill, FillValue::Float(_)),
+        DType::TimestampNs => matches!(fill, FillValue::TimestampNs(_) | FillValue::Int(_)),
+        DType::Bool => matches!(fill, FillValue::Bool(_)),
+        _ => false,
+    }
 }
 
 fn convert_dtype(d: &upstream::DType) -> Option<DType> {
@@ -532,6 +651,13 @@ fn convert_stat(v: &upstream::StatValue) -> StatValue {
 /// not used either.
 fn convert_stats(s: &upstream::ArrayStats, schema: &ArraySchema) -> Option<StatsRepr> {
     if matches!(schema.dtype, DType::String | DType::Binary) {
+        return None;
+    }
+    // A fill value of another kind than the dtype's is not NULL in SQL, but 0.10 counts the
+    // unwritten cells it fills as nulls.
+    if let Some(fill) = &schema.fill_value
+        && !null_fill(&schema.dtype, fill)
+    {
         return None;
     }
     if s.row_count != schema.element_count() || s.null_count > s.row_count {

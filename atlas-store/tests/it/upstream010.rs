@@ -381,3 +381,74 @@ async fn migrate_copies_an_atlas_rust_010_store_into_ours_exactly() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn statistics_are_used_only_when_current_and_when_the_fill_is_null_in_sql() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut theirs = upstream::Atlas::create_path(dir.path(), upstream::StoreConfig::default())
+            .await
+            .expect("create");
+        let mut ds = theirs.create_dataset("d").await.expect("dataset");
+        // A fill of another kind than the dtype.
+        ds.define_array::<i32>(
+            "sst",
+            vec!["n".into()],
+            vec![8],
+            Some(vec![2]),
+            Some(upstream::FillValue::Float(-9999.0)),
+        )
+        .await
+        .expect("define");
+        let part = atlas_store::ndarray::ArrayD::from_elem(IxDyn(&[2]), 7i32);
+        ds.write_array("sst", vec![0], part.view())
+            .await
+            .expect("write");
+        ds.define_array::<f64>("x", vec!["n".into()], vec![8], Some(vec![2]), None)
+            .await
+            .expect("define");
+        let all = atlas_store::ndarray::ArrayD::from_elem(IxDyn(&[8]), 2.5f64);
+        ds.write_array("x", vec![0], all.view())
+            .await
+            .expect("write");
+        theirs.flush().await.expect("flush");
+    }
+    let stats_of = |array: &'static str| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let ours = Atlas::open_path(&dir).await.expect("open");
+            let view = ours.open_dataset("d").await.expect("d");
+            let values = view
+                .read_array::<f64>(array, vec![], vec![])
+                .await
+                .map(|a| a.map(|a| a.len()));
+            (view.array_stats(array).await, values.ok().flatten())
+        }
+    };
+    // x: current statistics, used.
+    let (stats, _) = stats_of("x").await;
+    let stats = stats.expect("current statistics");
+    assert_eq!((stats.row_count, stats.null_count), (8, 0));
+
+    // sst's Float fill is no NULL for an integer array, so the statistics (which count six
+    // nulls) are not used.
+    let ours = Atlas::open_path(dir.path()).await.expect("open");
+    let view = ours.open_dataset("d").await.expect("d");
+    let sst = view
+        .read_array::<i32>("sst", vec![], vec![])
+        .await
+        .expect("reads")
+        .expect("defined");
+    assert_eq!(sst.len(), 8);
+    assert!(view.array_stats("sst").await.is_none());
+
+    // A layer newer than the statistics (a flush that stopped before writing them): the
+    // statistics are stale and not used; the values still read.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let layer = dir.path().join("x").join("data.af");
+    let bytes = std::fs::read(&layer).expect("read");
+    std::fs::write(&layer, bytes).expect("rewrite");
+    let (stats, values) = stats_of("x").await;
+    assert!(stats.is_none(), "{stats:?}");
+    assert_eq!(values, Some(8));
+}
