@@ -227,11 +227,14 @@ async fn read_tile<T: ArrayElement>(
         })
 }
 
+/// Defines array `name` in `to` as `schema` says, then, when `values`, copies its values
+/// from `from` tile by tile, calling `done` with the cells of each tile.
 async fn copy_array<T: ArrayElement>(
     from: &DatasetView,
     to: &DatasetView,
     name: &str,
     schema: &ArraySchema,
+    values: bool,
     mut done: impl FnMut(u64),
 ) -> Result<()> {
     to.define_array::<T>(
@@ -242,6 +245,9 @@ async fn copy_array<T: ArrayElement>(
         schema.fill_value.clone(),
     )
     .await?;
+    if !values {
+        return Ok(());
+    }
     for (start, shape) in tiles(&schema.shape, &schema.chunk_shape, COPY_TILE_ELEMENTS) {
         let region = read_tile::<T>(from, name, &start, &shape).await?;
         to.write_array(name, start, region.view()).await?;
@@ -327,26 +333,17 @@ impl Atlas {
                 let schema = from.array_meta(&array).ok_or_else(|| {
                     Error::Internal(format!("{name:?} lists array {array:?} but has none"))
                 })?;
-                if self.inner.has_data(name, &array) {
-                    by_dtype!(schema.dtype, name, &array, T => {
-                        copy_array::<T>(&from, &to, &array, &schema, |n| {
-                            at.cells_done += n;
-                            progress(&at);
-                        })
-                        .await
-                    })?;
+                let written = self.inner.has_data(name, &array);
+                by_dtype!(schema.dtype, name, &array, T => {
+                    copy_array::<T>(&from, &to, &array, &schema, written, |n| {
+                        at.cells_done += n;
+                        progress(&at);
+                    })
+                    .await
+                })?;
+                if written {
                     report.cells += schema.element_count();
                 } else {
-                    by_dtype!(schema.dtype, name, &array, T => {
-                        to.define_array::<T>(
-                            &array,
-                            schema.dims.clone(),
-                            schema.shape.clone(),
-                            Some(schema.chunk_shape.clone()),
-                            schema.fill_value.clone(),
-                        )
-                        .await
-                    })?;
                     report.arrays_unwritten += 1;
                     at.cells_done += schema.element_count();
                 }

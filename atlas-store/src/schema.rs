@@ -67,7 +67,7 @@ pub(crate) fn zero_of(dtype: &DType) -> Option<StatValue> {
 }
 
 /// Whether `a <= b` for two bounds of one dtype (`None` for bounds of different kinds).
-pub(crate) fn stat_le(a: &StatValue, b: &StatValue) -> Option<bool> {
+fn stat_le(a: &StatValue, b: &StatValue) -> Option<bool> {
     Some(match (a, b) {
         (StatValue::Int(a), StatValue::Int(b)) => a <= b,
         (StatValue::UInt(a), StatValue::UInt(b)) => a <= b,
@@ -107,23 +107,32 @@ pub(crate) fn segment_stats(info: &array_format::reader::ArrayInfo) -> Option<St
         .fold(0u64, u64::saturating_add);
     let unwritten = repr.row_count.saturating_sub(written);
     repr.null_count = repr.null_count.saturating_sub(unwritten);
-    if unwritten > 0
-        && let Some(zero) = zero_of(&info.dtype)
-    {
-        let min = repr.min.take().map(StatValue::from);
-        let max = repr.max.take().map(StatValue::from);
-        let lower = match min {
-            Some(m) if stat_le(&m, &zero) == Some(true) => m,
-            _ => zero.clone(),
-        };
-        let upper = match max {
-            Some(m) if stat_le(&zero, &m) == Some(true) => m,
-            _ => zero,
-        };
-        repr.min = Some(lower.into());
-        repr.max = Some(upper.into());
+    if unwritten > 0 {
+        widen_to_zero(&mut repr, &info.dtype);
     }
     Some(repr)
+}
+
+/// Puts the zero of `dtype` (what a never-written cell of an array without a fill value reads
+/// as) inside `repr`'s min and max. Returns `false`, leaving `repr` as it was, for dtypes
+/// without statistics.
+pub(crate) fn widen_to_zero(repr: &mut StatsRepr, dtype: &DType) -> bool {
+    let Some(zero) = zero_of(dtype) else {
+        return false;
+    };
+    let min = repr.min.take().map(StatValue::from);
+    let max = repr.max.take().map(StatValue::from);
+    let lower = match min {
+        Some(m) if stat_le(&m, &zero) == Some(true) => m,
+        _ => zero.clone(),
+    };
+    let upper = match max {
+        Some(m) if stat_le(&zero, &m) == Some(true) => m,
+        _ => zero,
+    };
+    repr.min = Some(lower.into());
+    repr.max = Some(upper.into());
+    true
 }
 
 /// Statistics of one array as of the last flush, as the catalog keeps them.

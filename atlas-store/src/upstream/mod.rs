@@ -166,14 +166,19 @@ async fn open_collection(
     _prefix: &Path,
     location: String,
 ) -> Result<Atlas> {
-    Err(Error::Location {
+    Err(without_feature(location, Format::Collection017.describe()))
+}
+
+/// The error for a store in `format`, which only the `upstream` feature reads.
+#[cfg(not(feature = "upstream"))]
+fn without_feature(location: String, format: &str) -> Error {
+    Error::Location {
         location,
         reason: format!(
-            "it holds {}, and this build of atlas-store was made without the `upstream` \
-             feature that reads it",
-            Format::Collection017.describe()
+            "it holds {format}, and this build of atlas-store was made without the \
+             `upstream` feature that reads it"
         ),
-    })
+    }
 }
 
 /// Opens the store at `prefix` (named `location` in messages) when it is an atlas-rust 0.10
@@ -195,13 +200,7 @@ pub(crate) async fn open_010(
     location: String,
 ) -> Result<Option<Atlas>> {
     if is_010(&**store, prefix).await {
-        return Err(Error::Location {
-            location,
-            reason: format!(
-                "it holds {FORMAT_010}, and this build of atlas-store was made without the \
-                 `upstream` feature that reads it"
-            ),
-        });
+        return Err(without_feature(location, FORMAT_010));
     }
     Ok(None)
 }

@@ -28,7 +28,7 @@ use crate::catalog::{ArrayEntry, Dataset, Interner, SegmentEntry, Settings, Snap
 use crate::config::{Codec, MetaFormat};
 use crate::element::Bool;
 use crate::error::{Error, Result};
-use crate::schema::{ArraySchema, Attr, StatRepr, StatsRepr, zero_of};
+use crate::schema::{ArraySchema, Attr, StatRepr, StatsRepr, widen_to_zero};
 use crate::segment::SegmentCache;
 
 const FORMAT: Format = Format::Store010;
@@ -338,19 +338,6 @@ struct Files {
     stats_written: Option<std::time::SystemTime>,
 }
 
-/// Whether a registry file atlas-rust 0.10 writes is at `prefix` (one listing).
-async fn has_registry(store: &dyn ObjectStore, prefix: &Path) -> Result<bool> {
-    let listing = store
-        .list_with_delimiter(Some(prefix))
-        .await
-        .map_err(|e| Error::store(prefix, e))?;
-    Ok(listing
-        .objects
-        .iter()
-        .filter_map(|o| o.location.filename())
-        .any(|f| REGISTRY_FILES.contains(&f)))
-}
-
 /// Opens the atlas-rust 0.10 store at `prefix` (named `location` in messages); `Ok(None)`
 /// when no such store is there (or its registry is not one the upstream crate reads).
 pub(super) async fn open(
@@ -358,10 +345,25 @@ pub(super) async fn open(
     prefix: &Path,
     location: String,
 ) -> Result<Option<Atlas>> {
-    if !has_registry(&**store, prefix).await? {
+    let counted = crate::io::CountingStore::wrap(Arc::clone(store));
+    // Every object of the store (one listing): whether a registry is at the root, and each
+    // variable folder's files, by the folder's path as object_store encodes it (a name with
+    // `[` or `%` is escaped there).
+    let listed: Vec<object_store::ObjectMeta> = counted
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(prefix, e))?;
+    let has_registry = listed.iter().any(|m| {
+        m.location.prefix_match(prefix).is_some_and(|mut rest| {
+            rest.next()
+                .is_some_and(|f| REGISTRY_FILES.contains(&f.as_ref()))
+                && rest.next().is_none()
+        })
+    });
+    if !has_registry {
         return Ok(None);
     }
-    let counted = crate::io::CountingStore::wrap(Arc::clone(store));
     let read_only: Arc<dyn ObjectStore> = Arc::new(ReadOnlyStore {
         inner: Arc::clone(&counted),
     });
@@ -380,13 +382,6 @@ pub(super) async fn open(
         }
     };
 
-    // Every object of the store (one listing): each variable folder's files, by the folder's
-    // path as object_store encodes it (a name with `[` or `%` is escaped there).
-    let listed: Vec<object_store::ObjectMeta> = counted
-        .list(Some(prefix))
-        .try_collect()
-        .await
-        .map_err(|e| Error::store(prefix, e))?;
     let mut folders: HashMap<Path, Files> = HashMap::new();
     for meta in &listed {
         let parts: Vec<_> = meta.location.parts().collect();
@@ -663,27 +658,17 @@ fn convert_stats(s: &upstream::ArrayStats, schema: &ArraySchema) -> Option<Stats
     if s.row_count != schema.element_count() || s.null_count > s.row_count {
         return None;
     }
-    let mut min = s.min.as_ref().map(convert_stat);
-    let mut max = s.max.as_ref().map(convert_stat);
-    let mut null_count = s.null_count;
+    let mut repr = StatsRepr {
+        min: s.min.as_ref().map(|v| StatRepr::from(convert_stat(v))),
+        max: s.max.as_ref().map(|v| StatRepr::from(convert_stat(v))),
+        null_count: s.null_count,
+        row_count: s.row_count,
+    };
     if schema.fill_value.is_none() {
-        let unwritten = std::mem::take(&mut null_count);
-        if unwritten > 0 {
-            let zero = zero_of(&schema.dtype)?;
-            min = Some(match min {
-                Some(m) if crate::schema::stat_le(&m, &zero) == Some(true) => m,
-                _ => zero.clone(),
-            });
-            max = Some(match max {
-                Some(m) if crate::schema::stat_le(&zero, &m) == Some(true) => m,
-                _ => zero,
-            });
+        let unwritten = std::mem::take(&mut repr.null_count);
+        if unwritten > 0 && !widen_to_zero(&mut repr, &schema.dtype) {
+            return None;
         }
     }
-    Some(StatsRepr {
-        min: min.map(StatRepr::from),
-        max: max.map(StatRepr::from),
-        null_count,
-        row_count: s.row_count,
-    })
+    Some(repr)
 }
