@@ -29,6 +29,17 @@ fn output(cmd: &mut Command) -> (Option<i32>, String, String) {
     )
 }
 
+/// What `sql` prints against `store` (registered as `s`), with `options`; it must succeed.
+fn answer(store: &str, sql: &str, options: &[&str]) -> String {
+    let schema = format!("s={store}");
+    let mut args = vec!["--store", schema.as_str()];
+    args.extend_from_slice(options);
+    args.extend(["-c", sql]);
+    let (code, out, err) = output(atlas_sql().args(&args));
+    assert_eq!(code, Some(0), "{sql}: {err}");
+    out
+}
+
 #[test]
 fn an_upstream_collection_is_queried_described_and_verified_like_a_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,13 +151,7 @@ fn migrate_copies_an_upstream_collection_into_a_store_that_answers_every_query_t
         "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 's' ORDER BY 1, 2",
     ];
     for sql in queries {
-        let answer = |store: &str| {
-            let (code, out, err) =
-                output(atlas_sql().args(["--store", &format!("s={store}"), "-c", sql]));
-            assert_eq!(code, Some(0), "{sql}: {err}");
-            out
-        };
-        assert_eq!(answer(&dst), answer(&s), "{sql}");
+        assert_eq!(answer(&dst, sql, &[]), answer(&s, sql, &[]), "{sql}");
     }
     let (code, out, err) = output(atlas_sql().args(["verify", &dst]));
     assert_eq!(code, Some(0), "{out}{err}");
@@ -238,18 +243,7 @@ fn an_atlas_rust_010_store_is_queried_verified_refused_writes_and_migrated() {
         "SELECT dataset, lat_index, flag FROM flag ORDER BY 1, 2",
         "SELECT dataset, lat_index, level FROM level ORDER BY 1, 2",
     ] {
-        let answer = |store: &str| {
-            let (code, out, err) = output(atlas_sql().args([
-                "--store",
-                &format!("s={store}"),
-                "--format",
-                "csv",
-                "-c",
-                sql,
-            ]));
-            assert_eq!(code, Some(0), "{sql}: {err}");
-            out
-        };
-        assert_eq!(answer(&dst), answer(&s), "{sql}");
+        let csv = ["--format", "csv"];
+        assert_eq!(answer(&dst, sql, &csv), answer(&s, sql, &csv), "{sql}");
     }
 }

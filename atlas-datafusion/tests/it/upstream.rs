@@ -19,7 +19,8 @@ async fn profiles() -> (tempfile::TempDir, String) {
     (dir, location)
 }
 
-async fn session(location: &str) -> SessionContext {
+/// A session with the store at `location` registered as schema `s`.
+pub(crate) async fn session(location: &str) -> SessionContext {
     let ctx = SessionContext::new();
     atlas_datafusion::register_atlas(&ctx);
     register(&ctx, location).await;

@@ -3,9 +3,9 @@
 //! the expected answers.
 
 use atlas_upstream_fixtures::v010::{self as fixtures, upstream};
-use datafusion::prelude::SessionContext;
 
-use crate::support::{error_of, register, run, sorted};
+use crate::support::{error_of, run, sorted};
+use crate::upstream::session;
 
 const N: usize = 60;
 const LEVELS: usize = 100;
@@ -17,13 +17,6 @@ async fn profiles() -> (tempfile::TempDir, String) {
         .expect("fixture");
     let location = dir.path().display().to_string();
     (dir, location)
-}
-
-async fn session(location: &str) -> SessionContext {
-    let ctx = SessionContext::new();
-    atlas_datafusion::register_atlas(&ctx);
-    register(&ctx, location).await;
-    ctx
 }
 
 #[tokio::test]
