@@ -29,6 +29,7 @@
 
 mod convert;
 mod error;
+mod gather;
 mod grid_join;
 mod layout;
 mod meta;

@@ -10,6 +10,7 @@ use atlas_store::{ReadCounter, count_reads};
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, UInt32Array, UInt64Array, new_null_array,
 };
+use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
 use datafusion::arrow::compute::{and_kleene, cast, take};
 use datafusion::arrow::datatypes::{SchemaRef, UInt32Type};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -31,6 +32,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use crate::convert::{ReadError, element_bytes, read_region};
 use crate::error::Error;
+use crate::gather;
 use crate::layout::{ColumnKind, Entry, Layout};
 use crate::store::AtlasStore;
 
@@ -234,7 +236,32 @@ impl DataSource for AtlasSource {
                 };
                 let timer = st.baseline.elapsed_compute().clone();
                 let _t = timer.timer();
-                st.process(unit).await?;
+                // Small units (a sensor's readings, a short profile) are read together, up to
+                // a batch of rows: one store call and one buffer per column for all of them.
+                let batch = st.spec.batch_size.max(1);
+                let mut parts = Vec::new();
+                let mut rows = 0;
+                if let Some(p) = st.plan_unit(unit).await? {
+                    rows += p.rows;
+                    parts.push(p);
+                }
+                while st.remaining.is_none()
+                    && st
+                        .units
+                        .front()
+                        .is_some_and(|u| rows as u64 + u.elements() <= batch as u64)
+                {
+                    let Some(next) = st.units.pop_front() else {
+                        break;
+                    };
+                    if let Some(p) = st.plan_unit(next).await? {
+                        rows += p.rows;
+                        parts.push(p);
+                    }
+                }
+                if !parts.is_empty() {
+                    st.read_parts(parts).await?;
+                }
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -621,7 +648,9 @@ impl PartitionState {
         Ok(Some(region))
     }
 
-    async fn process(&mut self, unit: Unit) -> Result<()> {
+    /// Decides what of `unit` is read: run-time filters, dimension predicates and a LIMIT
+    /// applied, counters updated, memory reserved and read-ahead started. `None`: nothing.
+    async fn plan_unit(&mut self, unit: Unit) -> Result<Option<Part>> {
         let prefetched = if self.ahead > 0 {
             self.ahead -= 1;
             true
@@ -637,14 +666,14 @@ impl PartitionState {
                 self.metrics.datasets_pruned_by_dynamic_filter.add(1);
             }
             self.metrics.chunks_pruned.add(unit_chunks as usize);
-            return Ok(());
+            return Ok(None);
         }
         let Some(region) = self.narrow(unit.entry, unit.region.clone()).await? else {
             if unit.first {
                 self.metrics.datasets_pruned_by_range.add(1);
             }
             self.metrics.chunks_pruned.add(unit_chunks as usize);
-            return Ok(());
+            return Ok(None);
         };
         let mut region = region;
         // Under a LIMIT, read only the leading chunks the remaining rows need; the rest of the
@@ -677,13 +706,9 @@ impl PartitionState {
         let rows = region.iter().map(|r| r.len()).product::<usize>();
         // The value columns read: projected, and held by this dataset in a type and shape the
         // column holds (otherwise NULL, under `atlas.type_conflicts = 'null'`).
-        let wanted: Vec<usize> = spec
+        let reads_values = spec.values.iter().any(|&v| e.value(v).is_some());
+        let read_chunks: u64 = spec
             .values
-            .iter()
-            .copied()
-            .filter(|&v| e.value(v).is_some())
-            .collect();
-        let read_chunks: u64 = wanted
             .iter()
             .filter_map(|&v| e.value(v))
             .map(|s| chunks_in(&region, &s.schema.chunk_shape))
@@ -693,97 +718,118 @@ impl PartitionState {
             .chunks_pruned
             .add(unit_chunks.saturating_sub(read_chunks) as usize);
         if rows == 0 {
-            return Ok(());
+            return Ok(None);
         }
+        if reads_values && !prefetched && !self.warm.load(std::sync::atomic::Ordering::Relaxed) {
+            self.prefetch(unit.entry, &region);
+        }
+        Ok(Some(Part {
+            entry: unit.entry,
+            region,
+            rows,
+        }))
+    }
+
+    /// Reads `parts` (of one or many datasets) and queues their rows as batches: the values of
+    /// every part served from encoded blocks go into one buffer per column.
+    async fn read_parts(&mut self, parts: Vec<Part>) -> Result<()> {
+        let spec = Arc::clone(&self.spec);
+        let layout = Arc::clone(&spec.layout);
+        let rows: usize = parts.iter().map(|p| p.rows).sum();
         let mut bytes = rows * 8 * spec.projection.len();
-        for &v in &wanted {
-            if let Some(s) = e.value(v) {
-                bytes += rows * element_bytes(&s.schema.dtype);
+        for p in &parts {
+            let e = &layout.entries[p.entry];
+            for &v in &spec.values {
+                if let Some(s) = e.value(v) {
+                    bytes += p.rows * element_bytes(&s.schema.dtype);
+                }
             }
         }
         self.reservation.try_resize(bytes)?;
 
-        if !wanted.is_empty()
-            && !prefetched
-            && !self.warm.load(std::sync::atomic::Ordering::Relaxed)
-        {
-            self.prefetch(unit.entry, &region);
-        }
         let mut values: HashMap<usize, ArrayRef> = HashMap::new();
-        if !wanted.is_empty() {
-            let view = self.view(&e.dataset).await?;
-            let start: Vec<usize> = region.iter().map(|r| r.start).collect();
-            let shape: Vec<usize> = region.iter().map(|r| r.len()).collect();
-            // The variables of one unit are read in lockstep: the same region, all at once.
-            let reads = wanted.iter().filter_map(|&v| {
-                let s = e.value(v)?;
-                let variable = &layout.variables[v];
-                let fut = read_region(
-                    &view,
-                    variable,
-                    &s.schema.dtype,
-                    start.clone(),
-                    shape.clone(),
-                    s.schema.fill_value.as_ref(),
-                    &layout.value_types[v],
-                );
-                let counter = &self.counter;
-                let spec = &spec;
-                Some(async move {
-                    let r = count_reads(counter, fut).await;
-                    r.map(|a| (v, a))
-                        .map_err(|err| read_error(spec, &e.dataset, variable, err))
-                })
-            });
-            let read = futures::future::try_join_all(reads).await;
-            self.attribute_bytes();
-            values.extend(read?);
+        for &v in &spec.values {
+            let column = self.read_values(&parts, v).await?;
+            values.insert(v, column);
         }
         let mut coords: HashMap<usize, ArrayRef> = HashMap::new();
         for &c in &spec.coords {
+            let ty = &layout.coord_types[c];
             let d = layout.coord_dims[c];
-            if let Some(len) = e.dim_len(d) {
-                let a = self.coordinate(unit.entry, c, len).await?;
-                coords.insert(c, a);
+            let mut col = gather::Column::new(ty, 0, 1);
+            for p in &parts {
+                let e = &layout.entries[p.entry];
+                let piece = match (e.axis_of_dim[d], e.dim_len(d)) {
+                    (Some(a), Some(len)) => {
+                        let coord = self.coordinate(p.entry, c, len).await?;
+                        let pos = axis_positions(&p.region, &strides_of(&p.region), a, 0, p.rows);
+                        let idx =
+                            UInt32Array::from_iter_values(pos.values().iter().map(|&x| x as u32));
+                        take(coord.as_ref(), &idx, None)?
+                    }
+                    _ => new_null_array(ty, p.rows),
+                };
+                col.push_array(piece)?;
+            }
+            coords.insert(c, col.finish()?);
+        }
+        let mut index: HashMap<usize, ArrayRef> = HashMap::new();
+        let mut dataset: Option<ArrayRef> = None;
+        for &col in &spec.projection {
+            match layout.column_kind(col) {
+                ColumnKind::Index(d) => {
+                    let mut out: Vec<u64> = Vec::with_capacity(rows);
+                    let mut valid: Option<Vec<bool>> = None;
+                    for p in &parts {
+                        let e = &layout.entries[p.entry];
+                        match e.axis_of_dim[d] {
+                            Some(a) => {
+                                let pos =
+                                    axis_positions(&p.region, &strides_of(&p.region), a, 0, p.rows);
+                                out.extend_from_slice(pos.values());
+                                if let Some(v) = &mut valid {
+                                    v.extend(std::iter::repeat_n(true, p.rows));
+                                }
+                            }
+                            None => {
+                                let before = out.len();
+                                valid
+                                    .get_or_insert_with(|| vec![true; before])
+                                    .extend(std::iter::repeat_n(false, p.rows));
+                                out.extend(std::iter::repeat_n(0, p.rows));
+                            }
+                        }
+                    }
+                    let nulls = valid.map(|v| NullBuffer::new(BooleanBuffer::from(v)));
+                    index.insert(col, Arc::new(UInt64Array::new(out.into(), nulls)));
+                }
+                ColumnKind::Dataset if dataset.is_none() => {
+                    let mut keys: Vec<u32> = Vec::with_capacity(rows);
+                    for p in &parts {
+                        keys.extend(std::iter::repeat_n(layout.ordinals[p.entry], p.rows));
+                    }
+                    dataset = Some(dictionary(&spec.store, keys)?);
+                }
+                _ => {}
             }
         }
 
-        // Row-major strides of the region.
-        let mut strides = vec![1usize; region.len()];
-        for a in (0..region.len().saturating_sub(1)).rev() {
-            strides[a] = strides[a + 1] * region[a + 1].len();
-        }
         let batch_size = spec.batch_size.max(1);
         let mut r0 = 0;
         while r0 < rows {
             let n = batch_size.min(rows - r0);
             let mut columns = Vec::with_capacity(spec.projection.len());
             for (field, &col) in spec.schema.fields().iter().zip(&spec.projection) {
-                let array: ArrayRef = match layout.column_kind(col) {
-                    ColumnKind::Dataset => dataset_column(&layout, &spec.store, unit.entry, n)?,
-                    ColumnKind::Index(d) => match e.axis_of_dim[d] {
-                        Some(a) => Arc::new(axis_positions(&region, &strides, a, r0, n)),
-                        None => new_null_array(field.data_type(), n),
-                    },
-                    ColumnKind::Coord(c) => {
-                        let d = layout.coord_dims[c];
-                        match (e.axis_of_dim[d], coords.get(&c)) {
-                            (Some(a), Some(coord)) => {
-                                let pos = axis_positions(&region, &strides, a, r0, n);
-                                let idx = UInt32Array::from_iter_values(
-                                    pos.values().iter().map(|&p| p as u32),
-                                );
-                                take(coord.as_ref(), &idx, None)?
-                            }
-                            _ => new_null_array(field.data_type(), n),
-                        }
-                    }
-                    ColumnKind::Value(v) => match values.get(&v) {
-                        Some(a) => a.slice(r0, n),
-                        None => new_null_array(field.data_type(), n),
-                    },
+                let whole: Option<&ArrayRef> = match layout.column_kind(col) {
+                    ColumnKind::Dataset => dataset.as_ref(),
+                    ColumnKind::Index(_) => index.get(&col),
+                    ColumnKind::Coord(c) => coords.get(&c),
+                    ColumnKind::Value(v) => values.get(&v),
                 };
-                columns.push(array);
+                columns.push(match whole {
+                    Some(a) => a.slice(r0, n),
+                    None => new_null_array(field.data_type(), n),
+                });
             }
             let batch = RecordBatch::try_new_with_options(
                 Arc::clone(&spec.schema),
@@ -795,6 +841,101 @@ impl PartitionState {
         }
         Ok(())
     }
+
+    /// The values of variable `v` over `parts`, as one column: encoded blocks where the store
+    /// serves them, typed region reads where it does not, NULL where a dataset lacks it.
+    async fn read_values(&mut self, parts: &[Part], v: usize) -> Result<ArrayRef> {
+        let spec = Arc::clone(&self.spec);
+        let layout = Arc::clone(&spec.layout);
+        let variable = &layout.variables[v];
+        let ty = &layout.value_types[v];
+        let fast: Vec<usize> = (0..parts.len())
+            .filter(|&i| {
+                layout.entries[parts[i].entry]
+                    .value(v)
+                    .is_some_and(|s| gather::encoded_width(&s.schema.dtype, ty).is_some())
+            })
+            .collect();
+        let mut encoded = if fast.is_empty() {
+            Vec::new()
+        } else {
+            let names: Vec<&str> = fast
+                .iter()
+                .map(|&i| layout.entries[parts[i].entry].dataset.as_str())
+                .collect();
+            let read = count_reads(
+                &self.counter,
+                spec.store.atlas.read_encoded(variable, &names),
+            )
+            .await;
+            self.attribute_bytes();
+            read.map_err(|err| {
+                let e = &layout.entries[parts[fast[0]].entry];
+                read_error(&spec, &e.dataset, variable, ReadError::Store(err))
+            })?
+        };
+        let rows: usize = parts.iter().map(|p| p.rows).sum();
+        let elem = element_bytes(
+            &layout.entries[parts[0].entry]
+                .value(v)
+                .map_or(atlas_store::DType::Float64, |s| s.schema.dtype.clone()),
+        );
+        let mut col = gather::Column::new(ty, rows, elem);
+        let mut next = fast.iter().zip(encoded.iter_mut()).peekable();
+        for (i, p) in parts.iter().enumerate() {
+            let e = &layout.entries[p.entry];
+            let Some(s) = e.value(v) else {
+                col.push_nulls(p.rows)?;
+                continue;
+            };
+            let bytes = match next.peek() {
+                Some((j, _)) if **j == i => next.next().and_then(|(_, b)| b.take()),
+                _ => None,
+            };
+            match (bytes, gather::encoded_width(&s.schema.dtype, ty)) {
+                (Some(b), Some(w)) => col.push_encoded(
+                    &b,
+                    &s.schema.dtype,
+                    w,
+                    &s.schema.shape,
+                    &p.region,
+                    s.schema.fill_value.as_ref(),
+                ),
+                _ => {
+                    let view = self.view(&e.dataset).await?;
+                    let fut = read_region(
+                        &view,
+                        variable,
+                        &s.schema.dtype,
+                        p.region.iter().map(|r| r.start).collect(),
+                        p.region.iter().map(|r| r.len()).collect(),
+                        s.schema.fill_value.as_ref(),
+                        ty,
+                    );
+                    let r = count_reads(&self.counter, fut).await;
+                    self.attribute_bytes();
+                    col.push_array(r.map_err(|err| read_error(&spec, &e.dataset, variable, err))?)?;
+                }
+            }
+        }
+        col.finish()
+    }
+}
+
+/// What a partition reads of one unit: the region left once filters and a LIMIT applied.
+struct Part {
+    entry: usize,
+    region: Vec<Range<usize>>,
+    rows: usize,
+}
+
+/// Row-major strides of a region.
+fn strides_of(region: &[Range<usize>]) -> Vec<usize> {
+    let mut strides = vec![1usize; region.len()];
+    for a in (0..region.len().saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * region[a + 1].len();
+    }
+    strides
 }
 
 /// Positions along array axis `a` of rows `r0..r0+n` of `region`.
@@ -824,10 +965,13 @@ fn axis_positions(
 
 /// `n` copies of dataset `entry`'s name, dictionary-encoded against every dataset name.
 fn dataset_column(layout: &Layout, store: &AtlasStore, entry: usize, n: usize) -> Result<ArrayRef> {
-    let key = layout.ordinals[entry];
-    let keys = UInt32Array::from_value(key, n);
+    dictionary(store, vec![layout.ordinals[entry]; n])
+}
+
+/// The dataset column of rows whose datasets have the ordinals `keys`.
+fn dictionary(store: &AtlasStore, keys: Vec<u32>) -> Result<ArrayRef> {
     Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
-        keys,
+        UInt32Array::from(keys),
         Arc::clone(&store.dictionary),
     )?))
 }

@@ -253,14 +253,14 @@ fn upgrade_brings_a_version_1_store_to_the_current_format() {
     assert!(info.contains("format version 1"), "{info}");
     let out = stdout_of(atlas_sql().args(["upgrade", s]));
     assert!(
-        out.contains("upgraded from format version 1 to 3 (checkpoint of generation 2)"),
+        out.contains("upgraded from format version 1 to 4 (checkpoint of generation 2)"),
         "{out}"
     );
     assert!(store.join("_checkpoint/00000000000000000002.atl").is_file());
     let out = stdout_of(atlas_sql().args(["upgrade", s]));
-    assert!(out.contains("already at format version 3"), "{out}");
+    assert!(out.contains("already at format version 4"), "{out}");
     let info = stdout_of(atlas_sql().args(["info", s]));
-    assert!(info.contains("format version 3"), "{info}");
+    assert!(info.contains("format version 4"), "{info}");
     let out = stdout_of(atlas_sql().args([
         "--store",
         s,

@@ -27,6 +27,7 @@ const CHECKPOINT_MIN_LOG_BYTES: u64 = 1 << 20;
 /// then replays at most an eighth of the store as log, and checkpoint writes, each O(store),
 /// come once per eighth of the store changed, so their cost per changed dataset stays flat.
 const CHECKPOINT_LOG_FRACTION: u64 = 8;
+use crate::pack;
 use crate::segment::{self, SegmentCache};
 use crate::sums;
 
@@ -927,14 +928,7 @@ impl Atlas {
             // The layout is checked by the read that uses these blocks; a bad chunk
             // coordinate here only asks for a block nobody reads.
             for (dataset, schema, region) in &items {
-                let Some(info) = file.array(dataset) else {
-                    continue;
-                };
-                for c in info.chunk_entries() {
-                    if segment::chunk_overlaps(&c.coord, &schema.chunk_shape, region) {
-                        ids.insert(c.address.block_id.0);
-                    }
-                }
+                segment::blocks_of(&file, dataset, &schema.chunk_shape, region, &mut ids);
             }
             let ids: Vec<array_format::address::BlockId> = ids
                 .into_iter()
@@ -952,6 +946,152 @@ impl Atlas {
             }
         }
         Ok(loaded)
+    }
+
+    /// The values of the whole `array` of each of `datasets` as array-format encodes them
+    /// (little-endian, row-major), for arrays of a fixed-width dtype held in one chunk or in a
+    /// pack: slices of the decoded blocks, through the block cache, with each segment looked up
+    /// once and each chunk fetched once however many datasets it holds. A dataset whose values
+    /// sit in one chunk costs no copy. `None` where this does not apply (no such dataset or
+    /// array, never written, writes pending, several chunks, a variable-width dtype, a store
+    /// read through an upstream reader): read those with [`DatasetView::read_array`].
+    pub async fn read_encoded<D: AsRef<str>>(
+        &self,
+        array: &str,
+        datasets: &[D],
+    ) -> Result<Vec<Option<bytes::Bytes>>> {
+        let mut out: Vec<Option<bytes::Bytes>> = vec![None; datasets.len()];
+        if self.inner.region_source().is_some() {
+            return Ok(out);
+        }
+        let mut plan: Vec<(usize, Name, Arc<ArraySchema>)> = Vec::with_capacity(datasets.len());
+        let mut entries: HashMap<Name, Option<SegmentEntry>> = HashMap::new();
+        {
+            let st = lock(&self.inner.state);
+            let any_pending = !st.pending.is_empty();
+            for (i, ds) in datasets.iter().enumerate() {
+                let ds = ds.as_ref();
+                let Some(a) = st.working.dataset(ds).and_then(|d| d.array(array)) else {
+                    continue;
+                };
+                let Some(seg) = a.segment() else {
+                    continue;
+                };
+                if pack::element_size(&a.schema().dtype).is_none()
+                    || (any_pending
+                        && st
+                            .pending
+                            .contains_key(&(ds.to_string(), array.to_string())))
+                {
+                    continue;
+                }
+                if !entries.contains_key(seg) {
+                    entries.insert(Name::clone(seg), st.segment_entry(seg));
+                }
+                plan.push((i, Name::clone(seg), Arc::clone(a.schema())));
+            }
+        }
+        let segments = &self.inner.segments;
+        let mut open: Option<(Name, Arc<segment::Segment>)> = None;
+        // The pack chunk read last: consecutive packed datasets mostly share it.
+        let mut held: Option<(String, u64, bytes::Bytes)> = None;
+        for (i, seg, schema) in plan {
+            let ds = datasets[i].as_ref();
+            let file = match &open {
+                Some((k, f)) if *k == seg => Arc::clone(f),
+                _ => {
+                    let f = segments.open(&seg, entries[&seg].as_ref()).await?;
+                    open = Some((Name::clone(&seg), Arc::clone(&f)));
+                    held = None;
+                    f
+                }
+            };
+            segments.check_layout(&seg, &file, ds, &schema)?;
+            let elem = pack::element_size(&schema.dtype).unwrap_or(1);
+            let n = schema.shape.iter().product::<usize>();
+            let failed = |e| {
+                let seg = Name::clone(&seg);
+                async move {
+                    let ctx = format!("reading {ds}/{array}");
+                    segments.read_error(&seg, ctx, e).await
+                }
+            };
+            let bytes = if let Some(info) = file.array(ds) {
+                let chunks = info.chunk_entries();
+                let whole = info
+                    .chunk_shape
+                    .iter()
+                    .zip(&info.shape)
+                    .all(|(&c, &s)| c >= s);
+                if !whole || chunks.len() != 1 {
+                    continue;
+                }
+                match file.chunk_bytes(info, &chunks[0].coord).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => continue,
+                    Err(e) => return Err(failed(e).await),
+                }
+            } else if let Some(slot) = file.packs.get(ds) {
+                let Some(pack) = file.array(&slot.array) else {
+                    continue;
+                };
+                let c = u64::from(pack.chunk_shape.first().copied().unwrap_or(1).max(1));
+                let (first, last) = (slot.start / c, slot.end.saturating_sub(1) / c);
+                let mut joined: Vec<u8> = Vec::new();
+                let mut single: Option<bytes::Bytes> = None;
+                for idx in first..=last {
+                    let chunk = match &held {
+                        Some((name, j, b)) if *name == slot.array && *j == idx => b.clone(),
+                        _ => {
+                            let b = match file.chunk_bytes(pack, &[idx as u32]).await {
+                                Ok(Some(b)) => b,
+                                Ok(None) => {
+                                    return Err(Error::CorruptSegment {
+                                        path: segment::object_path(&self.inner.prefix, &seg)
+                                            .to_string(),
+                                        reason: format!(
+                                            "chunk {idx} of {:?}, which holds {ds:?}, is missing",
+                                            slot.array
+                                        ),
+                                        source: None,
+                                    });
+                                }
+                                Err(e) => return Err(failed(e).await),
+                            };
+                            held = Some((slot.array.clone(), idx, b.clone()));
+                            b
+                        }
+                    };
+                    let base = idx * c;
+                    let lo = ((slot.start.max(base) - base) as usize) * elem;
+                    let hi = ((slot.end.min(base + c) - base) as usize) * elem;
+                    if hi > chunk.len() {
+                        break;
+                    }
+                    if first == last {
+                        single = Some(chunk.slice(lo..hi));
+                    } else {
+                        joined.extend_from_slice(&chunk[lo..hi]);
+                    }
+                }
+                single.unwrap_or_else(|| bytes::Bytes::from(joined))
+            } else {
+                continue;
+            };
+            if bytes.len() != n * elem {
+                return Err(Error::CorruptSegment {
+                    path: segment::object_path(&self.inner.prefix, &seg).to_string(),
+                    reason: format!(
+                        "{} bytes of values for {ds:?}, whose {n} values take {}",
+                        bytes.len(),
+                        n * elem
+                    ),
+                    source: None,
+                });
+            }
+            out[i] = Some(bytes);
+        }
+        Ok(out)
     }
 
     /// Blocks this handle has decoded so far (block-cache misses): the decoding work of its
@@ -1072,7 +1212,7 @@ impl Inner {
         start: Vec<usize>,
         shape: Vec<usize>,
     ) -> Result<Option<ArcArray<T, IxDyn>>> {
-        let (schema, base, base_entry, patches) = {
+        let (schema, base, patches) = {
             let st = lock(&self.state);
             let ds = st
                 .working
@@ -1084,11 +1224,9 @@ impl Inner {
                 return Ok(None);
             };
             let key = (dataset.to_string(), array.to_string());
-            let base_entry = entry.segment().and_then(|s| st.segment_entry(s));
             (
                 Arc::clone(entry.schema()),
                 entry.segment().cloned(),
-                base_entry,
                 st.pending.get(&key).cloned().unwrap_or_default(),
             )
         };
@@ -1112,18 +1250,9 @@ impl Inner {
         }
         let mut out: ArrayD<T> = match base {
             Some(key) => {
-                let file = self.segments.open(&key, base_entry.as_ref()).await?;
-                self.segments.check_layout(&key, &file, dataset, &schema)?;
-                let read = file
-                    .read_array::<T>(dataset, start.clone(), shape.clone())
-                    .await;
-                let arr = match read {
-                    Ok(a) => a,
-                    Err(e) => {
-                        let ctx = format!("reading {dataset}/{array}");
-                        return Err(self.segments.read_error(&key, ctx, e).await);
-                    }
-                };
+                let arr = self
+                    .read_base::<T>(&key, dataset, array, &schema, start.clone(), shape.clone())
+                    .await?;
                 if patches.is_empty() {
                     return Ok(Some(arr));
                 }
@@ -1237,7 +1366,36 @@ impl Inner {
     ) -> Result<(Name, SegmentEntry, Vec<(String, StatsRepr)>)> {
         let codec = lock(&self.state).committed.settings.codec;
         let mut writer = segment::new_writer(codec);
-        for item in items {
+        // Small fixed-width arrays go into the segment's packs (`crate::pack`), whether they
+        // were packed before or not; the rest are array-format arrays of their own.
+        let writes = |item: &Item| {
+            let (patches, needs_base) = pending::live(&item.patches, &item.schema.shape);
+            !patches.is_empty() || (needs_base && item.base.is_some())
+        };
+        let packed: Vec<bool> = items
+            .iter()
+            .map(|i| pack::packable(&i.schema) && writes(i))
+            .collect();
+        let mut packer = pack::Packer::new(
+            &mut writer,
+            items
+                .iter()
+                .zip(&packed)
+                .filter(|(_, p)| **p)
+                .map(|(i, _)| &*i.schema),
+        )?;
+        let mut stats: Vec<(String, StatsRepr)> = Vec::new();
+        for (item, &is_packed) in items.iter().zip(&packed) {
+            if is_packed {
+                let bytes = self.materialize(variable, item).await?;
+                let schema = &item.schema;
+                stats.push((
+                    item.dataset.clone(),
+                    pack::stats(&bytes, &schema.dtype, schema.fill_value.as_ref()),
+                ));
+                packer.push(&mut writer, &item.dataset, &schema.dtype, &bytes)?;
+                continue;
+            }
             let ctx = || format!("writing {}/{variable}", item.dataset);
             let (patches, needs_base) = pending::live(&item.patches, &item.schema.shape);
             match item.base.as_ref().filter(|_| needs_base) {
@@ -1246,7 +1404,23 @@ impl Inner {
                     let file = self.segments.open(base, entry.as_ref()).await?;
                     self.segments
                         .check_layout(base, &file, &item.dataset, &item.schema)?;
-                    if let Err(e) = writer.copy_array(&file, &item.dataset).await {
+                    if file.array(&item.dataset).is_none() {
+                        // Packed where it was, not here: its values are its first write.
+                        let schema = &item.schema;
+                        let whole: Arc<dyn Patch> = crate::copy::by_dtype!(schema.dtype, &item.dataset, variable, T => {
+                            let a = self
+                                .read_base::<T>(base, &item.dataset, variable, schema, vec![], vec![])
+                                .await?;
+                            let origin = vec![0; schema.shape.len()];
+                            Ok::<Arc<dyn Patch>, Error>(Arc::new(
+                                pending::TypedPatch::<T>::new(origin, a.view()),
+                            ))
+                        })?;
+                        whole
+                            .define_in(&mut writer, &item.dataset, schema)
+                            .and_then(|()| whole.write_to(&mut writer, &item.dataset))
+                            .map_err(|e| Error::format(ctx(), e))?;
+                    } else if let Err(e) = writer.copy_array(&file, &item.dataset).await {
                         return Err(self.segments.read_error(base, ctx(), e).await);
                     }
                 }
@@ -1262,6 +1436,7 @@ impl Inner {
                     .map_err(|e| Error::format(ctx(), e))?;
             }
         }
+        packer.finish(&mut writer)?;
         let key = segment::new_key(variable, generation);
         let path = segment::object_path(&self.prefix, &key);
         // The checksum is taken from the bytes as they are written, not by reading them back.
@@ -1270,14 +1445,11 @@ impl Inner {
             .finish(Arc::clone(&hashing) as Arc<dyn ObjectStore>, path.clone())
             .await
             .map_err(|e| Error::format(format!("writing segment {path}"), e))?;
-        let stats = items
-            .iter()
-            .filter_map(|i| {
-                file.array(&i.dataset)
-                    .and_then(segment_stats)
-                    .map(|s| (i.dataset.clone(), s))
-            })
-            .collect();
+        stats.extend(items.iter().filter_map(|i| {
+            file.array(&i.dataset)
+                .and_then(segment_stats)
+                .map(|s| (i.dataset.clone(), s))
+        }));
         drop(file);
         let (size, crc32, sums) = hashing.digest();
         let sums = segment::write_sums(&*self.store, &path, &sums).await?;
@@ -1292,6 +1464,68 @@ impl Inner {
         };
         let key = st.interner.name(&key);
         Ok((key, entry, stats))
+    }
+
+    /// The values of `item` (its base with its patches applied) as array-format encodes them,
+    /// row-major: what a pack holds of it.
+    async fn materialize(&self, variable: &str, item: &Item) -> Result<Vec<u8>> {
+        let (patches, needs_base) = pending::live(&item.patches, &item.schema.shape);
+        let schema = &item.schema;
+        let base = item.base.as_ref().filter(|_| needs_base);
+        crate::copy::by_dtype!(schema.dtype, &item.dataset, variable, T => {
+            let mut out: ArrayD<T> = match base {
+                Some(key) => self
+                    .read_base::<T>(key, &item.dataset, variable, schema, vec![], vec![])
+                    .await?
+                    .into_owned(),
+                None => ArrayD::from_elem(
+                    IxDyn(&schema.shape),
+                    T::fill_element(schema.fill_value.as_ref()),
+                ),
+            };
+            let origin = vec![0; schema.shape.len()];
+            for p in patches {
+                if !pending::apply(&mut out, &origin, &**p) {
+                    return Err(Error::Internal(format!(
+                        "pending write to {}/{variable} has another element type",
+                        item.dataset
+                    )));
+                }
+            }
+            let out = out.as_standard_layout();
+            Ok(match out.as_slice() {
+                Some(s) => T::encode_chunk(s),
+                None => T::encode_chunk(&out.iter().cloned().collect::<Vec<T>>()),
+            })
+        })
+    }
+
+    /// Reads a region of `dataset`'s `array` from its committed segment `key` (no pending
+    /// writes): its own array-format array or its slot in a pack, the layout checked first.
+    pub(crate) async fn read_base<T: ArrayElement>(
+        &self,
+        key: &Name,
+        dataset: &str,
+        array: &str,
+        schema: &ArraySchema,
+        start: Vec<usize>,
+        shape: Vec<usize>,
+    ) -> Result<ArcArray<T, IxDyn>> {
+        let entry = lock(&self.state).segment_entry(key);
+        let file = self.segments.open(key, entry.as_ref()).await?;
+        self.segments.check_layout(key, &file, dataset, schema)?;
+        let (start, shape) = if start.is_empty() && shape.is_empty() {
+            (vec![0; schema.shape.len()], schema.shape.clone())
+        } else {
+            (start, shape)
+        };
+        match segment::read_region::<T>(&file, dataset, &schema.shape, start, shape).await {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                let ctx = format!("reading {dataset}/{array}");
+                Err(self.segments.read_error(key, ctx, e).await)
+            }
+        }
     }
 
     /// Writes every pending array into segments and points the working catalog at them.
@@ -1657,7 +1891,11 @@ impl Inner {
                 if !needs {
                     for s in &segs {
                         let file = self.segments.open(s, committed.segment(s)).await?;
-                        needs |= file.arrays().len() != live.len();
+                        // Arrays of datasets no longer live, or small arrays not yet packed.
+                        needs |= file.datasets() != live.len()
+                            || live.iter().any(|(ds, _, schema)| {
+                                pack::packable(schema) && file.array(ds).is_some()
+                            });
                     }
                 }
                 if !needs {

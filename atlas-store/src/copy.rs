@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use array_format::{ArrayElement, DType, TimestampNs};
+use array_format::ArrayElement;
 
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -19,7 +19,6 @@ use object_store::ObjectStoreExt;
 use crate::atlas::{Atlas, lock};
 use crate::config::StoreConfig;
 use crate::dataset::DatasetView;
-use crate::element::Bool;
 use crate::error::{Error, Result};
 use crate::location::{is_url, is_vacant, is_vacant_dir, resolve};
 use crate::schema::ArraySchema;
@@ -132,63 +131,63 @@ pub(crate) fn tiles(
 macro_rules! by_dtype {
     ($dtype:expr, $dataset:expr, $array:expr, $t:ident => $body:expr) => {
         match &$dtype {
-            DType::Bool => {
-                type $t = Bool;
+            $crate::DType::Bool => {
+                type $t = $crate::Bool;
                 $body
             }
-            DType::Int8 => {
+            $crate::DType::Int8 => {
                 type $t = i8;
                 $body
             }
-            DType::Int16 => {
+            $crate::DType::Int16 => {
                 type $t = i16;
                 $body
             }
-            DType::Int32 => {
+            $crate::DType::Int32 => {
                 type $t = i32;
                 $body
             }
-            DType::Int64 => {
+            $crate::DType::Int64 => {
                 type $t = i64;
                 $body
             }
-            DType::UInt8 => {
+            $crate::DType::UInt8 => {
                 type $t = u8;
                 $body
             }
-            DType::UInt16 => {
+            $crate::DType::UInt16 => {
                 type $t = u16;
                 $body
             }
-            DType::UInt32 => {
+            $crate::DType::UInt32 => {
                 type $t = u32;
                 $body
             }
-            DType::UInt64 => {
+            $crate::DType::UInt64 => {
                 type $t = u64;
                 $body
             }
-            DType::Float32 => {
+            $crate::DType::Float32 => {
                 type $t = f32;
                 $body
             }
-            DType::Float64 => {
+            $crate::DType::Float64 => {
                 type $t = f64;
                 $body
             }
-            DType::String => {
+            $crate::DType::String => {
                 type $t = String;
                 $body
             }
-            DType::Binary => {
+            $crate::DType::Binary => {
                 type $t = Vec<u8>;
                 $body
             }
-            DType::TimestampNs => {
-                type $t = TimestampNs;
+            $crate::DType::TimestampNs => {
+                type $t = $crate::TimestampNs;
                 $body
             }
-            other => Err(Error::invalid(
+            other => Err($crate::error::Error::invalid(
                 $dataset,
                 $array,
                 format!("dtype {other:?} cannot be copied"),
@@ -196,6 +195,7 @@ macro_rules! by_dtype {
         }
     };
 }
+pub(crate) use by_dtype;
 
 /// The bytes of a region as array-format encodes them: equal bytes are equal values, NaNs
 /// and signed zeros included.

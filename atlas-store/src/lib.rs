@@ -48,6 +48,7 @@ mod element;
 mod error;
 mod io;
 pub mod location;
+mod pack;
 mod pending;
 mod schema;
 mod segment;

@@ -18,6 +18,7 @@ use crate::catalog::SegmentEntry;
 use crate::config::Codec;
 use crate::error::{Error, Result};
 use crate::lock;
+use crate::pack::Packs;
 use crate::sums::{PageHasher, Sums, VerifiedStore};
 
 /// Decoded-block budget shared by every segment a handle opens.
@@ -128,8 +129,46 @@ pub(crate) struct SegmentRange {
 
 /// One opened segment and the store its reads are checked through (none for a range of a
 /// container, which has no page checksums).
+/// An opened segment: its array-format file and the index of its packs.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    file: ArrayFile,
+    /// Where the packed datasets' values sit (`crate::pack`).
+    pub packs: Packs,
+}
+
+impl std::ops::Deref for Segment {
+    type Target = ArrayFile;
+    fn deref(&self) -> &ArrayFile {
+        &self.file
+    }
+}
+
+impl Segment {
+    /// How many datasets' arrays the segment holds, packed or not.
+    pub(crate) fn datasets(&self) -> usize {
+        let own = self
+            .file
+            .arrays()
+            .iter()
+            .filter(|a| !crate::pack::is_pack(&a.name))
+            .count();
+        own + self.packs.len()
+    }
+
+    /// Indexes the packs of `file`, opened as segment `path`.
+    fn new(path: &Path, file: ArrayFile) -> Result<Segment> {
+        let packs = Packs::read(&file).map_err(|why| Error::CorruptSegment {
+            path: path.to_string(),
+            reason: format!("its pack index: {why}"),
+            source: None,
+        })?;
+        Ok(Segment { file, packs })
+    }
+}
+
 struct Opened {
-    file: Arc<ArrayFile>,
+    file: Arc<Segment>,
     verified: Option<Arc<VerifiedStore>>,
 }
 
@@ -152,6 +191,79 @@ pub(crate) async fn write_sums(
 impl std::fmt::Debug for SegmentCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentCache").finish_non_exhaustive()
+    }
+}
+
+/// Reads the region `start`/`shape` (whole-array extents, resolved) of `dataset`'s array,
+/// of shape `array_shape`, from `file`: its own array-format array, or its slot in a pack. The
+/// caller has checked the layout (`SegmentCache::check_layout`).
+pub(crate) async fn read_region<T: array_format::ArrayElement>(
+    file: &Segment,
+    dataset: &str,
+    array_shape: &[usize],
+    start: Vec<usize>,
+    shape: Vec<usize>,
+) -> std::result::Result<ndarray::ArcArray<T, ndarray::IxDyn>, array_format::Error> {
+    if file.array(dataset).is_some() {
+        return file.read_array::<T>(dataset, start, shape).await;
+    }
+    let Some(slot) = file.packs.get(dataset) else {
+        return Err(array_format::Error::ArrayNotFound {
+            name: dataset.to_string(),
+        });
+    };
+    let values = file
+        .read_array::<T>(
+            &slot.array,
+            vec![slot.start as usize],
+            vec![(slot.end - slot.start) as usize],
+        )
+        .await?;
+    let whole = values
+        .into_shape_with_order(ndarray::IxDyn(array_shape))
+        .map_err(|e| array_format::Error::InvalidFooter(format!("{dataset:?} in its pack: {e}")))?;
+    if start.iter().all(|&s| s == 0) && shape.as_slice() == array_shape {
+        return Ok(whole);
+    }
+    Ok(whole
+        .slice_each_axis(|ax| {
+            let a = ax.axis.index();
+            ndarray::Slice::from(start[a]..start[a] + shape[a])
+        })
+        .to_shared())
+}
+
+/// The blocks holding `region` (empty: the whole array) of `dataset`'s array in `file`.
+pub(crate) fn blocks_of(
+    file: &Segment,
+    dataset: &str,
+    chunk_shape: &[usize],
+    region: &[std::ops::Range<usize>],
+    ids: &mut std::collections::BTreeSet<u32>,
+) {
+    if let Some(info) = file.array(dataset) {
+        for c in info.chunk_entries() {
+            if chunk_overlaps(&c.coord, chunk_shape, region) {
+                ids.insert(c.address.block_id.0);
+            }
+        }
+        return;
+    }
+    // A packed array is small: its whole slot, whatever the region.
+    let Some(slot) = file.packs.get(dataset) else {
+        return;
+    };
+    let Some(pack) = file.array(&slot.array) else {
+        return;
+    };
+    let chunk = u64::from(pack.chunk_shape.first().copied().unwrap_or(1).max(1));
+    let first = slot.start / chunk;
+    let last = slot.end.saturating_sub(1) / chunk;
+    for c in pack.chunk_entries() {
+        let i = u64::from(c.coord.first().copied().unwrap_or(0));
+        if (first..=last).contains(&i) {
+            ids.insert(c.address.block_id.0);
+        }
     }
 }
 
@@ -210,9 +322,9 @@ impl SegmentCache {
     }
 
     /// Opens segment `key`, a range of a larger object, into this handle's cache.
-    async fn open_range(&self, key: &str, range: &SegmentRange) -> Result<Arc<ArrayFile>> {
+    async fn open_range(&self, key: &str, range: &SegmentRange) -> Result<Arc<Segment>> {
         let file = match self.open_view(key, range, Arc::clone(&self.blocks)).await {
-            Ok(f) => Arc::new(f),
+            Ok(f) => Arc::new(Segment::new(&object_path(&self.prefix, key), f)?),
             Err(e) => return Err(self.read_error(key, "reading the footer".into(), e).await),
         };
         let opened = Opened {
@@ -235,7 +347,7 @@ impl SegmentCache {
         &self,
         key: &str,
         entry: Option<&SegmentEntry>,
-    ) -> Result<Arc<ArrayFile>> {
+    ) -> Result<Arc<Segment>> {
         if let Some(f) = lock(&self.files).get(key) {
             return Ok(Arc::clone(&f.file));
         }
@@ -256,11 +368,7 @@ impl SegmentCache {
         opened
     }
 
-    async fn open_uncached(
-        &self,
-        key: &str,
-        entry: Option<&SegmentEntry>,
-    ) -> Result<Arc<ArrayFile>> {
+    async fn open_uncached(&self, key: &str, entry: Option<&SegmentEntry>) -> Result<Arc<Segment>> {
         if let Some(range) = self.ranges.get(key) {
             return self.open_range(key, range).await;
         }
@@ -341,7 +449,7 @@ impl SegmentCache {
                 return Err(self.read_error(key, "reading the footer".into(), e).await);
             }
         };
-        let file = Arc::new(file);
+        let file = Arc::new(Segment::new(&path, file)?);
         let opened = Opened {
             file: Arc::clone(&file),
             verified: Some(verified),
@@ -400,7 +508,7 @@ impl SegmentCache {
     pub(crate) fn check_layout(
         &self,
         key: &str,
-        file: &ArrayFile,
+        file: &Segment,
         dataset: &str,
         schema: &crate::schema::ArraySchema,
     ) -> Result<()> {
@@ -409,9 +517,29 @@ impl SegmentCache {
             reason,
             source: None,
         };
-        let info = file
-            .array(dataset)
-            .ok_or_else(|| corrupt(format!("it holds no array for dataset {dataset:?}")))?;
+        let Some(info) = file.array(dataset) else {
+            let slot = file
+                .packs
+                .get(dataset)
+                .ok_or_else(|| corrupt(format!("it holds no array for dataset {dataset:?}")))?;
+            let pack = file.array(&slot.array).ok_or_else(|| {
+                corrupt(format!(
+                    "its pack index names a pack {:?} it lacks",
+                    slot.array
+                ))
+            })?;
+            let n: u64 = schema.shape.iter().map(|&x| x as u64).product();
+            if pack.dtype != schema.dtype || slot.end - slot.start != n {
+                return Err(corrupt(format!(
+                    "its pack holds {} {:?} values of {dataset:?}, but the catalog says {:?} {:?}",
+                    slot.end - slot.start,
+                    pack.dtype,
+                    schema.dtype,
+                    schema.shape
+                )));
+            }
+            return Ok(());
+        };
         let same_extents = |a: &[u32], b: &[usize]| {
             a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| x as usize == y)
         };

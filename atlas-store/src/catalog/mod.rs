@@ -34,7 +34,7 @@ pub(crate) use snapshot::{
 };
 
 /// The catalog format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// Folder of per-generation commit objects.
 pub(crate) const LOG_DIR: &str = "_log";

@@ -125,7 +125,7 @@ pub(super) async fn open(
     }
 
     // Every segment a live dataset uses, opened a few at a time.
-    let files: HashMap<String, Arc<ArrayFile>> = futures::stream::iter(variables)
+    let files: HashMap<String, Arc<crate::segment::Segment>> = futures::stream::iter(variables)
         .map(|v| {
             let segments = &segments;
             async move {

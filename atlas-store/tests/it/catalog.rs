@@ -349,7 +349,7 @@ async fn a_version_1_store_is_upgraded_by_its_next_commit() {
             .exists()
     );
     let marker = std::fs::read_to_string(path.join("atlas.json")).unwrap();
-    assert!(marker.starts_with("{\"atlas_catalog\":3"), "{marker}");
+    assert!(marker.starts_with("{\"atlas_catalog\":4"), "{marker}");
 
     let reopened = Atlas::open_path(&path).await.unwrap();
     assert_eq!(reopened.generation(), 3);

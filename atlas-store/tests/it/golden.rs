@@ -101,6 +101,28 @@ async fn the_golden_version_3_store_still_reads() {
 }
 
 #[tokio::test]
+async fn the_golden_version_4_store_still_reads_its_packs() {
+    let dir = golden_dir(4);
+    assert!(dir.join("_checkpoint/00000000000000000001.atl").is_file());
+    assert!(dir.join("_log/00000000000000000002.atl").is_file());
+    // Version 4 packs small arrays: TEMP's six values sit in its segment's f32 pack.
+    let packed = std::fs::read_dir(dir.join("TEMP")).unwrap().any(|e| {
+        let path = e.unwrap().path();
+        path.extension().is_some_and(|x| x == "af")
+            && std::fs::read(&path)
+                .unwrap()
+                .windows(b"_pack.Float32".len())
+                .any(|w| w == b"_pack.Float32")
+    });
+    assert!(
+        packed,
+        "no f32 pack in the TEMP segment of {}",
+        dir.display()
+    );
+    check_golden(dir).await;
+}
+
+#[tokio::test]
 async fn opening_a_version_2_store_reads_it_and_its_next_commit_upgrades_it() {
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("v2");
@@ -108,10 +130,10 @@ async fn opening_a_version_2_store_reads_it_and_its_next_commit_upgrades_it() {
     let mut atlas = Atlas::open_path(&copy).await.unwrap();
     assert_eq!(atlas.format_version(), 2);
     atlas.checkpoint().await.unwrap();
-    assert_eq!(atlas.format_version(), 3);
+    assert_eq!(atlas.format_version(), 4);
     check_golden(copy.clone()).await;
     let marker = std::fs::read_to_string(copy.join("atlas.json")).unwrap();
-    assert!(marker.starts_with("{\"atlas_catalog\":3,"), "{marker}");
+    assert!(marker.starts_with("{\"atlas_catalog\":4,"), "{marker}");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -130,7 +152,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 #[tokio::test]
 #[ignore = "rewrites the newest golden store; run only when the format version is bumped"]
 async fn regenerate_golden_store() {
-    let dir = golden_dir(3);
+    let dir = golden_dir(4);
     let _ = std::fs::remove_dir_all(&dir);
     let mut atlas = Atlas::create_path(&dir, StoreConfig::default())
         .await

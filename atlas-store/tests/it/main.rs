@@ -9,6 +9,7 @@ mod integrity;
 mod lifecycle;
 mod memory;
 mod metadata;
+mod pack;
 mod support;
 mod upstream;
 mod upstream010;

@@ -470,6 +470,13 @@ impl ArrayFile {
         ])
     }
 
+    // atlas-sql: encoded chunk bytes, for readers that build their own buffers.
+    /// The encoded bytes of the chunk of array `info` at `coord` (a slice of its decoded block,
+    /// through the cache), or `None` if it was never written.
+    pub async fn chunk_bytes(&self, info: &ArrayInfo, coord: &[u32]) -> Result<Option<Bytes>> {
+        self.read_raw_chunk(info, coord).await
+    }
+
     /// Raw bytes of the chunk at `coord`, or `None` if it was never written.
     pub(crate) async fn read_raw_chunk(
         &self,

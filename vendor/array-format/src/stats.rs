@@ -196,6 +196,17 @@ pub(crate) fn compute_chunk_partial(
     }
 }
 
+// atlas-sql: statistics of encoded values, for writers that keep them per packed array.
+/// `(min, max, null_count, row_count)` of the encoded values `bytes` of `dtype`, counting
+/// elements equal to `fill_value` as nulls: what [`ArrayStats`] holds for one chunk.
+pub fn chunk_statistics(
+    bytes: &[u8],
+    dtype: &DType,
+    fill_value: Option<&FillValue>,
+) -> (Option<StatValue>, Option<StatValue>, u64, u64) {
+    compute_chunk_partial(bytes, dtype, fill_value)
+}
+
 /// Merges one chunk's partial results into an aggregate [`ArrayStats`].
 pub(crate) fn merge_partial(
     stats: &mut ArrayStats,

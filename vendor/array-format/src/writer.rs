@@ -398,6 +398,35 @@ impl ArrayWriter {
         Ok(vec![T::fill_element(array.fill_value.as_ref()); len])
     }
 
+    // atlas-sql: a runtime dtype and encoded chunks, for writers that pack several arrays'
+    // values into one array.
+    /// Defines an array from a runtime dtype. See [`define_array`](Self::define_array).
+    pub fn define_array_dtype(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        dimension_names: Vec<String>,
+        shape: Vec<usize>,
+        chunk_shape: Option<Vec<usize>>,
+        fill_value: Option<FillValue>,
+    ) -> Result<()> {
+        self.define(
+            name.into(),
+            dtype,
+            dimension_names,
+            shape,
+            chunk_shape,
+            fill_value,
+        )
+    }
+
+    // atlas-sql: see `define_array_dtype`.
+    /// Stores the chunk at `coord` of array `name` from its encoded bytes (what
+    /// [`ArrayElement::encode_chunk`] makes of the chunk's values, edge chunks clipped).
+    pub fn write_chunk_bytes(&mut self, name: &str, coord: Vec<u32>, bytes: &[u8]) -> Result<()> {
+        self.write_chunk_raw(name, coord, bytes)
+    }
+
     /// Stores encoded chunk bytes and records their partial statistics.
     pub(crate) fn write_chunk_raw(
         &mut self,
