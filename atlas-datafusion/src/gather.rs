@@ -19,14 +19,9 @@ use datafusion::common::Result;
 /// Bytes per value of the dtypes served encoded, when their Arrow type is `column` (no cast
 /// needed); `None` otherwise.
 pub(crate) fn encoded_width(dtype: &DType, column: &DataType) -> Option<usize> {
-    let w = match dtype {
-        DType::Int8 | DType::UInt8 => 1,
-        DType::Int16 | DType::UInt16 => 2,
-        DType::Int32 | DType::UInt32 | DType::Float32 => 4,
-        DType::Int64 | DType::UInt64 | DType::Float64 | DType::TimestampNs => 8,
-        _ => return None,
-    };
-    (crate::layout::arrow_type(dtype).as_ref() == Some(column)).then_some(w)
+    crate::layout::arrow_type(dtype)
+        .filter(|t| t == column && t.is_primitive())
+        .and_then(|t| t.primitive_width())
 }
 
 /// Copies `region` (one range per axis; empty for a 0-d array) of an array of `shape` whose

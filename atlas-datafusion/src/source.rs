@@ -236,29 +236,7 @@ impl DataSource for AtlasSource {
                 };
                 let timer = st.baseline.elapsed_compute().clone();
                 let _t = timer.timer();
-                // Small units (a sensor's readings, a short profile) are read together, up to
-                // a batch of rows: one store call and one buffer per column for all of them.
-                let batch = st.spec.batch_size.max(1);
-                let mut parts = Vec::new();
-                let mut rows = 0;
-                if let Some(p) = st.plan_unit(unit).await? {
-                    rows += p.rows;
-                    parts.push(p);
-                }
-                while st.remaining.is_none()
-                    && st
-                        .units
-                        .front()
-                        .is_some_and(|u| rows as u64 + u.elements() <= batch as u64)
-                {
-                    let Some(next) = st.units.pop_front() else {
-                        break;
-                    };
-                    if let Some(p) = st.plan_unit(next).await? {
-                        rows += p.rows;
-                        parts.push(p);
-                    }
-                }
+                let parts = st.gather(unit).await?;
                 if !parts.is_empty() {
                     st.read_parts(parts).await?;
                 }
@@ -648,8 +626,32 @@ impl PartitionState {
         Ok(Some(region))
     }
 
+    /// `unit` and, while they fit in a batch of rows and no LIMIT is pending, the small units
+    /// queued behind it (a sensor's readings, a short profile), planned: read together, they
+    /// cost one store call and one buffer per column.
+    async fn gather(&mut self, unit: Unit) -> Result<Vec<Part>> {
+        let batch = self.spec.batch_size.max(1) as u64;
+        let mut parts: Vec<Part> = Vec::new();
+        let mut next = Some(unit);
+        while let Some(unit) = next.take() {
+            if let Some(p) = self.plan_unit(unit).await? {
+                parts.push(p);
+            }
+            let rows: u64 = parts.iter().map(|p| p.rows as u64).sum();
+            if self.remaining.is_none()
+                && self
+                    .units
+                    .front()
+                    .is_some_and(|u| rows + u.elements() <= batch)
+            {
+                next = self.units.pop_front();
+            }
+        }
+        Ok(parts)
+    }
+
     /// Decides what of `unit` is read: run-time filters, dimension predicates and a LIMIT
-    /// applied, counters updated, memory reserved and read-ahead started. `None`: nothing.
+    /// applied, counters updated and read-ahead started. `None`: nothing.
     async fn plan_unit(&mut self, unit: Unit) -> Result<Option<Part>> {
         let prefetched = if self.ahead > 0 {
             self.ahead -= 1;
@@ -856,9 +858,9 @@ impl PartitionState {
                     .is_some_and(|s| gather::encoded_width(&s.schema.dtype, ty).is_some())
             })
             .collect();
-        let mut encoded = if fast.is_empty() {
-            Vec::new()
-        } else {
+        // Per part, its values as the store's blocks hold them, where it serves them.
+        let mut encoded: Vec<Option<bytes::Bytes>> = vec![None; parts.len()];
+        if !fast.is_empty() {
             let names: Vec<&str> = fast
                 .iter()
                 .map(|&i| layout.entries[parts[i].entry].dataset.as_str())
@@ -869,28 +871,21 @@ impl PartitionState {
             )
             .await;
             self.attribute_bytes();
-            read.map_err(|err| {
+            let read = read.map_err(|err| {
                 let e = &layout.entries[parts[fast[0]].entry];
                 read_error(&spec, &e.dataset, variable, ReadError::Store(err))
-            })?
-        };
+            })?;
+            for (&i, b) in fast.iter().zip(read) {
+                encoded[i] = b;
+            }
+        }
         let rows: usize = parts.iter().map(|p| p.rows).sum();
-        let elem = element_bytes(
-            &layout.entries[parts[0].entry]
-                .value(v)
-                .map_or(atlas_store::DType::Float64, |s| s.schema.dtype.clone()),
-        );
-        let mut col = gather::Column::new(ty, rows, elem);
-        let mut next = fast.iter().zip(encoded.iter_mut()).peekable();
-        for (i, p) in parts.iter().enumerate() {
+        let mut col = gather::Column::new(ty, rows, ty.primitive_width().unwrap_or(0));
+        for (p, bytes) in parts.iter().zip(encoded) {
             let e = &layout.entries[p.entry];
             let Some(s) = e.value(v) else {
                 col.push_nulls(p.rows)?;
                 continue;
-            };
-            let bytes = match next.peek() {
-                Some((j, _)) if **j == i => next.next().and_then(|(_, b)| b.take()),
-                _ => None,
             };
             match (bytes, gather::encoded_width(&s.schema.dtype, ty)) {
                 (Some(b), Some(w)) => col.push_encoded(

@@ -1009,74 +1009,43 @@ impl Atlas {
             segments.check_layout(&seg, &file, ds, &schema)?;
             let elem = pack::element_size(&schema.dtype).unwrap_or(1);
             let n = schema.shape.iter().product::<usize>();
-            let failed = |e| {
-                let seg = Name::clone(&seg);
-                async move {
-                    let ctx = format!("reading {ds}/{array}");
-                    segments.read_error(&seg, ctx, e).await
+            let read = match (file.array(ds), file.packs.get(ds)) {
+                (Some(info), _) => {
+                    let chunks = info.chunk_entries();
+                    let whole = info
+                        .chunk_shape
+                        .iter()
+                        .zip(&info.shape)
+                        .all(|(&c, &s)| c >= s);
+                    if !whole || chunks.len() != 1 {
+                        continue;
+                    }
+                    file.chunk_bytes(info, &chunks[0].coord).await
                 }
-            };
-            let bytes = if let Some(info) = file.array(ds) {
-                let chunks = info.chunk_entries();
-                let whole = info
-                    .chunk_shape
-                    .iter()
-                    .zip(&info.shape)
-                    .all(|(&c, &s)| c >= s);
-                if !whole || chunks.len() != 1 {
-                    continue;
-                }
-                match file.chunk_bytes(info, &chunks[0].coord).await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => continue,
-                    Err(e) => return Err(failed(e).await),
-                }
-            } else if let Some(slot) = file.packs.get(ds) {
-                let Some(pack) = file.array(&slot.array) else {
-                    continue;
-                };
-                let c = u64::from(pack.chunk_shape.first().copied().unwrap_or(1).max(1));
-                let (first, last) = (slot.start / c, slot.end.saturating_sub(1) / c);
-                let mut joined: Vec<u8> = Vec::new();
-                let mut single: Option<bytes::Bytes> = None;
-                for idx in first..=last {
-                    let chunk = match &held {
-                        Some((name, j, b)) if *name == slot.array && *j == idx => b.clone(),
-                        _ => {
-                            let b = match file.chunk_bytes(pack, &[idx as u32]).await {
-                                Ok(Some(b)) => b,
-                                Ok(None) => {
-                                    return Err(Error::CorruptSegment {
-                                        path: segment::object_path(&self.inner.prefix, &seg)
-                                            .to_string(),
-                                        reason: format!(
-                                            "chunk {idx} of {:?}, which holds {ds:?}, is missing",
-                                            slot.array
-                                        ),
-                                        source: None,
-                                    });
-                                }
-                                Err(e) => return Err(failed(e).await),
-                            };
-                            held = Some((slot.array.clone(), idx, b.clone()));
-                            b
+                (None, Some(slot)) => {
+                    match segment::slot_bytes(&file, slot, elem, &mut held).await {
+                        Ok(None) => {
+                            return Err(Error::CorruptSegment {
+                                path: segment::object_path(&self.inner.prefix, &seg).to_string(),
+                                reason: format!(
+                                    "pack {:?}, which holds {ds:?}, lacks one of its chunks",
+                                    slot.array
+                                ),
+                                source: None,
+                            });
                         }
-                    };
-                    let base = idx * c;
-                    let lo = ((slot.start.max(base) - base) as usize) * elem;
-                    let hi = ((slot.end.min(base + c) - base) as usize) * elem;
-                    if hi > chunk.len() {
-                        break;
-                    }
-                    if first == last {
-                        single = Some(chunk.slice(lo..hi));
-                    } else {
-                        joined.extend_from_slice(&chunk[lo..hi]);
+                        other => other,
                     }
                 }
-                single.unwrap_or_else(|| bytes::Bytes::from(joined))
-            } else {
-                continue;
+                (None, None) => continue,
+            };
+            let bytes = match read {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => {
+                    let ctx = format!("reading {ds}/{array}");
+                    return Err(segments.read_error(&seg, ctx, e).await);
+                }
             };
             if bytes.len() != n * elem {
                 return Err(Error::CorruptSegment {
@@ -1212,7 +1181,7 @@ impl Inner {
         start: Vec<usize>,
         shape: Vec<usize>,
     ) -> Result<Option<ArcArray<T, IxDyn>>> {
-        let (schema, base, patches) = {
+        let (schema, base, base_entry, patches) = {
             let st = lock(&self.state);
             let ds = st
                 .working
@@ -1227,6 +1196,7 @@ impl Inner {
             (
                 Arc::clone(entry.schema()),
                 entry.segment().cloned(),
+                entry.segment().and_then(|s| st.segment_entry(s)),
                 st.pending.get(&key).cloned().unwrap_or_default(),
             )
         };
@@ -1251,7 +1221,14 @@ impl Inner {
         let mut out: ArrayD<T> = match base {
             Some(key) => {
                 let arr = self
-                    .read_base::<T>(&key, dataset, array, &schema, start.clone(), shape.clone())
+                    .read_base::<T>(
+                        (&key, base_entry.as_ref()),
+                        dataset,
+                        array,
+                        &schema,
+                        start.clone(),
+                        shape.clone(),
+                    )
                     .await?;
                 if patches.is_empty() {
                     return Ok(Some(arr));
@@ -1409,7 +1386,7 @@ impl Inner {
                         let schema = &item.schema;
                         let whole: Arc<dyn Patch> = crate::copy::by_dtype!(schema.dtype, &item.dataset, variable, T => {
                             let a = self
-                                .read_base::<T>(base, &item.dataset, variable, schema, vec![], vec![])
+                                .read_base::<T>((base, entry.as_ref()), &item.dataset, variable, schema, vec![], vec![])
                                 .await?;
                             let origin = vec![0; schema.shape.len()];
                             Ok::<Arc<dyn Patch>, Error>(Arc::new(
@@ -1474,10 +1451,12 @@ impl Inner {
         let base = item.base.as_ref().filter(|_| needs_base);
         crate::copy::by_dtype!(schema.dtype, &item.dataset, variable, T => {
             let mut out: ArrayD<T> = match base {
-                Some(key) => self
-                    .read_base::<T>(key, &item.dataset, variable, schema, vec![], vec![])
-                    .await?
-                    .into_owned(),
+                Some(key) => {
+                    let entry = lock(&self.state).segment_entry(key);
+                    self.read_base::<T>((key, entry.as_ref()), &item.dataset, variable, schema, vec![], vec![])
+                        .await?
+                        .into_owned()
+                }
                 None => ArrayD::from_elem(
                     IxDyn(&schema.shape),
                     T::fill_element(schema.fill_value.as_ref()),
@@ -1500,19 +1479,18 @@ impl Inner {
         })
     }
 
-    /// Reads a region of `dataset`'s `array` from its committed segment `key` (no pending
-    /// writes): its own array-format array or its slot in a pack, the layout checked first.
+    /// Reads a region of `dataset`'s `array` from its committed segment `key`, whose catalog
+    /// row is `entry` (no pending writes): its own array-format array or its slot in a pack, the layout checked first.
     pub(crate) async fn read_base<T: ArrayElement>(
         &self,
-        key: &Name,
+        (key, entry): (&Name, Option<&SegmentEntry>),
         dataset: &str,
         array: &str,
         schema: &ArraySchema,
         start: Vec<usize>,
         shape: Vec<usize>,
     ) -> Result<ArcArray<T, IxDyn>> {
-        let entry = lock(&self.state).segment_entry(key);
-        let file = self.segments.open(key, entry.as_ref()).await?;
+        let file = self.segments.open(key, entry).await?;
         self.segments.check_layout(key, &file, dataset, schema)?;
         let (start, shape) = if start.is_empty() && shape.is_empty() {
             (vec![0; schema.shape.len()], schema.shape.clone())

@@ -42,13 +42,10 @@ pub(crate) fn is_pack(name: &str) -> bool {
 /// Bytes per value of the dtypes that are packed (fixed width, encoded as their little-endian
 /// bytes); `None` for the others.
 pub(crate) fn element_size(dtype: &DType) -> Option<usize> {
-    Some(match dtype {
-        DType::Int8 | DType::UInt8 => 1,
-        DType::Int16 | DType::UInt16 => 2,
-        DType::Int32 | DType::UInt32 | DType::Float32 => 4,
-        DType::Int64 | DType::UInt64 | DType::Float64 | DType::TimestampNs => 8,
-        _ => return None,
-    })
+    match dtype {
+        DType::Bool | DType::FixedSizeList { .. } => None,
+        d => d.element_size(),
+    }
 }
 
 /// Whether an array of `schema` is written into its segment's pack.
@@ -66,6 +63,22 @@ pub(crate) struct Slot {
     pub start: u64,
     /// One past the last element.
     pub end: u64,
+}
+
+impl Slot {
+    /// Values per chunk of `pack`, the array this slot is in.
+    pub(crate) fn chunk_len(&self, pack: &array_format::reader::ArrayInfo) -> u64 {
+        u64::from(pack.chunk_shape.first().copied().unwrap_or(1).max(1))
+    }
+
+    /// The chunks of `pack` holding this slot's values.
+    pub(crate) fn chunks(
+        &self,
+        pack: &array_format::reader::ArrayInfo,
+    ) -> std::ops::RangeInclusive<u64> {
+        let c = self.chunk_len(pack);
+        self.start / c..=self.end.saturating_sub(1) / c
+    }
 }
 
 /// The pack index of one segment: dataset name to its slot.

@@ -18,7 +18,7 @@ use crate::catalog::SegmentEntry;
 use crate::config::Codec;
 use crate::error::{Error, Result};
 use crate::lock;
-use crate::pack::Packs;
+use crate::pack::{Packs, Slot};
 use crate::sums::{PageHasher, Sums, VerifiedStore};
 
 /// Decoded-block budget shared by every segment a handle opens.
@@ -127,8 +127,6 @@ pub(crate) struct SegmentRange {
     pub len: u64,
 }
 
-/// One opened segment and the store its reads are checked through (none for a range of a
-/// container, which has no page checksums).
 /// An opened segment: its array-format file and the index of its packs.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -167,6 +165,8 @@ impl Segment {
     }
 }
 
+/// One opened segment and the store its reads are checked through (none for a range of a
+/// container, which has no page checksums).
 struct Opened {
     file: Arc<Segment>,
     verified: Option<Arc<VerifiedStore>>,
@@ -256,15 +256,50 @@ pub(crate) fn blocks_of(
     let Some(pack) = file.array(&slot.array) else {
         return;
     };
-    let chunk = u64::from(pack.chunk_shape.first().copied().unwrap_or(1).max(1));
-    let first = slot.start / chunk;
-    let last = slot.end.saturating_sub(1) / chunk;
+    let chunks = slot.chunks(pack);
     for c in pack.chunk_entries() {
-        let i = u64::from(c.coord.first().copied().unwrap_or(0));
-        if (first..=last).contains(&i) {
+        if chunks.contains(&u64::from(c.coord.first().copied().unwrap_or(0))) {
             ids.insert(c.address.block_id.0);
         }
     }
+}
+
+/// The encoded values of packed `slot` in `file`: a slice of one chunk's decoded bytes, or the
+/// parts of two or more chunks joined. `held` keeps the chunk read last (consecutive slots
+/// mostly share it). `None`: a chunk the slot needs is missing from the pack.
+pub(crate) async fn slot_bytes(
+    file: &Segment,
+    slot: &Slot,
+    elem: usize,
+    held: &mut Option<(String, u64, bytes::Bytes)>,
+) -> std::result::Result<Option<bytes::Bytes>, array_format::Error> {
+    let Some(pack) = file.array(&slot.array) else {
+        return Ok(None);
+    };
+    let chunks = slot.chunks(pack);
+    let c = slot.chunk_len(pack);
+    let single = chunks.start() == chunks.end();
+    let mut joined: Vec<u8> = Vec::new();
+    for idx in chunks {
+        let chunk = match held {
+            Some((name, j, b)) if *name == slot.array && *j == idx => b.clone(),
+            _ => {
+                let Some(b) = file.chunk_bytes(pack, &[idx as u32]).await? else {
+                    return Ok(None);
+                };
+                *held = Some((slot.array.clone(), idx, b.clone()));
+                b
+            }
+        };
+        let base = idx * c;
+        let lo = ((slot.start.max(base) - base) as usize) * elem;
+        let hi = (((slot.end.min(base + c) - base) as usize) * elem).min(chunk.len());
+        if single {
+            return Ok(Some(chunk.slice(lo.min(hi)..hi)));
+        }
+        joined.extend_from_slice(&chunk[lo.min(hi)..hi]);
+    }
+    Ok(Some(bytes::Bytes::from(joined)))
 }
 
 impl SegmentCache {
