@@ -26,7 +26,7 @@ use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExp
 use datafusion::physical_plan::DisplayFormatType;
 use datafusion::physical_plan::filter_pushdown::{FilterPushdownPropagation, PushedDown};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricType,
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricType, MetricValue, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
@@ -133,6 +133,17 @@ fn summary_counter(metrics: &ExecutionPlanMetricsSet, name: &'static str) -> Cou
         .global_counter(name)
 }
 
+fn summary_time(metrics: &ExecutionPlanMetricsSet, name: &'static str) -> Time {
+    let time = Time::new();
+    MetricBuilder::new(metrics)
+        .with_type(MetricType::Summary)
+        .build(MetricValue::Time {
+            name: name.into(),
+            time: time.clone(),
+        });
+    time
+}
+
 /// Counters the scan reports in `EXPLAIN ANALYZE`.
 #[derive(Debug, Clone)]
 pub(crate) struct ScanMetrics {
@@ -140,6 +151,18 @@ pub(crate) struct ScanMetrics {
     /// Object-store requests the scan made (reads and `head`s, its read-ahead included), as
     /// the store counted them.
     pub requests: Count,
+    /// Blocks the store fetched and decoded for the scan (block-cache misses), counted where
+    /// the decoding happens.
+    pub blocks_fetched: Count,
+    /// Chunks the store took out of decoded blocks for the scan, counted where it does so.
+    pub chunks_decoded: Count,
+    /// Time the store waited for storage to return the scan's blocks (summed over concurrent
+    /// loads).
+    pub fetch_time: Time,
+    /// Time the store spent decompressing the scan's blocks (summed over threads).
+    pub decode_time: Time,
+    /// Chunks of the value arrays' declared chunking the scan planned to read (the plan's
+    /// arithmetic; `chunks_decoded` is what the store did).
     pub chunks_read: Count,
     pub chunks_pruned: Count,
     pub datasets_scanned: Count,
@@ -155,6 +178,10 @@ impl ScanMetrics {
         ScanMetrics {
             bytes_read: summary_counter(metrics, "bytes_read"),
             requests: summary_counter(metrics, "requests"),
+            blocks_fetched: summary_counter(metrics, "blocks_fetched"),
+            chunks_decoded: summary_counter(metrics, "chunks_decoded"),
+            fetch_time: summary_time(metrics, "fetch_time"),
+            decode_time: summary_time(metrics, "decode_time"),
             chunks_read: summary_counter(metrics, "chunks_read"),
             chunks_pruned: summary_counter(metrics, "chunks_pruned"),
             datasets_scanned: summary_counter(metrics, "datasets_scanned"),
@@ -208,7 +235,8 @@ impl DataSource for AtlasSource {
             ahead: 0,
             prefetches: Vec::new(),
             warm: Arc::default(),
-            counted: (0, 0),
+            counted: [0; 4],
+            timed: [std::time::Duration::ZERO; 2],
         };
         let stream = futures::stream::try_unfold(state, |mut st| async move {
             loop {
@@ -392,9 +420,10 @@ struct PartitionState {
     /// Set once a prefetch found every block it asked for cached: the scan is warm, and
     /// prefetching on would only cost lookups.
     warm: Arc<std::sync::atomic::AtomicBool>,
-    /// Bytes and requests of `counter` already added to the `bytes_read` and `requests`
-    /// metrics.
-    counted: (u64, u64),
+    /// Bytes, requests, blocks and chunks of `counter` already added to the metrics.
+    counted: [u64; 4],
+    /// Fetch and decode time of `counter` already added to the metrics.
+    timed: [std::time::Duration; 2],
 }
 
 /// Units whose blocks one prefetch asks for, and the values they may hold together.
@@ -416,17 +445,39 @@ fn read_error(spec: &ScanSpec, dataset: &str, array: &str, e: ReadError) -> Data
 }
 
 impl PartitionState {
-    /// Adds what this partition read since the last call (its prefetches included) to the
-    /// `bytes_read` and `requests` metrics.
+    /// Adds what the store read and decoded for this partition since the last call (its
+    /// prefetches included) to the `bytes_read`, `requests`, `blocks_fetched` and
+    /// `chunks_decoded` metrics.
     fn attribute_bytes(&mut self) {
-        let now = (self.counter.bytes(), self.counter.requests());
-        self.metrics
-            .bytes_read
-            .add(now.0.saturating_sub(self.counted.0) as usize);
-        self.metrics
-            .requests
-            .add(now.1.saturating_sub(self.counted.1) as usize);
+        let c = &self.counter;
+        let now = [
+            c.bytes(),
+            c.requests(),
+            c.blocks_fetched(),
+            c.chunks_decoded(),
+        ];
+        let m = &self.metrics;
+        let metrics = [
+            &m.bytes_read,
+            &m.requests,
+            &m.blocks_fetched,
+            &m.chunks_decoded,
+        ];
+        for ((metric, now), before) in metrics.into_iter().zip(now).zip(self.counted) {
+            metric.add(now.saturating_sub(before) as usize);
+        }
         self.counted = now;
+        let times = [
+            (&m.fetch_time, c.fetch_time()),
+            (&m.decode_time, c.decode_time()),
+        ];
+        for ((metric, now), before) in times.into_iter().zip(&mut self.timed) {
+            // `add_duration` adds at least a nanosecond: nothing new adds nothing.
+            if now > *before {
+                metric.add_duration(now - *before);
+                *before = now;
+            }
+        }
     }
 
     /// Starts loading, in the background and several requests at a time, the blocks of this

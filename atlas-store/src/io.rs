@@ -1,9 +1,11 @@
-//! Counting the bytes a piece of work reads from the object store.
+//! Counting what a piece of work reads from the object store and decodes.
 //!
 //! A query engine wants to say how many bytes *this* scan read, while other scans share the same
 //! store handle. [`count_reads`] runs a future with a [`ReadCounter`] in scope; every read the
-//! store makes while polling that future adds to it. Reads served from the block cache add
-//! nothing: the counter measures storage traffic, not decoded data.
+//! store makes while polling that future adds to it. Reads served from the block cache add no
+//! bytes: the byte and request counts measure storage traffic. The same scope counts, where
+//! array-format does the work, the blocks fetched and decoded (cache misses) and the chunks
+//! taken out of decoded blocks (cache hits included).
 
 use std::future::Future;
 use std::ops::Range;
@@ -17,6 +19,7 @@ use object_store::{GetOptions, GetResult, ObjectStore, path::Path};
 #[derive(Debug, Clone, Default)]
 pub struct ReadCounter {
     inner: Arc<Counts>,
+    work: array_format::ReadWork,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +42,28 @@ impl ReadCounter {
     /// Read requests (`get`, range and multi-range reads) so far.
     pub fn requests(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Blocks read from storage and decoded (block-cache misses) so far.
+    pub fn blocks_fetched(&self) -> u64 {
+        self.work.blocks_fetched()
+    }
+
+    /// Chunks whose encoded values were taken out of a decoded block so far, cached blocks
+    /// included (chunks never written, read as fill values, are not counted).
+    pub fn chunks_decoded(&self) -> u64 {
+        self.work.chunks_decoded()
+    }
+
+    /// Time spent waiting for storage to return fetched blocks so far, summed over loads that
+    /// ran at the same time.
+    pub fn fetch_time(&self) -> std::time::Duration {
+        self.work.fetch_time()
+    }
+
+    /// Time spent decompressing fetched blocks so far, summed over the threads that did it.
+    pub fn decode_time(&self) -> std::time::Duration {
+        self.work.decode_time()
     }
 
     fn add(&self, bytes: u64) {
@@ -128,9 +153,11 @@ tokio::task_local! {
     static COUNTER: ReadCounter;
 }
 
-/// Runs `fut`, adding to `counter` every object-store read the store makes while polling it.
+/// Runs `fut`, adding to `counter` every object-store read the store makes, and every block it
+/// fetches and chunk it decodes, while polling it.
 pub async fn count_reads<F: Future>(counter: &ReadCounter, fut: F) -> F::Output {
-    COUNTER.scope(counter.clone(), fut).await
+    let work = array_format::count_work(&counter.work, fut);
+    COUNTER.scope(counter.clone(), work).await
 }
 
 fn record(bytes: u64) {

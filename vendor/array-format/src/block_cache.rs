@@ -174,6 +174,8 @@ impl BlockCache {
         self.block_cache
             .try_get_with(key, async move {
                 decoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // atlas-sql: timed, and counted for the task that loads it.
+                let fetching = std::time::Instant::now();
                 // Only use the I/O slab cache when the block fits in a single slab.
                 // Multi-slab blocks (compressed_size > IO_SLAB_SIZE) are read directly:
                 // splitting them across N slab loads adds overhead with no coalescing benefit.
@@ -183,16 +185,20 @@ impl BlockCache {
                     Some(io) if same_slab => io.read_range(&path_for_io, range, storage).await?,
                     _ => storage.read_range(range).await?,
                 };
-                let decompressed = if codec_id == CodecId::None {
-                    raw
+                let fetch = fetching.elapsed();
+                let (decompressed, decode) = if codec_id == CodecId::None {
+                    (raw, std::time::Duration::ZERO)
                 } else {
-                    let vec = tokio::task::spawn_blocking(move || {
-                        decompress_by_id(&codec_id, &raw, uncompressed_size)
+                    let (vec, decode) = tokio::task::spawn_blocking(move || {
+                        let decoding = std::time::Instant::now();
+                        let vec = decompress_by_id(&codec_id, &raw, uncompressed_size);
+                        (vec, decoding.elapsed())
                     })
                     .await
-                    .map_err(|e| Error::Storage(format!("decompression task failed: {e}")))??;
-                    Bytes::from(vec)
+                    .map_err(|e| Error::Storage(format!("decompression task failed: {e}")))?;
+                    (Bytes::from(vec?), decode)
                 };
+                crate::work::block_fetched(fetch, decode);
                 Ok::<Bytes, Error>(decompressed)
             })
             .await

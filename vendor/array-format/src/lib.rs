@@ -104,6 +104,8 @@ mod nd;
 pub mod reader;
 pub mod timestamp;
 pub mod writer;
+// atlas-sql: per-task counts of the read path's work.
+pub mod work;
 
 // ── Public re-exports ───────────────────────────────────────────────
 pub use array::ArrayElement;
@@ -119,4 +121,5 @@ pub use reader::{
 };
 pub use stats::{ArrayStats, StatValue};
 pub use timestamp::TimestampNs;
+pub use work::{ReadWork, count_work};
 pub use writer::{ArrayWriter, DEFAULT_BLOCK_TARGET_SIZE, WriterConfig};

@@ -496,12 +496,17 @@ impl ArrayFile {
         let block_bytes = match &self.cache {
             Some(cache) => cache.get_or_load(&self.path, block, &*self.storage).await?,
             None => {
+                // atlas-sql: timed, and counted for the task that reads it.
+                let fetching = std::time::Instant::now();
                 let compressed = self.storage.read_range(block.file_range()).await?;
-                Bytes::from(decompress_by_id(
+                let (fetch, decoding) = (fetching.elapsed(), std::time::Instant::now());
+                let bytes = Bytes::from(decompress_by_id(
                     &block.codec,
                     &compressed,
                     block.uncompressed_size as usize,
-                )?)
+                )?);
+                crate::work::block_fetched(fetch, decoding.elapsed());
+                bytes
             }
         };
 
@@ -515,6 +520,8 @@ impl ArrayFile {
                 block_bytes.len()
             )));
         }
+        // atlas-sql: counted for the task that reads it.
+        crate::work::chunk_decoded();
         Ok(Some(block_bytes.slice(start..end)))
     }
 }
@@ -914,5 +921,41 @@ mod tests {
             file.read_array::<u8>("x", vec![], vec![]).await,
             Err(Error::InvalidFooter(_))
         ));
+    }
+
+    // atlas-sql: the per-task counts of `work.rs`.
+    #[tokio::test]
+    async fn a_task_counts_the_blocks_it_fetches_and_the_chunks_it_decodes() {
+        use crate::work::{ReadWork, count_work};
+        let mut w = writer();
+        w.define_array::<u16>("x", vec![], vec![200], Some(vec![50]), None)
+            .unwrap();
+        let values: Vec<u16> = (0..200).collect();
+        w.write_array("x", vec![0], Array::from_vec(values).into_dyn().view())
+            .unwrap();
+        let (_, storage) = finish(w).await;
+        let cached = reopen(storage.clone(), Some(Arc::new(BlockCache::new(1 << 20, 0)))).await;
+        let plain = reopen(storage, None).await;
+        let blocks = cached.blocks.len() as u64;
+        assert_eq!(blocks, 4, "64-byte blocks hold one 100-byte chunk each");
+
+        let work = ReadWork::new();
+        count_work(&work, cached.read_array::<u16>("x", vec![], vec![]))
+            .await
+            .unwrap();
+        assert_eq!((work.blocks_fetched(), work.chunks_decoded()), (4, 4));
+        // Cached blocks are not fetched again; their chunks are decoded again.
+        count_work(&work, cached.read_array::<u16>("x", vec![40], vec![20]))
+            .await
+            .unwrap();
+        assert_eq!((work.blocks_fetched(), work.chunks_decoded()), (4, 6));
+        // Without a cache every chunk read fetches its block.
+        count_work(&work, plain.read_array::<u16>("x", vec![40], vec![20]))
+            .await
+            .unwrap();
+        assert_eq!((work.blocks_fetched(), work.chunks_decoded()), (6, 8));
+        // Reads outside the scope count nowhere.
+        plain.read_array::<u16>("x", vec![], vec![]).await.unwrap();
+        assert_eq!((work.blocks_fetched(), work.chunks_decoded()), (6, 8));
     }
 }
