@@ -116,6 +116,42 @@ async fn open_reads_one_checkpoint_plus_the_log_after_it() {
 }
 
 #[tokio::test]
+async fn after_a_compaction_open_reads_its_checkpoint_and_replays_no_log_entry() {
+    let mem = Arc::new(InMemory::new());
+    let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())
+        .await
+        .unwrap();
+    for b in 0..4 {
+        add_batch(&mut atlas, &format!("b{b}"), 20).await;
+    }
+    let before = atlas.write_stats().checkpoints;
+    let report = atlas.compact().await.unwrap();
+    assert!(!report.variables_rewritten.is_empty(), "{report:?}");
+    assert_eq!(atlas.write_stats().checkpoints, before + 1);
+    let expected = snapshot(&atlas).await;
+
+    let counted = TestStore::new(mem.clone());
+    let reopened = Atlas::open(counted.clone(), prefix()).await.unwrap();
+    let gets: Vec<String> = counted
+        .take_journal()
+        .into_iter()
+        .filter(|(op, _, _)| *op == "get")
+        .map(|(_, p, _)| p)
+        .collect();
+    let generation = atlas.generation();
+    assert_eq!(reopened.generation(), generation);
+    assert!(
+        gets.contains(&format!("store/_checkpoint/{generation:020}.atl")),
+        "{gets:?}"
+    );
+    assert!(
+        gets.iter().all(|p| !p.contains("_log/")),
+        "no log entry is replayed: {gets:?}"
+    );
+    assert_eq!(snapshot(&reopened).await, expected);
+}
+
+#[tokio::test]
 async fn two_writers_that_changed_different_datasets_both_land() {
     let mem = Arc::new(InMemory::new());
     let mut atlas = Atlas::create(mem.clone(), prefix(), StoreConfig::default())

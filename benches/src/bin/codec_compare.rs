@@ -26,6 +26,8 @@ struct Variable {
     elem: usize,
 }
 
+/// Each variable's values, by name and element type (a variable may be f32 in one file and
+/// f64 in another).
 async fn variables(location: &str) -> Result<BTreeMap<String, Variable>, Failure> {
     let atlas = Atlas::open_location(location).await?;
     let mut out: BTreeMap<String, Variable> = BTreeMap::new();
@@ -52,10 +54,12 @@ async fn variables(location: &str) -> Result<BTreeMap<String, Variable>, Failure
                 }
                 _ => continue,
             };
-            let var = out.entry(array).or_insert(Variable {
-                bytes: Vec::new(),
-                elem,
-            });
+            let var = out
+                .entry(format!("{array} ({:?})", meta.dtype))
+                .or_insert(Variable {
+                    bytes: Vec::new(),
+                    elem,
+                });
             var.bytes.extend_from_slice(&bytes);
         }
     }
@@ -74,12 +78,22 @@ fn shuffle(bytes: &[u8], elem: usize) -> Vec<u8> {
     out
 }
 
+/// The inverse of [`shuffle`], for 4- and 8-byte elements (the only ones measured).
 fn unshuffle(bytes: &[u8], elem: usize) -> Vec<u8> {
-    let n = bytes.len() / elem;
+    match elem {
+        4 => unshuffle_n::<4>(bytes),
+        8 => unshuffle_n::<8>(bytes),
+        _ => unreachable!("only f32 and f64 are measured"),
+    }
+}
+
+fn unshuffle_n<const N: usize>(bytes: &[u8]) -> Vec<u8> {
+    let n = bytes.len() / N;
+    let planes: [&[u8]; N] = std::array::from_fn(|b| &bytes[b * n..(b + 1) * n]);
     let mut out = vec![0u8; bytes.len()];
-    for (b, plane) in bytes.chunks_exact(n.max(1)).enumerate().take(elem) {
-        for (i, &byte) in plane.iter().enumerate() {
-            out[i * elem + b] = byte;
+    for (i, dst) in out.chunks_exact_mut(N).enumerate() {
+        for (b, plane) in planes.iter().enumerate() {
+            dst[b] = plane[i];
         }
     }
     out

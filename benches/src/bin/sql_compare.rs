@@ -248,19 +248,25 @@ impl Workload {
 }
 
 /// A fresh session per run, so neither engine reuses caches (ATLAS's decoded blocks,
-/// DataFusion's Parquet metadata) across runs; the OS page cache stays warm for both.
+/// DataFusion's Parquet metadata) across runs; the OS page cache stays warm for both. The
+/// session opens only what `sql` reads (the store for `atlas.…`, the Parquet file for `pq`), so
+/// a cold time holds one engine's open, not both.
 async fn session(
-    store: &str,
-    parquet: &str,
+    (store, parquet): (&str, &str),
+    sql: &str,
     grid_joins: bool,
 ) -> Result<SessionContext, Box<dyn std::error::Error>> {
     let ctx = SessionContext::new();
-    atlas_datafusion::register_store(&ctx, "atlas", store).await?;
-    if !grid_joins {
-        ctx.sql("SET atlas.grid_joins = false").await?;
+    if sql.contains("atlas.") {
+        atlas_datafusion::register_store(&ctx, "atlas", store).await?;
+        if !grid_joins {
+            ctx.sql("SET atlas.grid_joins = false").await?;
+        }
     }
-    ctx.register_parquet("pq", parquet, ParquetReadOptions::default())
-        .await?;
+    if sql.contains("pq") {
+        ctx.register_parquet("pq", parquet, ParquetReadOptions::default())
+            .await?;
+    }
     Ok(ctx)
 }
 
@@ -278,7 +284,7 @@ async fn time_query(
     let mut times = Vec::new();
     let mut first = None;
     let mut rows = 0;
-    let shared = session(paths.0, paths.1, grid_joins).await?;
+    let shared = session(paths, sql, grid_joins).await?;
     if warm {
         shared.sql(sql).await?.collect().await?;
     }
@@ -287,7 +293,7 @@ async fn time_query(
         let ctx = if warm {
             shared.clone()
         } else {
-            session(paths.0, paths.1, grid_joins).await?
+            session(paths, sql, grid_joins).await?
         };
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await?;
