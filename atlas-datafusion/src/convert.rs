@@ -253,10 +253,81 @@ pub fn stat_scalar(v: &StatValue, dtype: &DType, target: &DataType) -> Option<Sc
     if &native.data_type() == target {
         return Some(native);
     }
-    if let (ScalarValue::Int64(Some(i)), DataType::Timestamp(TimeUnit::Nanosecond, None)) =
-        (&native, target)
-    {
-        return Some(ScalarValue::TimestampNanosecond(Some(*i), None));
+    // The common narrowings, without arrow's one-element-array cast (planning runs this twice
+    // per dataset and variable). Statistics of an array fit its type; anything else casts.
+    let narrowed = match (&native, target) {
+        (ScalarValue::Int64(Some(i)), DataType::Timestamp(TimeUnit::Nanosecond, None)) => {
+            Some(ScalarValue::TimestampNanosecond(Some(*i), None))
+        }
+        (ScalarValue::Float64(Some(f)), DataType::Float32) if (*f as f32) as f64 == *f => {
+            Some(ScalarValue::Float32(Some(*f as f32)))
+        }
+        (ScalarValue::Int64(Some(i)), DataType::Int32) => {
+            i32::try_from(*i).ok().map(|v| ScalarValue::Int32(Some(v)))
+        }
+        (ScalarValue::Int64(Some(i)), DataType::Int16) => {
+            i16::try_from(*i).ok().map(|v| ScalarValue::Int16(Some(v)))
+        }
+        (ScalarValue::Int64(Some(i)), DataType::Int8) => {
+            i8::try_from(*i).ok().map(|v| ScalarValue::Int8(Some(v)))
+        }
+        (ScalarValue::UInt64(Some(u)), DataType::UInt32) => {
+            u32::try_from(*u).ok().map(|v| ScalarValue::UInt32(Some(v)))
+        }
+        (ScalarValue::UInt64(Some(u)), DataType::UInt16) => {
+            u16::try_from(*u).ok().map(|v| ScalarValue::UInt16(Some(v)))
+        }
+        (ScalarValue::UInt64(Some(u)), DataType::UInt8) => {
+            u8::try_from(*u).ok().map(|v| ScalarValue::UInt8(Some(v)))
+        }
+        _ => None,
+    };
+    narrowed.or_else(|| native.cast_to(target).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrowed_statistics_equal_what_arrows_cast_gives() {
+        let cases: Vec<(StatValue, DType, DataType)> = vec![
+            (StatValue::Float(1.5), DType::Float32, DataType::Float32),
+            (StatValue::Float(0.1), DType::Float32, DataType::Float32),
+            (StatValue::Float(-3.4e38), DType::Float32, DataType::Float32),
+            (
+                StatValue::Float(f64::NAN),
+                DType::Float32,
+                DataType::Float32,
+            ),
+            (StatValue::Int(-7), DType::Int32, DataType::Int32),
+            (StatValue::Int(i64::MAX), DType::Int64, DataType::Int32),
+            (StatValue::Int(-129), DType::Int16, DataType::Int8),
+            (StatValue::Int(300), DType::Int16, DataType::Int16),
+            (StatValue::UInt(70_000), DType::UInt32, DataType::UInt16),
+            (StatValue::UInt(255), DType::UInt8, DataType::UInt8),
+            (StatValue::UInt(9), DType::UInt32, DataType::UInt32),
+            (
+                StatValue::Int(5),
+                DType::Int64,
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+            ),
+        ];
+        for (v, dtype, target) in cases {
+            let native = match v {
+                StatValue::Int(i) => ScalarValue::Int64(Some(i)),
+                StatValue::UInt(u) => ScalarValue::UInt64(Some(u)),
+                StatValue::Float(f) => ScalarValue::Float64(Some(f)),
+                _ => unreachable!(),
+            };
+            let by_arrow = native.cast_to(&target).ok();
+            let ours = stat_scalar(&v, &dtype, &target);
+            // NaN is not equal to itself: compare the text.
+            assert_eq!(
+                format!("{ours:?}"),
+                format!("{by_arrow:?}"),
+                "{v:?} as {target}"
+            );
+        }
     }
-    native.cast_to(target).ok()
 }
