@@ -255,6 +255,13 @@ pub fn stat_scalar(v: &StatValue, dtype: &DType, target: &DataType) -> Option<Sc
     }
     // The common narrowings, without arrow's one-element-array cast (planning runs this twice
     // per dataset and variable). Statistics of an array fit its type; anything else casts.
+    macro_rules! narrow {
+        ($v:expr, $t:ty, $variant:ident) => {
+            <$t>::try_from(*$v)
+                .ok()
+                .map(|x| ScalarValue::$variant(Some(x)))
+        };
+    }
     let narrowed = match (&native, target) {
         (ScalarValue::Int64(Some(i)), DataType::Timestamp(TimeUnit::Nanosecond, None)) => {
             Some(ScalarValue::TimestampNanosecond(Some(*i), None))
@@ -262,24 +269,12 @@ pub fn stat_scalar(v: &StatValue, dtype: &DType, target: &DataType) -> Option<Sc
         (ScalarValue::Float64(Some(f)), DataType::Float32) if (*f as f32) as f64 == *f => {
             Some(ScalarValue::Float32(Some(*f as f32)))
         }
-        (ScalarValue::Int64(Some(i)), DataType::Int32) => {
-            i32::try_from(*i).ok().map(|v| ScalarValue::Int32(Some(v)))
-        }
-        (ScalarValue::Int64(Some(i)), DataType::Int16) => {
-            i16::try_from(*i).ok().map(|v| ScalarValue::Int16(Some(v)))
-        }
-        (ScalarValue::Int64(Some(i)), DataType::Int8) => {
-            i8::try_from(*i).ok().map(|v| ScalarValue::Int8(Some(v)))
-        }
-        (ScalarValue::UInt64(Some(u)), DataType::UInt32) => {
-            u32::try_from(*u).ok().map(|v| ScalarValue::UInt32(Some(v)))
-        }
-        (ScalarValue::UInt64(Some(u)), DataType::UInt16) => {
-            u16::try_from(*u).ok().map(|v| ScalarValue::UInt16(Some(v)))
-        }
-        (ScalarValue::UInt64(Some(u)), DataType::UInt8) => {
-            u8::try_from(*u).ok().map(|v| ScalarValue::UInt8(Some(v)))
-        }
+        (ScalarValue::Int64(Some(i)), DataType::Int32) => narrow!(i, i32, Int32),
+        (ScalarValue::Int64(Some(i)), DataType::Int16) => narrow!(i, i16, Int16),
+        (ScalarValue::Int64(Some(i)), DataType::Int8) => narrow!(i, i8, Int8),
+        (ScalarValue::UInt64(Some(u)), DataType::UInt32) => narrow!(u, u32, UInt32),
+        (ScalarValue::UInt64(Some(u)), DataType::UInt16) => narrow!(u, u16, UInt16),
+        (ScalarValue::UInt64(Some(u)), DataType::UInt8) => narrow!(u, u8, UInt8),
         _ => None,
     };
     narrowed.or_else(|| native.cast_to(target).ok())

@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use atlas_store::{ReadCounter, count_reads};
+use atlas_store::{ReadCounter, ReadCounts, count_reads};
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, UInt32Array, UInt64Array, new_null_array,
 };
@@ -235,8 +235,7 @@ impl DataSource for AtlasSource {
             ahead: 0,
             prefetches: Vec::new(),
             warm: Arc::default(),
-            counted: [0; 4],
-            timed: [std::time::Duration::ZERO; 2],
+            counted: ReadCounts::default(),
         };
         let stream = futures::stream::try_unfold(state, |mut st| async move {
             loop {
@@ -258,7 +257,7 @@ impl DataSource for AtlasSource {
                     for p in std::mem::take(&mut st.prefetches) {
                         let _ = p.await;
                     }
-                    st.attribute_bytes();
+                    st.attribute_reads();
                     st.reservation.free();
                     return Ok(None);
                 };
@@ -420,10 +419,8 @@ struct PartitionState {
     /// Set once a prefetch found every block it asked for cached: the scan is warm, and
     /// prefetching on would only cost lookups.
     warm: Arc<std::sync::atomic::AtomicBool>,
-    /// Bytes, requests, blocks and chunks of `counter` already added to the metrics.
-    counted: [u64; 4],
-    /// Fetch and decode time of `counter` already added to the metrics.
-    timed: [std::time::Duration; 2],
+    /// What of `counter` was already added to the metrics.
+    counted: ReadCounts,
 }
 
 /// Units whose blocks one prefetch asks for, and the values they may hold together.
@@ -448,34 +445,22 @@ impl PartitionState {
     /// Adds what the store read and decoded for this partition since the last call (its
     /// prefetches included) to the `bytes_read`, `requests`, `blocks_fetched` and
     /// `chunks_decoded` metrics.
-    fn attribute_bytes(&mut self) {
-        let c = &self.counter;
-        let now = [
-            c.bytes(),
-            c.requests(),
-            c.blocks_fetched(),
-            c.chunks_decoded(),
-        ];
-        let m = &self.metrics;
-        let metrics = [
-            &m.bytes_read,
-            &m.requests,
-            &m.blocks_fetched,
-            &m.chunks_decoded,
-        ];
-        for ((metric, now), before) in metrics.into_iter().zip(now).zip(self.counted) {
-            metric.add(now.saturating_sub(before) as usize);
-        }
+    fn attribute_reads(&mut self) {
+        let now = self.counter.counts();
+        let new = now.since(&self.counted);
         self.counted = now;
-        let times = [
-            (&m.fetch_time, c.fetch_time()),
-            (&m.decode_time, c.decode_time()),
-        ];
-        for ((metric, now), before) in times.into_iter().zip(&mut self.timed) {
-            // `add_duration` adds at least a nanosecond: nothing new adds nothing.
-            if now > *before {
-                metric.add_duration(now - *before);
-                *before = now;
+        let m = &self.metrics;
+        m.bytes_read.add(new.bytes as usize);
+        m.requests.add(new.requests as usize);
+        m.blocks_fetched.add(new.blocks_fetched as usize);
+        m.chunks_decoded.add(new.chunks_decoded as usize);
+        // `add_duration` adds at least a nanosecond: nothing new adds nothing.
+        for (metric, time) in [
+            (&m.fetch_time, new.fetch_time),
+            (&m.decode_time, new.decode_time),
+        ] {
+            if !time.is_zero() {
+                metric.add_duration(time);
             }
         }
     }
@@ -598,7 +583,7 @@ impl PartitionState {
                     ty,
                 );
                 let r = count_reads(&self.counter, fut).await;
-                self.attribute_bytes();
+                self.attribute_reads();
                 r.map_err(|err| read_error(&self.spec, &e.dataset, dim, err))?
             }
         };
@@ -921,7 +906,7 @@ impl PartitionState {
                 spec.store.atlas.read_encoded(variable, &names),
             )
             .await;
-            self.attribute_bytes();
+            self.attribute_reads();
             let read = read.map_err(|err| {
                 let e = &layout.entries[parts[fast[0]].entry];
                 read_error(&spec, &e.dataset, variable, ReadError::Store(err))
@@ -959,7 +944,7 @@ impl PartitionState {
                         ty,
                     );
                     let r = count_reads(&self.counter, fut).await;
-                    self.attribute_bytes();
+                    self.attribute_reads();
                     col.push_array(r.map_err(|err| read_error(&spec, &e.dataset, variable, err))?)?;
                 }
             }

@@ -2004,11 +2004,15 @@ impl Inner {
                 st.stats.commits += 1;
             }
             cat = next;
-            // The compaction's log entry names every dataset it moved, and every open after it
-            // would replay them all: a checkpoint now costs what the rewrite already did and
-            // makes the next open read one object. Best effort, as after any commit: the
-            // compaction is committed either way.
-            let _ = self.checkpoint_now().await;
+            if moved.is_empty() {
+                self.maybe_checkpoint().await;
+            } else {
+                // The compaction's log entry names every dataset it moved, and every open
+                // after it would replay them all: a checkpoint now costs what the rewrite
+                // already did and makes the next open read one object. Best effort, as after
+                // any commit: the compaction is committed either way.
+                let _ = self.checkpoint_now().await;
+            }
         }
         report.retired_kept = cat.retired.len();
         // Unreferenced segments nobody retired: crashed writers' leftovers, or live spills.

@@ -22,6 +22,39 @@ pub struct ReadCounter {
     work: array_format::ReadWork,
 }
 
+/// What a [`ReadCounter`] counted, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    /// Bytes read from the object store.
+    pub bytes: u64,
+    /// Object-store read requests (`get`, range and multi-range reads).
+    pub requests: u64,
+    /// Blocks read from storage and decoded (block-cache misses).
+    pub blocks_fetched: u64,
+    /// Chunks whose encoded values were taken out of a decoded block, cached blocks included
+    /// (chunks never written, read as fill values, are not counted).
+    pub chunks_decoded: u64,
+    /// Time spent waiting for storage to return fetched blocks, summed over loads that ran at
+    /// the same time.
+    pub fetch_time: std::time::Duration,
+    /// Time spent decompressing fetched blocks, summed over the threads that did it.
+    pub decode_time: std::time::Duration,
+}
+
+impl ReadCounts {
+    /// What was counted after `earlier`, a snapshot of the same counter.
+    pub fn since(&self, earlier: &ReadCounts) -> ReadCounts {
+        ReadCounts {
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            requests: self.requests.saturating_sub(earlier.requests),
+            blocks_fetched: self.blocks_fetched.saturating_sub(earlier.blocks_fetched),
+            chunks_decoded: self.chunks_decoded.saturating_sub(earlier.chunks_decoded),
+            fetch_time: self.fetch_time.saturating_sub(earlier.fetch_time),
+            decode_time: self.decode_time.saturating_sub(earlier.decode_time),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     bytes: AtomicU64,
@@ -44,26 +77,16 @@ impl ReadCounter {
         self.inner.requests.load(Ordering::Relaxed)
     }
 
-    /// Blocks read from storage and decoded (block-cache misses) so far.
-    pub fn blocks_fetched(&self) -> u64 {
-        self.work.blocks_fetched()
-    }
-
-    /// Chunks whose encoded values were taken out of a decoded block so far, cached blocks
-    /// included (chunks never written, read as fill values, are not counted).
-    pub fn chunks_decoded(&self) -> u64 {
-        self.work.chunks_decoded()
-    }
-
-    /// Time spent waiting for storage to return fetched blocks so far, summed over loads that
-    /// ran at the same time.
-    pub fn fetch_time(&self) -> std::time::Duration {
-        self.work.fetch_time()
-    }
-
-    /// Time spent decompressing fetched blocks so far, summed over the threads that did it.
-    pub fn decode_time(&self) -> std::time::Duration {
-        self.work.decode_time()
+    /// Everything counted so far.
+    pub fn counts(&self) -> ReadCounts {
+        ReadCounts {
+            bytes: self.bytes(),
+            requests: self.requests(),
+            blocks_fetched: self.work.blocks_fetched(),
+            chunks_decoded: self.work.chunks_decoded(),
+            fetch_time: self.work.fetch_time(),
+            decode_time: self.work.decode_time(),
+        }
     }
 
     fn add(&self, bytes: u64) {

@@ -73,7 +73,7 @@ pub use dataset::DatasetView;
 pub use describe::{ArrayInfo, ArrayRef, CatalogView, DatasetInfo, DatasetRef};
 pub use element::Bool;
 pub use error::{Error, Result};
-pub use io::{ReadCounter, count_reads};
+pub use io::{ReadCounter, ReadCounts, count_reads};
 pub use schema::{ArraySchema, Attr};
 /// Re-exported so callers name the same `ndarray` and `object_store` types as the store.
 pub use {ndarray, object_store};

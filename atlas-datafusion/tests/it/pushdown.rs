@@ -11,7 +11,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ndarray::{Array, IxDyn};
 
-use crate::support::{memory_session, plan_text, register, run, sensors};
+use crate::support::{memory_session, plan_text, register, run, sensors, session_on};
 
 const N: usize = 40;
 const LEN: usize = 96;
@@ -438,16 +438,7 @@ async fn a_full_scan_decodes_each_block_once_and_one_dataset_decodes_only_its_ow
 
 /// A new session with a handle of its own on `store` (nothing cached), registered as `s`.
 async fn fresh_handle(store: &Arc<dyn ObjectStore>) -> (SessionContext, Arc<AtlasStore>) {
-    let ctx = SessionContext::new_with_config(
-        SessionConfig::new()
-            .with_target_partitions(2)
-            .with_batch_size(1024),
-    );
-    ctx.register_object_store(
-        &url::Url::parse("memory://").expect("url"),
-        Arc::clone(store),
-    );
-    atlas_datafusion::register_atlas(&ctx);
+    let ctx = session_on(2, store);
     let opened = register(&ctx, "memory:///sensors").await;
     (ctx, opened)
 }

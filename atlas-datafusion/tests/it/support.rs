@@ -17,15 +17,21 @@ use url::Url;
 
 /// A fresh in-memory object store registered with a new session as `memory://`.
 pub fn memory_session(partitions: usize) -> (SessionContext, Arc<dyn ObjectStore>) {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    (session_on(partitions, &store), store)
+}
+
+/// A new session with `store` registered as `memory://` (nothing of an earlier session's
+/// handles or caches).
+pub fn session_on(partitions: usize, store: &Arc<dyn ObjectStore>) -> SessionContext {
     let config = SessionConfig::new()
         .with_target_partitions(partitions)
         .with_batch_size(1024);
     let ctx = SessionContext::new_with_config(config);
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let url = Url::parse("memory://").expect("url");
-    ctx.register_object_store(&url, Arc::clone(&store));
+    ctx.register_object_store(&url, Arc::clone(store));
     register_atlas(&ctx);
-    (ctx, store)
+    ctx
 }
 
 /// A `sensors`-like store: `n` datasets `s0000…`, each with `temperature(time)` f64 of `len`

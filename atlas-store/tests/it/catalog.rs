@@ -45,6 +45,19 @@ async fn objects_under(store: &dyn ObjectStore, dir: &str) -> Vec<String> {
     names
 }
 
+/// Opens the store in `mem`; the handle and the paths of the objects the open read.
+async fn open_counting_gets(mem: &Arc<InMemory>) -> (Atlas, Vec<String>) {
+    let counted = TestStore::new(mem.clone());
+    let atlas = Atlas::open(counted.clone(), prefix()).await.unwrap();
+    let gets = counted
+        .take_journal()
+        .into_iter()
+        .filter(|(op, _, _)| *op == "get")
+        .map(|(_, p, _)| p)
+        .collect();
+    (atlas, gets)
+}
+
 #[tokio::test]
 async fn a_commit_writes_bytes_in_proportion_to_its_changes_not_to_the_store() {
     let mem = Arc::new(InMemory::new());
@@ -88,14 +101,7 @@ async fn open_reads_one_checkpoint_plus_the_log_after_it() {
     }
     let expected = snapshot(&atlas).await;
 
-    let counted = TestStore::new(mem.clone());
-    let reopened = Atlas::open(counted.clone(), prefix()).await.unwrap();
-    let gets: Vec<String> = counted
-        .take_journal()
-        .into_iter()
-        .filter(|(op, _, _)| *op == "get")
-        .map(|(_, p, _)| p)
-        .collect();
+    let (reopened, gets) = open_counting_gets(&mem).await;
     let checkpoints: Vec<&String> = gets.iter().filter(|p| p.contains("_checkpoint/")).collect();
     let logs: Vec<&String> = gets.iter().filter(|p| p.contains("_log/")).collect();
     assert_eq!(
@@ -130,14 +136,7 @@ async fn after_a_compaction_open_reads_its_checkpoint_and_replays_no_log_entry()
     assert_eq!(atlas.write_stats().checkpoints, before + 1);
     let expected = snapshot(&atlas).await;
 
-    let counted = TestStore::new(mem.clone());
-    let reopened = Atlas::open(counted.clone(), prefix()).await.unwrap();
-    let gets: Vec<String> = counted
-        .take_journal()
-        .into_iter()
-        .filter(|(op, _, _)| *op == "get")
-        .map(|(_, p, _)| p)
-        .collect();
+    let (reopened, gets) = open_counting_gets(&mem).await;
     let generation = atlas.generation();
     assert_eq!(reopened.generation(), generation);
     assert!(

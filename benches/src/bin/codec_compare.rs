@@ -161,7 +161,11 @@ fn main() -> Result<(), Failure> {
         "| store · variable | raw MiB | codec | stored MiB | ratio to raw | decompress ms | GB/s |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|");
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
     for store in &stores {
+        let short = std::path::Path::new(store)
+            .file_name()
+            .map_or(store.as_str(), |f| f.to_str().unwrap_or(store));
         let vars = rt.block_on(variables(store))?;
         for (name, var) in &vars {
             let blocks: Vec<&[u8]> = var.bytes.chunks(BLOCK).collect();
@@ -188,10 +192,6 @@ fn main() -> Result<(), Failure> {
                 }
                 times.sort();
                 let t = times[times.len() / 2];
-                let mib = |b: usize| b as f64 / (1 << 20) as f64;
-                let short = std::path::Path::new(store)
-                    .file_name()
-                    .map_or(store.as_str(), |f| f.to_str().unwrap_or(store));
                 println!(
                     "| {short} · {name} | {:.2} | {} | {:.2} | {:.3} | {:.2} | {:.2} |",
                     mib(raw),

@@ -247,44 +247,47 @@ impl Workload {
     }
 }
 
+/// What a query reads: the ATLAS store as schema `atlas` (`grid_joins`: whether the session
+/// plans joins on the whole grid as grid scans, the default), or the Parquet file as `pq`.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Atlas { store: &'a str, grid_joins: bool },
+    Parquet(&'a str),
+}
+
 /// A fresh session per run, so neither engine reuses caches (ATLAS's decoded blocks,
 /// DataFusion's Parquet metadata) across runs; the OS page cache stays warm for both. The
-/// session opens only what `sql` reads (the store for `atlas.…`, the Parquet file for `pq`), so
-/// a cold time holds one engine's open, not both.
-async fn session(
-    (store, parquet): (&str, &str),
-    sql: &str,
-    grid_joins: bool,
-) -> Result<SessionContext, Box<dyn std::error::Error>> {
+/// session opens only `source`, so a cold time holds one engine's open, not both.
+async fn session(source: Source<'_>) -> Result<SessionContext, Box<dyn std::error::Error>> {
     let ctx = SessionContext::new();
-    if sql.contains("atlas.") {
-        atlas_datafusion::register_store(&ctx, "atlas", store).await?;
-        if !grid_joins {
-            ctx.sql("SET atlas.grid_joins = false").await?;
+    match source {
+        Source::Atlas { store, grid_joins } => {
+            atlas_datafusion::register_store(&ctx, "atlas", store).await?;
+            if !grid_joins {
+                ctx.sql("SET atlas.grid_joins = false").await?;
+            }
         }
-    }
-    if sql.contains("pq") {
-        ctx.register_parquet("pq", parquet, ParquetReadOptions::default())
-            .await?;
+        Source::Parquet(parquet) => {
+            ctx.register_parquet("pq", parquet, ParquetReadOptions::default())
+                .await?;
+        }
     }
     Ok(ctx)
 }
 
 /// Median time over `runs` runs, the plan of the first run, and the row count. `warm`: one
 /// session for every run (caches kept, the first run not timed); else a fresh session per run,
-/// its set-up timed with the query. `grid_joins`: whether the session plans joins on the whole
-/// grid as grid scans (the default).
+/// its set-up timed with the query.
 async fn time_query(
-    paths: (&str, &str),
+    source: Source<'_>,
     sql: &str,
     runs: usize,
     warm: bool,
-    grid_joins: bool,
 ) -> Result<(Duration, Arc<dyn ExecutionPlan>, usize), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
     let mut first = None;
     let mut rows = 0;
-    let shared = session(paths, sql, grid_joins).await?;
+    let shared = session(source).await?;
     if warm {
         shared.sql(sql).await?.collect().await?;
     }
@@ -293,7 +296,7 @@ async fn time_query(
         let ctx = if warm {
             shared.clone()
         } else {
-            session(paths, sql, grid_joins).await?
+            session(source).await?
         };
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await?;
@@ -410,10 +413,9 @@ async fn compare(
             json.join(", ")
         ),
     )?;
-    let paths = (
-        store.to_str().ok_or("path")?,
-        parquet.to_str().ok_or("path")?,
-    );
+    let store = store.to_str().ok_or("path")?;
+    let atlas = |grid_joins| Source::Atlas { store, grid_joins };
+    let parquet = Source::Parquet(parquet.to_str().ok_or("path")?);
     for warm in [false, true] {
         println!(
             "\n{}",
@@ -429,15 +431,13 @@ async fn compare(
         println!("|---|---:|---:|---:|---|");
         for (qname, q) in &queries {
             let (ta, plan, rows_a) = time_query(
-                paths,
+                atlas(true),
                 &q.replace("{t}", &format!("atlas.{var}")),
                 runs,
                 warm,
-                true,
             )
             .await?;
-            let (tp, _, rows_p) =
-                time_query(paths, &q.replace("{t}", "pq"), runs, warm, true).await?;
+            let (tp, _, rows_p) = time_query(parquet, &q.replace("{t}", "pq"), runs, warm).await?;
             assert_eq!(rows_a, rows_p, "{qname}");
             println!(
                 "| {qname} | {:.2} | {:.2} | {:.2} | {} |",
@@ -463,7 +463,7 @@ async fn compare(
                 );
                 for (rule, how) in [(true, "planned as a grid scan"), (false, "hash joins")] {
                     let (tj, _, rows_j) =
-                        time_query(paths, &q.replace("{t}", &joined), runs, warm, rule).await?;
+                        time_query(atlas(rule), &q.replace("{t}", &joined), runs, warm).await?;
                     assert_eq!(rows_j, rows_p, "{qname} (join plan)");
                     println!(
                         "| {qname}, as joins ({how}) | {:.2} | {:.2} | {:.2} | |",
