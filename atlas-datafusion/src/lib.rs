@@ -27,6 +27,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod codec;
 mod convert;
 mod error;
 mod gather;
@@ -43,6 +44,7 @@ mod table;
 mod tables;
 mod write;
 
+pub use codec::AtlasCodec;
 pub use error::{Error, Result};
 pub use grid_join::GridJoins;
 pub use layout::{

@@ -19,13 +19,21 @@ pub struct AtlasOptions {
     /// Whether an inner join of variable tables on `dataset` and every index column is
     /// planned as one grid scan ([`crate::GridJoins`]; default true).
     pub grid_joins: bool,
+    /// In a distributed session, the elements (values a scan's units of work cover) that
+    /// justify one more task for a scan (default 1 Mi): a scan of fewer runs as one task, one
+    /// of 4 × this on up to four workers.
+    pub elements_per_task: u64,
 }
+
+/// Default of [`AtlasOptions::elements_per_task`].
+pub const ELEMENTS_PER_TASK: u64 = 1 << 20;
 
 impl Default for AtlasOptions {
     fn default() -> Self {
         AtlasOptions {
             type_conflicts: TypeConflicts::default(),
             grid_joins: true,
+            elements_per_task: ELEMENTS_PER_TASK,
         }
     }
 }
@@ -65,9 +73,20 @@ impl ExtensionOptions for AtlasOptions {
                 };
                 Ok(())
             }
+            "elements_per_task" => {
+                self.elements_per_task = match value.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return Err(DataFusionError::Configuration(format!(
+                            "atlas.elements_per_task is a positive whole number, not {value:?}"
+                        )));
+                    }
+                };
+                Ok(())
+            }
             other => Err(DataFusionError::Configuration(format!(
                 "no option atlas.{other} (the options are: atlas.type_conflicts, \
-                 atlas.grid_joins)"
+                 atlas.grid_joins, atlas.elements_per_task)"
             ))),
         }
     }
@@ -88,6 +107,12 @@ impl ExtensionOptions for AtlasOptions {
                 description: "Whether an inner join of variable tables of one store on dataset \
                               and every index column is planned as one grid scan (the variables \
                               read in lockstep, no hash join).",
+            },
+            ConfigEntry {
+                key: "atlas.elements_per_task".into(),
+                value: Some(self.elements_per_task.to_string()),
+                description: "In a distributed session, the values a scan reads that justify one \
+                              more task (worker) for it.",
             },
         ]
     }
@@ -110,6 +135,14 @@ impl AtlasOptions {
             .extensions
             .get::<AtlasOptions>()
             .is_none_or(|o| o.grid_joins)
+    }
+
+    /// The `atlas.elements_per_task` of a session's options (the default when it lacks them).
+    pub fn elements_per_task_of(options: &ConfigOptions) -> u64 {
+        options
+            .extensions
+            .get::<AtlasOptions>()
+            .map_or(ELEMENTS_PER_TASK, |o| o.elements_per_task)
     }
 
     /// Adds the options to `ctx` with their defaults, unless it has them already.

@@ -409,7 +409,7 @@ fn string_arg(args: &[Expr], i: usize, function: &str, what: &str) -> Result<Str
 
 /// Runs store I/O from synchronous code (table functions are planned synchronously) on a
 /// thread of its own, so it works under any runtime.
-fn block_on<T: Send>(
+pub(crate) fn block_on<T: Send>(
     location: &str,
     work: impl std::future::Future<Output = Result<T>> + Send,
 ) -> Result<T> {

@@ -91,6 +91,21 @@ pub(crate) struct DimFilter {
     pub schema: SchemaRef,
 }
 
+/// The value columns (`ColumnKind::Value` numbers, in projection order) and coordinate
+/// columns (`ColumnKind::Coord` numbers) among `projection`'s columns of `layout`.
+pub(crate) fn projected_columns(layout: &Layout, projection: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut values = Vec::new();
+    let mut coords = Vec::new();
+    for &col in projection {
+        match layout.column_kind(col) {
+            ColumnKind::Value(v) => values.push(v),
+            ColumnKind::Coord(c) => coords.push(c),
+            _ => {}
+        }
+    }
+    (values, coords)
+}
+
 /// What a scan needs to know, shared by every partition.
 #[derive(Debug)]
 pub(crate) struct ScanSpec {

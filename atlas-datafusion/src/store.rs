@@ -31,7 +31,13 @@ pub struct AtlasStore {
     /// Layouts of joins planned as grid scans, by variables: a statement repeated in a
     /// session plans without walking the catalog again.
     joined: std::sync::Mutex<std::collections::HashMap<Vec<String>, Arc<crate::layout::Layout>>>,
+    /// Layouts of the tables of plans decoded from other processes, by (name, variables,
+    /// complete).
+    layouts: std::sync::Mutex<LayoutCache>,
 }
+
+type LayoutCache =
+    std::collections::HashMap<(String, Vec<String>, bool), Arc<crate::layout::Layout>>;
 
 /// Splits a store location into a URL: `scheme://…` as is, anything else as a local path.
 pub(crate) fn location_url(location: &str) -> Result<Url> {
@@ -124,6 +130,7 @@ impl AtlasStore {
             dictionary,
             tables: OnceLock::new(),
             joined: Default::default(),
+            layouts: Default::default(),
         })
     }
 
@@ -160,6 +167,29 @@ impl AtlasStore {
         }
         let layout = Arc::new(build()?);
         lock().insert(variables.to_vec(), Arc::clone(&layout));
+        Ok(layout)
+    }
+
+    /// The layout of table `name` of `variables` (only the datasets holding every variable
+    /// when `complete`), built from this handle's catalog once per handle.
+    pub(crate) fn layout_of(
+        &self,
+        name: &str,
+        variables: &[String],
+        complete: bool,
+    ) -> Result<Arc<crate::layout::Layout>> {
+        let key = (name.to_string(), variables.to_vec(), complete);
+        let lock = || self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = lock().get(&key) {
+            return Ok(Arc::clone(l));
+        }
+        let mut layout =
+            crate::layout::Layout::build_grid(&self.location, name, variables, &self.catalog)?;
+        if complete {
+            layout.retain_complete();
+        }
+        let layout = Arc::new(layout);
+        lock().insert(key, Arc::clone(&layout));
         Ok(layout)
     }
 

@@ -29,7 +29,9 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use crate::convert::stat_scalar;
 use crate::layout::{ColumnKind, Conflict, Layout, TypeConflicts, dataset_type};
 use crate::options::AtlasOptions;
-use crate::source::{AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, value_chunks};
+use crate::source::{
+    AtlasSource, DimFilter, ScanMetrics, ScanSpec, Unit, projected_columns, value_chunks,
+};
 use crate::store::AtlasStore;
 
 /// Most elements one unit of work reads at once (a slab of whole chunks along the first axis;
@@ -766,15 +768,7 @@ impl TableProvider for AtlasTable {
             None => (0..schema.fields().len()).collect(),
         };
         // The projected value and coordinate columns, worked out once for every unit.
-        let mut values = Vec::new();
-        let mut coords = Vec::new();
-        for &col in &projection {
-            match layout.column_kind(col) {
-                ColumnKind::Value(v) => values.push(v),
-                ColumnKind::Coord(c) => coords.push(c),
-                _ => {}
-            }
-        }
+        let (values, coords) = projected_columns(layout, &projection);
         // A unit of a grid table reads each projected variable: fewer elements per unit.
         let unit_elements = UNIT_ELEMENTS / values.len().max(1);
         let mut units = Vec::new();

@@ -213,7 +213,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), CliError> {
     let location = dir
         .to_str()
         .ok_or_else(|| CliError::Usage("the demo path is not UTF-8".into()))?;
-    let (ctx, stores) = crate::session::build(&[format!("demo={location}")]).await?;
+    let (ctx, stores) = crate::session::build(&[format!("demo={location}")], None).await?;
     for store in &stores {
         print!("\n{}", crate::info::report(store));
     }

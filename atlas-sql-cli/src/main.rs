@@ -12,6 +12,7 @@ mod maintain;
 mod migrate;
 mod repl;
 mod session;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,10 @@ struct QueryArgs {
     /// No banner, no row counts.
     #[arg(short, long)]
     quiet: bool,
+    /// Run queries distributed: each ATLAS scan split into tasks for these workers
+    /// (`atlas-sql serve-worker`), which read the store themselves.
+    #[arg(long, value_name = "HOST:PORT,…")]
+    workers: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +119,9 @@ enum Command {
     /// store, streaming with bounded memory, and check every array of the copy equal to the
     /// source before reporting success; exit code 4 when it differs.
     Migrate(migrate::MigrateArgs),
+    /// Serve as a worker of distributed queries (`atlas-sql --workers …` on the coordinator):
+    /// runs the tasks it is sent, reading the stores they name itself, until Ctrl-C.
+    ServeWorker(worker::WorkerArgs),
     /// Delete datasets, by name or by a SQL LIKE pattern, in one commit.
     Delete {
         /// The store (a local directory).
@@ -157,6 +165,7 @@ fn main() -> ExitCode {
             }) => maintain::vacuum(&store, retention, dry_run).await,
             Some(Command::Verify { store }) => maintain::verify(&store).await,
             Some(Command::Migrate(args)) => migrate::run(args).await,
+            Some(Command::ServeWorker(args)) => worker::run(args).await,
             Some(Command::Delete {
                 store,
                 datasets,
@@ -198,7 +207,7 @@ async fn upgrade(path: &std::path::Path) -> Result<ExitCode, exec::CliError> {
 }
 
 async fn query(args: QueryArgs) -> Result<ExitCode, exec::CliError> {
-    let (ctx, _) = session::build(&args.stores).await?;
+    let (ctx, _) = session::build(&args.stores, args.workers.as_deref()).await?;
     let mut printer = Printer::new(args.format, args.timing, args.quiet);
     if args.commands.is_empty() && args.files.is_empty() {
         repl::run(&ctx, &mut printer).await?;

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use atlas_datafusion::{AtlasStore, register_atlas, register_opened};
+use atlas_datafusion::{AtlasCodec, AtlasStore, register_atlas, register_opened};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::exec::CliError;
@@ -35,15 +36,35 @@ pub fn schema_name(spec: &str) -> (String, String) {
     (name, spec.to_string())
 }
 
-/// A session with the ATLAS SQL surface and every store registered, with the opened stores.
-pub async fn build(stores: &[String]) -> Result<(SessionContext, Vec<Arc<AtlasStore>>), CliError> {
+/// A session with the ATLAS SQL surface and every store registered, with the opened stores;
+/// with `workers`, a coordinator that runs each query's scans on them.
+pub async fn build(
+    stores: &[String],
+    workers: Option<&str>,
+) -> Result<(SessionContext, Vec<Arc<AtlasStore>>), CliError> {
     let specs: Vec<(String, String)> = stores.iter().map(|s| schema_name(s)).collect();
     let mut config = SessionConfig::new().with_information_schema(true);
     if let Some((first, _)) = specs.first() {
         config = config.with_default_catalog_and_schema("datafusion", first);
     }
+    let ctx = match workers {
+        None => SessionContext::new_with_config(config),
+        Some(list) => {
+            let workers = atlas_distributed::Workers::parse(list)
+                .map_err(|e| CliError::Usage(format!("--workers: {e}")))?;
+            let state = atlas_distributed::distribute(
+                SessionStateBuilder::new()
+                    .with_default_features()
+                    .with_config(config),
+                workers,
+                AtlasCodec::new(),
+            )
+            .build();
+            SessionContext::new_with_state(state)
+        }
+    };
     // `SELECT * FROM 'file.parquet'` works, as in datafusion-cli.
-    let ctx = SessionContext::new_with_config(config).enable_url_table();
+    let ctx = ctx.enable_url_table();
     register_atlas(&ctx);
     let mut opened = Vec::with_capacity(specs.len());
     for (i, (name, location)) in specs.iter().enumerate() {

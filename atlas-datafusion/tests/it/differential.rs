@@ -16,7 +16,11 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use ndarray::{Array, IxDyn};
 
-use crate::support::{memory_session, register, rows_text};
+use atlas_datafusion::AtlasCodec;
+use atlas_datafusion::atlas_store::object_store::ObjectStore;
+use atlas_datafusion::atlas_store::object_store::memory::InMemory;
+
+use crate::support::{distributed_session_on, memory_session, register, rows_text};
 
 const DATASETS: usize = 12;
 const T0: i64 = 1_700_000_000_000_000_000;
@@ -476,6 +480,68 @@ async fn check(partitions: usize) {
         let theirs = rows(&ctx, &q.replace("{s}", "r")).await;
         assert_eq!(ours, theirs, "{q} (target_partitions={partitions})");
     }
+}
+
+/// The suite on a coordinator whose scans three loopback workers run (gRPC over TCP), each
+/// scan split into as many tasks as there are workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_query_matches_when_three_workers_run_the_scans() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addresses: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let workers = atlas_distributed::Workers::parse(&addresses.join(",")).unwrap();
+    let ctx = distributed_session_on(2, &store, workers);
+    ctx.sql("SET atlas.elements_per_task = 1").await.unwrap();
+    let mut atlas = Atlas::create(
+        Arc::clone(&store),
+        Path::from("gen"),
+        StoreConfig::default(),
+    )
+    .await
+    .unwrap();
+    let reference = build(&mut atlas).await;
+    reference.register(&ctx);
+    let handle = register(&ctx, "memory:///gen").await;
+    // The workers share the coordinator's in-memory object store through the handle (a store
+    // on disk or in an object store they would open themselves).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    for listener in listeners {
+        let mut stopped = stopped.clone();
+        let codec = AtlasCodec::new().with_store(Arc::clone(&handle));
+        tokio::spawn(atlas_distributed::serve(listener, codec, async move {
+            let _ = stopped.changed().await;
+        }));
+    }
+    let mut split = 0;
+    for q in QUERIES {
+        let sql = q.replace("{s}", "s");
+        let plan = ctx
+            .sql(&sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let text =
+            atlas_distributed::datafusion_distributed::display_plan_ascii(plan.as_ref(), false);
+        split += usize::from(text.contains("DistributedLeafExec"));
+        let ours = rows(&ctx, &sql).await;
+        let theirs = rows(&ctx, &q.replace("{s}", "r")).await;
+        assert_eq!(ours, theirs, "{q} (distributed)");
+    }
+    // Most scans were split across workers (the rest read too little for more than one task).
+    assert!(
+        split * 2 > QUERIES.len(),
+        "{split} of {} plans split",
+        QUERIES.len()
+    );
+    let _ = stop.send(true);
 }
 
 #[tokio::test]

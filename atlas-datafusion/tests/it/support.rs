@@ -34,6 +34,30 @@ pub fn session_on(partitions: usize, store: &Arc<dyn ObjectStore>) -> SessionCon
     ctx
 }
 
+/// [`session_on`] as a distributed coordinator whose scans `workers` run.
+pub fn distributed_session_on(
+    partitions: usize,
+    store: &Arc<dyn ObjectStore>,
+    workers: atlas_distributed::Workers,
+) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_batch_size(1024);
+    let state = atlas_distributed::distribute(
+        datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config),
+        workers,
+        atlas_datafusion::AtlasCodec::new(),
+    )
+    .build();
+    let ctx = SessionContext::new_with_state(state);
+    let url = Url::parse("memory://").expect("url");
+    ctx.register_object_store(&url, Arc::clone(store));
+    register_atlas(&ctx);
+    ctx
+}
+
 /// A `sensors`-like store: `n` datasets `s0000…`, each with `temperature(time)` f64 of `len`
 /// values `i * 1000 + t` (so dataset `i` spans `[1000 i, 1000 i + len)`), a `time` coordinate
 /// (seconds as f64), chunked by `chunk`.
